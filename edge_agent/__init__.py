@@ -1,0 +1,1 @@
+"""Edge agent: runs beside the handpiece firmware (device port, simulator, outbox, publisher)."""

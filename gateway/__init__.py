@@ -1,0 +1,1 @@
+"""Gateway: the MQTT door into the event store (decode, validate, append, acknowledge)."""

@@ -1,0 +1,141 @@
+"""Decode an MQTT event batch into sealed events and rejections.  Pure: bytes in, values out.
+
+The batch is judged as a whole only where it must be (size, JSON, envelope, which
+device is speaking); after that every event stands or falls on its own, so one bad
+event never costs the good ones beside it their place in the store.
+"""
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Final
+
+import orjson
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+
+from schemas.canonical import GENESIS_HASH, canonical_body, sha256_hex
+from schemas.device_events import DeviceEvent
+from schemas.events import DEVICE_EVENT_ADAPTER
+from schemas.fields import FROZEN_STRICT_SHAPE, DeviceId
+from schemas.rejection import Rejection, RejectionReason
+from schemas.sealed import SealedEvent
+from schemas.streams import device_stream
+
+MAX_BATCH_BYTES: Final = 256 * 1024
+MAX_BATCH_EVENTS: Final = 500
+_MAX_DETAIL: Final = 300
+
+
+class _BatchEnvelope(BaseModel):
+    model_config = FROZEN_STRICT_SHAPE
+
+    device_id: DeviceId
+    # Events are judged one by one below, so any JSON value is let through here.
+    events: Annotated[list[Any], Field(min_length=1, max_length=MAX_BATCH_EVENTS)]
+
+
+_BATCH_ADAPTER: Final = TypeAdapter(_BatchEnvelope)
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedBatch:
+    """What one MQTT message yielded: events to append and input to dead-letter."""
+
+    events: tuple[SealedEvent, ...]
+    rejections: tuple[Rejection, ...]
+
+
+def decode_event_batch(topic_device_id: str, payload: bytes) -> DecodedBatch:
+    """Decode ``payload`` received on the events topic of ``topic_device_id``.
+
+    Never raises on any input: every problem comes back as a ``Rejection``.
+    """
+    if len(payload) > MAX_BATCH_BYTES:
+        return _whole(
+            RejectionReason.OVERSIZE,
+            f"payload is {len(payload)} bytes; a batch may be at most {MAX_BATCH_BYTES}",
+            payload,
+            topic_device_id,
+        )
+    try:
+        document = orjson.loads(payload)
+    except orjson.JSONDecodeError as error:
+        return _whole(
+            RejectionReason.MALFORMED, f"not UTF-8 JSON: {error}", payload, topic_device_id
+        )
+    try:
+        batch = _BATCH_ADAPTER.validate_python(document)
+    except ValidationError as error:
+        return _whole(RejectionReason.SCHEMA, _describe(error), payload, topic_device_id)
+    if batch.device_id != topic_device_id:
+        return _whole(
+            RejectionReason.IDENTITY,
+            f"batch device_id {batch.device_id!r} was published on the topic of "
+            f"{topic_device_id!r}",
+            payload,
+            topic_device_id,
+        )
+    events: list[SealedEvent] = []
+    rejections: list[Rejection] = []
+    for raw_event in batch.events:
+        outcome = decode_device_event(batch.device_id, raw_event)
+        (events if isinstance(outcome, SealedEvent) else rejections).append(outcome)  # type: ignore[arg-type]
+    return DecodedBatch(events=tuple(events), rejections=tuple(rejections))
+
+
+def decode_device_event(device_id: str, raw_event: Any) -> SealedEvent | Rejection:
+    """Validate one event of a batch already known to come from ``device_id``."""
+    raw_seq = raw_event.get("seq") if isinstance(raw_event, dict) else None
+    seq = raw_seq if type(raw_seq) is int else None
+
+    def reject(reason: RejectionReason, detail: str) -> Rejection:
+        return Rejection(reason, detail[:_MAX_DETAIL], _raw_bytes(raw_event), device_id, seq)
+
+    try:
+        event: DeviceEvent = DEVICE_EVENT_ADAPTER.validate_python(raw_event)
+    except ValidationError as error:
+        return reject(RejectionReason.SCHEMA, _describe(error))
+    if not isinstance(raw_event, dict):  # pragma: no cover - validation refuses non-objects
+        return reject(RejectionReason.SCHEMA, "an event must be a JSON object")
+    if event.device_id != device_id:
+        return reject(
+            RejectionReason.IDENTITY,
+            f"event seq {event.seq} names device {event.device_id!r} "
+            f"inside a batch of {device_id!r}",
+        )
+    try:
+        body = canonical_body(raw_event)
+    except ValueError as error:  # e.g. a float beyond what canonical JSON can represent
+        return reject(
+            RejectionReason.SCHEMA, f"event seq {event.seq} has no canonical form: {error}"
+        )
+    if sha256_hex(body) != event.hash:
+        return reject(
+            RejectionReason.INTEGRITY,
+            f"event seq {event.seq}: hash does not match the SHA-256 of its canonical JSON",
+        )
+    if event.seq == 1 and event.prev_hash != GENESIS_HASH:
+        return reject(RejectionReason.INTEGRITY, "event seq 1 must have a prev_hash of 64 zeros")
+    return SealedEvent(event=event, body=body, stream_id=device_stream(device_id))
+
+
+def _whole(reason: RejectionReason, detail: str, payload: bytes, device_id: str) -> DecodedBatch:
+    rejection = Rejection(reason, detail[:_MAX_DETAIL], payload, device_id)
+    return DecodedBatch(events=(), rejections=(rejection,))
+
+
+def _describe(error: ValidationError) -> str:
+    """The first problem, located: ``cores.punched.data.actuations: Input should be ≥ 1``."""
+    first = error.errors(include_url=False, include_input=False)[0]
+    if first["type"] == "union_tag_invalid":
+        tag = (first.get("ctx") or {}).get("tag")
+        return f"type: unknown event type {tag!r}"
+    location = ".".join(str(part) for part in first["loc"]) or "document"
+    more = error.error_count() - 1
+    suffix = f" (and {more} more)" if more else ""
+    return f"{location}: {first['msg']}{suffix}"
+
+
+def _raw_bytes(raw_event: Any) -> bytes:
+    try:
+        return orjson.dumps(raw_event)
+    except TypeError:
+        return repr(raw_event).encode()

@@ -1,0 +1,51 @@
+"""The one discriminated union of every event type, and its decoders built once."""
+
+from typing import Annotated, Final
+
+from pydantic import Field, TypeAdapter
+
+from schemas.device_events import (
+    AgentStarted,
+    CartridgeInstalled,
+    CartridgeRemoved,
+    CoresPunched,
+    DeviceEvent,
+    FaultCleared,
+    FaultRaised,
+    NeedleWear,
+    SessionEnded,
+    SessionStarted,
+)
+from schemas.platform_events import (
+    AlertAcknowledged,
+    AlertRaised,
+    AlertResolved,
+    DeviceAssigned,
+    DeviceRegistered,
+    DeviceServiced,
+)
+
+Event = Annotated[
+    AgentStarted
+    | CartridgeInstalled
+    | SessionStarted
+    | CoresPunched
+    | NeedleWear
+    | FaultRaised
+    | FaultCleared
+    | SessionEnded
+    | CartridgeRemoved
+    | DeviceRegistered
+    | DeviceAssigned
+    | DeviceServiced
+    | AlertRaised
+    | AlertAcknowledged
+    | AlertResolved,
+    Field(discriminator="type"),
+]
+
+EVENT_ADAPTER: Final[TypeAdapter[Event]] = TypeAdapter(Event)
+"""Any event, device-sent or platform-recorded: what the store may hold."""
+
+DEVICE_EVENT_ADAPTER: Final[TypeAdapter[DeviceEvent]] = TypeAdapter(DeviceEvent)
+"""Only what a device may send: a platform event type on a device topic is a schema error."""

@@ -1,0 +1,51 @@
+"""MQTT topic names of wire protocol v1 (DESIGN §4, normative)."""
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+PREFIX: Final = "coreline/v1"
+EVENTS_FILTER: Final = f"{PREFIX}/devices/+/events"
+TELEMETRY_FILTER: Final = f"{PREFIX}/devices/+/telemetry"
+STATUS_FILTER: Final = f"{PREFIX}/devices/+/status"
+GATEWAY_SHARE_GROUP: Final = "coreline-gateway"
+
+
+class DeviceChannel(StrEnum):
+    EVENTS = "events"
+    TELEMETRY = "telemetry"
+    STATUS = "status"
+    CMD = "cmd"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceTopic:
+    device_id: str
+    channel: DeviceChannel
+
+
+_DEVICE_TOPIC: Final = re.compile(
+    r"^coreline/v1/devices/([A-Z0-9][A-Z0-9-]{2,63})/(events|telemetry|status|cmd)$"
+)
+
+
+def device_topic(device_id: str, channel: DeviceChannel) -> str:
+    return f"{PREFIX}/devices/{device_id}/{channel.value}"
+
+
+def clinic_alerts_topic(clinic_id: str) -> str:
+    return f"{PREFIX}/clinics/{clinic_id}/alerts"
+
+
+def shared_subscription(topic_filter: str, group: str = GATEWAY_SHARE_GROUP) -> str:
+    """MQTT 5 shared subscription: the broker hands each message to one group member."""
+    return f"$share/{group}/{topic_filter}"
+
+
+def parse_device_topic(topic: str) -> DeviceTopic | None:
+    """The device and channel a topic names, or ``None`` for anything else."""
+    match = _DEVICE_TOPIC.match(topic)
+    if match is None:
+        return None
+    return DeviceTopic(device_id=match.group(1), channel=DeviceChannel(match.group(2)))

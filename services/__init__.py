@@ -1,0 +1,1 @@
+"""Coreline services: event store, projections, alerting, API and the command line."""

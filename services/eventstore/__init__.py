@@ -1,0 +1,38 @@
+"""The append-only event store: one port, a SQLite and a PostgreSQL adapter."""
+
+from services.eventstore.database_url import Backend, DatabaseUrl, redact
+from services.eventstore.errors import (
+    DatabaseUnavailableError,
+    EventStoreError,
+    SchemaMissingError,
+    UnsupportedDatabaseUrlError,
+)
+from services.eventstore.factory import open_event_store, upgrade_schema
+from services.eventstore.ports import (
+    DEAD_LETTER_RAW_LIMIT,
+    AppendResult,
+    Cursor,
+    DeadLetter,
+    EventStore,
+    StoredDeadLetter,
+    StoredEvent,
+)
+
+__all__ = [
+    "DEAD_LETTER_RAW_LIMIT",
+    "AppendResult",
+    "Backend",
+    "Cursor",
+    "DatabaseUnavailableError",
+    "DatabaseUrl",
+    "DeadLetter",
+    "EventStore",
+    "EventStoreError",
+    "SchemaMissingError",
+    "StoredDeadLetter",
+    "StoredEvent",
+    "UnsupportedDatabaseUrlError",
+    "open_event_store",
+    "redact",
+    "upgrade_schema",
+]

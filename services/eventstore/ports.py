@@ -1,0 +1,138 @@
+"""The event store's port: what every adapter (SQLite, PostgreSQL) promises.
+
+Contract (DESIGN §5), proven for every adapter by ``tests/contract``:
+
+* append-only; the key of an event is ``(stream_id, seq)``;
+* appending an event already stored with the same hash is a no-op, counted as a
+  duplicate; the same key with another hash is a conflict: the first stays, the
+  newcomer is dead-lettered (``integrity``) in the same transaction;
+* an event whose ``prev_hash`` does not match its stored predecessor (or whose hash
+  its stored successor does not point at) is likewise dead-lettered, so stored
+  chains only ever break through tampering, never through ingest;
+* ``read(after)`` returns events in an order where nothing can later appear
+  before a position already returned, however writers interleave their commits.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import ClassVar, Protocol, Self
+from uuid import UUID
+
+from schemas import Heartbeat, Rejection, SealedEvent, unseal
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Cursor:
+    """A place in the store's global order.
+
+    ``commit`` orders writers' transactions (the PostgreSQL transaction id; 0 on
+    SQLite, where writers are serialized); ``position`` orders events within it.
+    """
+
+    commit: int
+    position: int
+
+    START: ClassVar["Cursor"]
+
+
+Cursor.START = Cursor(0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as the store holds it: the hashed bytes plus where and when it landed."""
+
+    cursor: Cursor
+    stream_id: str
+    device_id: str
+    seq: int
+    event_id: UUID
+    type: str
+    occurred_at: datetime
+    received_at: datetime
+    hash: str
+    prev_hash: str
+    body: bytes
+
+    def sealed(self) -> SealedEvent:
+        return unseal(self.body, self.hash, self.stream_id)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Input refused at the door, with the topic it came on."""
+
+    topic: str
+    rejection: Rejection
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDeadLetter:
+    id: int
+    received_at: datetime
+    topic: str
+    reason: str
+    detail: str
+    device_id: str | None
+    seq: int | None
+    raw: bytes
+    raw_size: int
+    """Size of the refused input; ``raw`` keeps at most ``DEAD_LETTER_RAW_LIMIT`` of it."""
+
+
+DEAD_LETTER_RAW_LIMIT = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    appended: int
+    duplicates: int
+    rejected: tuple[DeadLetter, ...]
+    """Conflicts and chain breaks found against stored events (already dead-lettered)."""
+
+    @classmethod
+    def empty(cls) -> Self:
+        return cls(0, 0, ())
+
+
+class EventStore(Protocol):
+    """One instance is used by one thread at a time; open one per worker."""
+
+    def append(
+        self,
+        events: Sequence[SealedEvent],
+        dead_letters: Sequence[DeadLetter] = (),
+        *,
+        received_at: datetime | None = None,
+    ) -> AppendResult:
+        """Store ``events`` and ``dead_letters`` in one transaction (see the module doc)."""
+        ...
+
+    def read(self, after: Cursor, limit: int = 1000) -> list[StoredEvent]:
+        """Events after ``after`` in global order, at most ``limit``."""
+        ...
+
+    def read_stream(
+        self, stream_id: str, from_seq: int = 1, to_seq: int | None = None, limit: int | None = None
+    ) -> list[StoredEvent]:
+        """One stream's events with ``from_seq <= seq <= to_seq``, in seq order."""
+        ...
+
+    def dead_letters(self, after_id: int = 0, limit: int = 100) -> list[StoredDeadLetter]: ...
+
+    def record_heartbeats(
+        self, heartbeats: Sequence[Heartbeat], *, received_at: datetime | None = None
+    ) -> None: ...
+
+    def latest_heartbeats(self, device_id: str, limit: int = 100) -> list[Heartbeat]:
+        """A device's most recent telemetry samples, newest first."""
+        ...
+
+    def load_checkpoint(self, name: str) -> Cursor:
+        """Where the subscriber ``name`` got to; ``Cursor.START`` if it never saved one."""
+        ...
+
+    def save_checkpoint(self, name: str, cursor: Cursor) -> None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,307 @@
+"""PostgreSQL adapter (psycopg 3).  Schema: Alembic migrations, ``coreline db upgrade``.
+
+Global order without skipped events
+-----------------------------------
+A serial position alone is not safe to tail: transaction A takes position 10,
+transaction B takes 11 and commits first, a reader returns 11 and moves its
+checkpoint past 10, and A's event, committed a moment later, is never read.
+
+Every event row therefore records its writer's transaction id
+(``pg_current_xact_id()``), and readers order by ``(tx_id, position)`` but only
+return rows whose ``tx_id`` is below ``pg_snapshot_xmin(pg_current_snapshot())``,
+the oldest transaction still running.  Every transaction below that horizon has
+ended, so no row with a smaller ``tx_id`` can ever become visible again: a reader
+never returns a row past one that is still invisible.  Rows of still-open
+transactions are simply returned on a later read, after their commit.  The cost is
+that one long-running transaction anywhere in the cluster holds tailing back until
+it ends (never a loss; see docs).  ``tests/contract/test_global_order.py`` proves it.
+
+Concurrent appends to the same stream are serialized with transaction-scoped
+advisory locks taken in a fixed order (so never a deadlock), which makes the
+read-classify-write of ``plan_append`` race-free without locking whole tables.
+"""
+
+import hashlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import psycopg
+from psycopg import sql
+
+from schemas import Heartbeat, SealedEvent
+from services.eventstore.append_plan import StoredLink, StreamKey, neighbour_ranges, plan_append
+from services.eventstore.database_url import unreachable
+from services.eventstore.errors import SchemaMissingError
+from services.eventstore.migrations import SCHEMA_REVISION
+from services.eventstore.ports import (
+    DEAD_LETTER_RAW_LIMIT,
+    AppendResult,
+    Cursor,
+    DeadLetter,
+    StoredDeadLetter,
+    StoredEvent,
+)
+
+_EVENT_COLUMNS: Final = sql.SQL(
+    "tx_id::text::bigint, position, stream_id, device_id, seq, event_id, type, occurred_at, "
+    "received_at, hash, prev_hash, body"
+)
+_READ_AFTER: Final = sql.SQL(
+    "SELECT {columns} FROM events "
+    "WHERE (tx_id, position) > (%s::text::xid8, %s) "
+    "AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) "
+    "ORDER BY tx_id, position LIMIT %s"
+).format(columns=_EVENT_COLUMNS)
+_READ_STREAM: Final = sql.SQL(
+    "SELECT {columns} FROM events WHERE stream_id = %s AND seq BETWEEN %s AND %s "
+    "ORDER BY seq LIMIT %s"
+).format(columns=_EVENT_COLUMNS)
+_LOCK_STREAMS: Final = (
+    "SELECT pg_advisory_xact_lock(k) "
+    "FROM unnest(%s::bigint[]) WITH ORDINALITY AS t(k, n) ORDER BY n"
+)
+_NEIGHBOURS: Final = (
+    "SELECT e.stream_id, e.seq, e.hash, e.prev_hash "
+    "FROM unnest(%s::text[], %s::bigint[], %s::bigint[]) AS r(stream_id, first_seq, last_seq) "
+    "JOIN events e ON e.stream_id = r.stream_id AND e.seq BETWEEN r.first_seq AND r.last_seq"
+)
+_COPY_EVENTS: Final = (
+    "COPY events (stream_id, device_id, seq, event_id, type, occurred_at, received_at, "
+    "hash, prev_hash, body) FROM STDIN (FORMAT BINARY)"
+)
+_EVENT_TYPES: Final = [
+    "text", "text", "int8", "uuid", "text", "timestamptz", "timestamptz", "text", "text", "bytea",
+]  # fmt: skip
+_INSERT_DEAD_LETTER: Final = (
+    "INSERT INTO dead_letters (received_at, topic, reason, detail, device_id, seq, raw, raw_size) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+)
+_COPY_HEARTBEATS: Final = (
+    "COPY heartbeats (device_id, sampled_at, received_at, battery_pct, temperature_c, uptime_s, "
+    "rssi_dbm) FROM STDIN (FORMAT BINARY)"
+)
+_HEARTBEAT_TYPES: Final = [
+    "text",
+    "timestamptz",
+    "timestamptz",
+    "float8",
+    "float8",
+    "int8",
+    "float8",
+]
+_NO_LIMIT: Final = 2**62
+
+
+class PostgresEventStore:
+    """The event store in PostgreSQL (or TimescaleDB).  One connection; one thread."""
+
+    def __init__(self, conninfo: str) -> None:
+        # Autocommit: reads are single statements and never sit idle in a transaction
+        # (which would hold back other readers' horizon); writes open one explicitly.
+        try:
+            self._connection = psycopg.connect(conninfo, autocommit=True)
+        except psycopg.OperationalError as error:
+            raise unreachable(conninfo, error) from error
+        self._check_schema()
+
+    def append(
+        self,
+        events: Sequence[SealedEvent],
+        dead_letters: Sequence[DeadLetter] = (),
+        *,
+        received_at: datetime | None = None,
+    ) -> AppendResult:
+        if not events and not dead_letters:
+            return AppendResult.empty()
+        received = received_at or datetime.now(UTC)
+        with self._connection.transaction(), self._connection.cursor() as cursor:
+            plan = plan_append(events, self._lock_and_fetch_neighbours(cursor, events))
+            if plan.inserts:
+                with cursor.copy(_COPY_EVENTS) as copy:
+                    copy.set_types(_EVENT_TYPES)
+                    for event in plan.inserts:
+                        copy.write_row(
+                            (
+                                event.stream_id,
+                                event.device_id,
+                                event.seq,
+                                event.event_id,
+                                event.type,
+                                event.occurred_at,
+                                received,
+                                event.hash,
+                                event.prev_hash,
+                                event.body,
+                            )
+                        )
+            letters = [*dead_letters, *plan.rejected]
+            if letters:
+                cursor.executemany(
+                    _INSERT_DEAD_LETTER, [_dead_letter_row(letter, received) for letter in letters]
+                )
+        return AppendResult(len(plan.inserts), plan.duplicates, plan.rejected)
+
+    def read(self, after: Cursor, limit: int = 1000) -> list[StoredEvent]:
+        rows = self._connection.execute(_READ_AFTER, (str(after.commit), after.position, limit))
+        return [_stored_event(row) for row in rows]
+
+    def read_stream(
+        self, stream_id: str, from_seq: int = 1, to_seq: int | None = None, limit: int | None = None
+    ) -> list[StoredEvent]:
+        rows = self._connection.execute(
+            _READ_STREAM,
+            (stream_id, from_seq, _NO_LIMIT if to_seq is None else to_seq, limit or _NO_LIMIT),
+        )
+        return [_stored_event(row) for row in rows]
+
+    def dead_letters(self, after_id: int = 0, limit: int = 100) -> list[StoredDeadLetter]:
+        rows = self._connection.execute(
+            "SELECT id, received_at, topic, reason, detail, device_id, seq, raw, raw_size "
+            "FROM dead_letters WHERE id > %s ORDER BY id LIMIT %s",
+            (after_id, limit),
+        )
+        return [
+            StoredDeadLetter(
+                id=row[0],
+                received_at=row[1],
+                topic=row[2],
+                reason=row[3],
+                detail=row[4],
+                device_id=row[5],
+                seq=row[6],
+                raw=bytes(row[7]),
+                raw_size=row[8],
+            )
+            for row in rows
+        ]
+
+    def record_heartbeats(
+        self, heartbeats: Sequence[Heartbeat], *, received_at: datetime | None = None
+    ) -> None:
+        received = received_at or datetime.now(UTC)
+        with (
+            self._connection.transaction(),
+            self._connection.cursor() as cursor,
+            cursor.copy(_COPY_HEARTBEATS) as copy,
+        ):
+            copy.set_types(_HEARTBEAT_TYPES)
+            for beat in heartbeats:
+                copy.write_row(
+                    (
+                        beat.device_id,
+                        beat.sampled_at,
+                        received,
+                        beat.battery_pct,
+                        beat.temperature_c,
+                        beat.uptime_s,
+                        beat.rssi_dbm,
+                    )
+                )
+
+    def latest_heartbeats(self, device_id: str, limit: int = 100) -> list[Heartbeat]:
+        rows = self._connection.execute(
+            "SELECT sampled_at, battery_pct, temperature_c, uptime_s, rssi_dbm FROM heartbeats "
+            "WHERE device_id = %s ORDER BY sampled_at DESC LIMIT %s",
+            (device_id, limit),
+        )
+        return [
+            Heartbeat.model_construct(
+                device_id=device_id,
+                sampled_at=row[0],
+                battery_pct=row[1],
+                temperature_c=row[2],
+                uptime_s=row[3],
+                rssi_dbm=row[4],
+            )
+            for row in rows
+        ]
+
+    def load_checkpoint(self, name: str) -> Cursor:
+        row = self._connection.execute(
+            "SELECT commit_id, position FROM checkpoints WHERE name = %s", (name,)
+        ).fetchone()
+        return Cursor(row[0], row[1]) if row else Cursor.START
+
+    def save_checkpoint(self, name: str, cursor: Cursor) -> None:
+        self._connection.execute(
+            "INSERT INTO checkpoints (name, commit_id, position, updated_at) "
+            "VALUES (%s, %s, %s, now()) "
+            "ON CONFLICT (name) DO UPDATE SET commit_id = excluded.commit_id, "
+            "position = excluded.position, updated_at = excluded.updated_at",
+            (name, cursor.commit, cursor.position),
+        )
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def _check_schema(self) -> None:
+        row = self._connection.execute(
+            "SELECT to_regclass('alembic_version') IS NOT NULL"
+        ).fetchone()
+        revision = None
+        if row and row[0]:
+            found = self._connection.execute("SELECT version_num FROM alembic_version").fetchone()
+            revision = found[0] if found else None
+        if revision != SCHEMA_REVISION:
+            self._connection.close()
+            raise SchemaMissingError(
+                f"the PostgreSQL database is at schema revision {revision or 'none'}, "
+                f"this Coreline needs {SCHEMA_REVISION}: run `coreline db upgrade`"
+            )
+
+    @staticmethod
+    def _lock_and_fetch_neighbours(
+        cursor: psycopg.Cursor[Any], events: Sequence[SealedEvent]
+    ) -> dict[StreamKey, StoredLink]:
+        if not events:
+            return {}
+        streams = {event.stream_id for event in events}
+        cursor.execute(_LOCK_STREAMS, (sorted(_lock_key(stream) for stream in streams),))
+        ranges = neighbour_ranges(events)
+        cursor.execute(
+            _NEIGHBOURS,
+            (
+                [seq_range.stream_id for seq_range in ranges],
+                [seq_range.first for seq_range in ranges],
+                [seq_range.last for seq_range in ranges],
+            ),
+        )
+        return {(row[0], row[1]): StoredLink(row[2], row[3]) for row in cursor}
+
+
+def _lock_key(stream_id: str) -> int:
+    """A stable 64-bit advisory-lock key per stream (a collision only serializes more)."""
+    digest = hashlib.blake2b(stream_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _stored_event(row: tuple[Any, ...]) -> StoredEvent:
+    commit, position, stream_id, device_id, seq, event_id, type_, occurred, received = row[:9]
+    return StoredEvent(
+        cursor=Cursor(commit, position),
+        stream_id=stream_id,
+        device_id=device_id,
+        seq=seq,
+        event_id=event_id,
+        type=type_,
+        occurred_at=occurred,
+        received_at=received,
+        hash=row[9],
+        prev_hash=row[10],
+        body=bytes(row[11]),
+    )
+
+
+def _dead_letter_row(letter: DeadLetter, received: datetime) -> tuple[object, ...]:
+    rejection = letter.rejection
+    return (
+        received,
+        letter.topic,
+        rejection.reason.value,
+        rejection.detail,
+        rejection.device_id,
+        rejection.seq,
+        rejection.raw[:DEAD_LETTER_RAW_LIMIT],
+        len(rejection.raw),
+    )

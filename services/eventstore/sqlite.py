@@ -1,0 +1,338 @@
+"""SQLite adapter: the embedded default (``sqlite:///path/to/file.db``).
+
+SQLite admits one writer at a time (``BEGIN IMMEDIATE`` takes the write lock before
+anything is read), so positions are handed out in commit order and ``Cursor.commit``
+is always 0: a reader can never see position N+1 before N is committed.
+"""
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+from uuid import UUID
+
+from schemas import Heartbeat, SealedEvent
+from services.eventstore.append_plan import (
+    StoredLink,
+    StreamKey,
+    neighbour_ranges,
+    plan_append,
+)
+from services.eventstore.errors import SchemaMissingError
+from services.eventstore.ports import (
+    DEAD_LETTER_RAW_LIMIT,
+    AppendResult,
+    Cursor,
+    DeadLetter,
+    StoredDeadLetter,
+    StoredEvent,
+)
+
+SCHEMA_VERSION: Final = 1
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS events (
+    position     INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream_id    TEXT    NOT NULL,
+    device_id    TEXT    NOT NULL,
+    seq          INTEGER NOT NULL,
+    event_id     TEXT    NOT NULL,
+    type         TEXT    NOT NULL,
+    occurred_at  TEXT    NOT NULL,
+    received_at  TEXT    NOT NULL,
+    hash         TEXT    NOT NULL,
+    prev_hash    TEXT    NOT NULL,
+    body         BLOB    NOT NULL,
+    UNIQUE (stream_id, seq)
+);
+CREATE INDEX IF NOT EXISTS events_device_time ON events (device_id, occurred_at);
+CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at  TEXT    NOT NULL,
+    topic        TEXT    NOT NULL,
+    reason       TEXT    NOT NULL,
+    detail       TEXT    NOT NULL,
+    device_id    TEXT,
+    seq          INTEGER,
+    raw          BLOB    NOT NULL,
+    raw_size     INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dead_letters_device ON dead_letters (device_id, received_at);
+
+CREATE TABLE IF NOT EXISTS checkpoints (
+    name         TEXT    PRIMARY KEY,
+    commit_id    INTEGER NOT NULL,
+    position     INTEGER NOT NULL,
+    updated_at   TEXT    NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS heartbeats (
+    device_id     TEXT    NOT NULL,
+    sampled_at    TEXT    NOT NULL,
+    received_at   TEXT    NOT NULL,
+    battery_pct   REAL,
+    temperature_c REAL,
+    uptime_s      INTEGER,
+    rssi_dbm      REAL
+);
+CREATE INDEX IF NOT EXISTS heartbeats_device_time ON heartbeats (device_id, sampled_at);
+"""
+
+_EVENT_COLUMNS: Final = (
+    "position, stream_id, device_id, seq, event_id, type, occurred_at, received_at, "
+    "hash, prev_hash, body"
+)
+
+
+def upgrade_sqlite(path: Path) -> None:
+    """Create or upgrade the schema of the database file at ``path`` (idempotent)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _closing(_connect(path)) as connection:
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        if version < SCHEMA_VERSION:
+            connection.executescript(
+                f"BEGIN; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            )
+
+
+class SqliteEventStore:
+    """The event store in one SQLite file (WAL, ``synchronous=FULL``: an append that
+    returned survives power loss, which is what lets the gateway acknowledge it)."""
+
+    def __init__(self, path: Path) -> None:
+        self._connection = _connect(path)
+        version = self._connection.execute("PRAGMA user_version").fetchone()[0]
+        if version < SCHEMA_VERSION:
+            self._connection.close()
+            raise SchemaMissingError(
+                f"the SQLite database {path} has no Coreline schema (version {version}); "
+                "run `coreline db upgrade`"
+            )
+
+    def append(
+        self,
+        events: Sequence[SealedEvent],
+        dead_letters: Sequence[DeadLetter] = (),
+        *,
+        received_at: datetime | None = None,
+    ) -> AppendResult:
+        if not events and not dead_letters:
+            return AppendResult.empty()
+        received_text = _timestamp(received_at or datetime.now(UTC))
+        with self._write() as connection:
+            plan = plan_append(events, self._stored_neighbours(connection, events))
+            connection.executemany(
+                "INSERT INTO events (stream_id, device_id, seq, event_id, type, occurred_at, "
+                "received_at, hash, prev_hash, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        event.stream_id,
+                        event.device_id,
+                        event.seq,
+                        str(event.event_id),
+                        event.type,
+                        _timestamp(event.occurred_at),
+                        received_text,
+                        event.hash,
+                        event.prev_hash,
+                        event.body,
+                    )
+                    for event in plan.inserts
+                ],
+            )
+            connection.executemany(
+                "INSERT INTO dead_letters (received_at, topic, reason, detail, device_id, seq, "
+                "raw, raw_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    _dead_letter_row(letter, received_text)
+                    for letter in (*dead_letters, *plan.rejected)
+                ],
+            )
+        return AppendResult(len(plan.inserts), plan.duplicates, plan.rejected)
+
+    def read(self, after: Cursor, limit: int = 1000) -> list[StoredEvent]:
+        rows = self._connection.execute(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",  # noqa: S608
+            (after.position, limit),
+        ).fetchall()
+        return [_stored_event(row) for row in rows]
+
+    def read_stream(
+        self, stream_id: str, from_seq: int = 1, to_seq: int | None = None, limit: int | None = None
+    ) -> list[StoredEvent]:
+        rows = self._connection.execute(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE stream_id = ? AND seq >= ? AND seq <= ? "  # noqa: S608
+            "ORDER BY seq LIMIT ?",
+            (stream_id, from_seq, to_seq if to_seq is not None else 2**62, limit or -1),
+        ).fetchall()
+        return [_stored_event(row) for row in rows]
+
+    def dead_letters(self, after_id: int = 0, limit: int = 100) -> list[StoredDeadLetter]:
+        rows = self._connection.execute(
+            "SELECT id, received_at, topic, reason, detail, device_id, seq, raw, raw_size "
+            "FROM dead_letters WHERE id > ? ORDER BY id LIMIT ?",
+            (after_id, limit),
+        ).fetchall()
+        return [
+            StoredDeadLetter(
+                id=row[0],
+                received_at=_parse_timestamp(row[1]),
+                topic=row[2],
+                reason=row[3],
+                detail=row[4],
+                device_id=row[5],
+                seq=row[6],
+                raw=bytes(row[7]),
+                raw_size=row[8],
+            )
+            for row in rows
+        ]
+
+    def record_heartbeats(
+        self, heartbeats: Sequence[Heartbeat], *, received_at: datetime | None = None
+    ) -> None:
+        received_text = _timestamp(received_at or datetime.now(UTC))
+        with self._write() as connection:
+            connection.executemany(
+                "INSERT INTO heartbeats (device_id, sampled_at, received_at, battery_pct, "
+                "temperature_c, uptime_s, rssi_dbm) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        beat.device_id,
+                        _timestamp(beat.sampled_at),
+                        received_text,
+                        beat.battery_pct,
+                        beat.temperature_c,
+                        beat.uptime_s,
+                        beat.rssi_dbm,
+                    )
+                    for beat in heartbeats
+                ],
+            )
+
+    def latest_heartbeats(self, device_id: str, limit: int = 100) -> list[Heartbeat]:
+        rows = self._connection.execute(
+            "SELECT sampled_at, battery_pct, temperature_c, uptime_s, rssi_dbm FROM heartbeats "
+            "WHERE device_id = ? ORDER BY sampled_at DESC LIMIT ?",
+            (device_id, limit),
+        ).fetchall()
+        return [
+            Heartbeat.model_construct(
+                device_id=device_id,
+                sampled_at=_parse_timestamp(row[0]),
+                battery_pct=row[1],
+                temperature_c=row[2],
+                uptime_s=row[3],
+                rssi_dbm=row[4],
+            )
+            for row in rows
+        ]
+
+    def load_checkpoint(self, name: str) -> Cursor:
+        row = self._connection.execute(
+            "SELECT commit_id, position FROM checkpoints WHERE name = ?", (name,)
+        ).fetchone()
+        return Cursor(row[0], row[1]) if row else Cursor.START
+
+    def save_checkpoint(self, name: str, cursor: Cursor) -> None:
+        with self._write() as connection:
+            connection.execute(
+                "INSERT INTO checkpoints (name, commit_id, position, updated_at) "
+                "VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET commit_id = excluded.commit_id, "
+                "position = excluded.position, updated_at = excluded.updated_at",
+                (name, cursor.commit, cursor.position, _timestamp(datetime.now(UTC))),
+            )
+
+    def close(self) -> None:
+        self._connection.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        connection = self._connection
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+    @staticmethod
+    def _stored_neighbours(
+        connection: sqlite3.Connection, events: Sequence[SealedEvent]
+    ) -> dict[StreamKey, StoredLink]:
+        stored: dict[StreamKey, StoredLink] = {}
+        for seq_range in neighbour_ranges(events):
+            for seq, event_hash, prev_hash in connection.execute(
+                "SELECT seq, hash, prev_hash FROM events "
+                "WHERE stream_id = ? AND seq BETWEEN ? AND ?",
+                (seq_range.stream_id, seq_range.first, seq_range.last),
+            ):
+                stored[(seq_range.stream_id, seq)] = StoredLink(event_hash, prev_hash)
+        return stored
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    # Autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE.
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    connection.execute("PRAGMA journal_mode = WAL")
+    connection.execute("PRAGMA synchronous = FULL")
+    return connection
+
+
+@contextmanager
+def _closing(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def _timestamp(moment: datetime) -> str:
+    """Fixed-width UTC text, so SQLite's text order is time order."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_timestamp(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def _stored_event(row: Any) -> StoredEvent:
+    position, stream_id, device_id, seq, event_id, type_, occurred, received, hash_, prev, body = (
+        row
+    )
+    return StoredEvent(
+        cursor=Cursor(0, position),
+        stream_id=stream_id,
+        device_id=device_id,
+        seq=seq,
+        event_id=UUID(event_id),
+        type=type_,
+        occurred_at=_parse_timestamp(occurred),
+        received_at=_parse_timestamp(received),
+        hash=hash_,
+        prev_hash=prev,
+        body=bytes(body),
+    )
+
+
+def _dead_letter_row(letter: DeadLetter, received_text: str) -> tuple[object, ...]:
+    rejection = letter.rejection
+    return (
+        received_text,
+        letter.topic,
+        rejection.reason.value,
+        rejection.detail,
+        rejection.device_id,
+        rejection.seq,
+        rejection.raw[:DEAD_LETTER_RAW_LIMIT],
+        len(rejection.raw),
+    )
