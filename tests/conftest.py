@@ -10,17 +10,24 @@ import pytest
 from services.eventstore import EventStore, open_event_store, upgrade_schema
 from tests.support.postgres import TemporaryPostgres
 
-VECTORS_DIR = Path(__file__).resolve().parents[2] / "shared" / "protocol-vectors"
+SHARED_VECTORS_DIR = Path(__file__).resolve().parents[2] / "shared" / "protocol-vectors"
+VENDORED_VECTORS_DIR = Path(__file__).resolve().parent / "protocol-vectors"
+"""A copy of the shared vectors, so a checkout without ``../shared`` still tests them;
+``tests/unit/test_vectors_copy.py`` keeps the copy identical while both exist."""
 _TEMPLATE = "coreline_template"
 _database_numbers = itertools.count()
 
 
 @pytest.fixture(scope="session")
 def vectors_dir() -> Path:
-    """The independent implementation's wire-protocol vectors (``../shared``)."""
-    if not VECTORS_DIR.is_dir():
-        pytest.fail(f"protocol vectors not found at {VECTORS_DIR}")
-    return VECTORS_DIR
+    """The independent implementation's wire-protocol vectors (``../shared``, else the
+    vendored copy)."""
+    for candidate in (SHARED_VECTORS_DIR, VENDORED_VECTORS_DIR):
+        if (candidate / "invalid.json").is_file():
+            return candidate
+    pytest.fail(
+        f"protocol vectors found neither at {SHARED_VECTORS_DIR} nor {VENDORED_VECTORS_DIR}"
+    )
 
 
 @pytest.fixture(scope="session")
