@@ -17,7 +17,7 @@ commit), so every batch pays for one real WAL flush, as in production.
 
 import argparse
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -26,7 +26,7 @@ import psycopg
 from eventsourcing.persistence import StoredEvent as LibraryEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 
-from bench.report import machine, print_table
+from bench.report import chunks, machine, print_table
 from schemas import SealedEvent
 from services.eventstore import upgrade_schema
 from services.eventstore.postgres import PostgresEventStore
@@ -73,16 +73,11 @@ def fleet_events(total: int) -> list[SealedEvent]:
     return [event for run in runs for event in run][:total]
 
 
-def batches(events: Sequence[SealedEvent], size: int) -> Iterator[Sequence[SealedEvent]]:
-    for start in range(0, len(events), size):
-        yield events[start : start + size]
-
-
 def timed(
     contender: str, size: int, events: Sequence[SealedEvent], append: Appender
 ) -> Measurement:
     started = time.perf_counter()
-    for batch in batches(events, size):
+    for batch in chunks(events, size):
         append(batch)
     return Measurement(contender, size, len(events), time.perf_counter() - started)
 

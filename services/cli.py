@@ -1,11 +1,25 @@
 """``coreline``: one command line for every Coreline process (DESIGN §10)."""
 
+import logging
+import re
+import signal
+import sys
+import threading
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from services.eventstore import EventStoreError, redact, upgrade_schema
-from services.settings import ConfigurationError, load_settings
+from edge_agent.fleet import FleetPlan, FleetProgress, FleetSimulation
+from edge_agent.outbox import Durability, Outbox
+from edge_agent.runner import run_agent
+from edge_agent.settings import AgentSettings, ConfigurationError, SettingsT, load
+from edge_agent.simulator import fleet_device_ids
+from schemas.fields import DEVICE_ID_PATTERN
+from schemas.urls import redact
+
+# The platform's modules (database drivers, migrations, web stack) are imported by
+# the commands that use them, so `coreline agent` on a handpiece stays small.
 
 app = typer.Typer(
     name="coreline",
@@ -24,15 +38,141 @@ DatabaseOption = Annotated[
         show_default=False,
     ),
 ]
+MqttOption = Annotated[
+    str | None,
+    typer.Option(
+        "--mqtt-url",
+        help="Overrides CORELINE_MQTT_URL (mqtt://user:pass@host:1883, mqtts:// for TLS).",
+        show_default=False,
+    ),
+]
+OutboxOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--outbox",
+        help="Overrides CORELINE_OUTBOX_PATH (the SQLite outbox file).",
+        show_default=False,
+    ),
+]
+LogLevelOption = Annotated[str, typer.Option("--log-level", help="debug, info, warning, error")]
+
+
+def _fail(command: str, error: Exception) -> typer.Exit:
+    typer.echo(f"coreline {command}: {error}", err=True)
+    return typer.Exit(code=2)
+
+
+def _configure(
+    command: str, settings_class: type[SettingsT], log_level: str, **overrides: object
+) -> SettingsT:
+    level = logging.getLevelNamesMapping().get(log_level.upper())
+    if level is None:
+        raise _fail(command, ConfigurationError(f"--log-level {log_level!r}: use info, debug…"))
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return load(settings_class, **overrides)
+    except ConfigurationError as error:
+        raise _fail(command, error) from None
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
 
 
 @db_app.command("upgrade")
 def db_upgrade(database_url: DatabaseOption = None) -> None:
     """Create the schema, or bring it up to date; a no-op when it already is."""
+    from services.eventstore import EventStoreError, upgrade_schema  # noqa: PLC0415
+    from services.settings import load_settings  # noqa: PLC0415
+
     try:
         settings = load_settings(database_url=database_url)
         upgrade_schema(settings.database_url)
     except (ConfigurationError, EventStoreError) as error:
-        typer.echo(f"coreline db upgrade: {error}", err=True)
-        raise typer.Exit(code=2) from None
+        raise _fail("db upgrade", error) from None
     typer.echo(f"schema is up to date: {redact(settings.database_url)}")
+
+
+@app.command()
+def agent(
+    device_id: Annotated[str, typer.Option("--device-id", help="This handpiece's serial.")],
+    mqtt_url: MqttOption = None,
+    outbox: OutboxOption = None,
+    log_level: LogLevelOption = "info",
+) -> None:
+    """Run one handpiece's agent, fed firmware events as JSON lines on stdin.
+
+    Each event is recorded durably, then published.  Ends when the input ends and
+    everything is acknowledged, or on Ctrl-C (unsent events wait in the outbox).
+    """
+    settings = _configure("agent", AgentSettings, log_level, mqtt_url=mqtt_url, outbox_path=outbox)
+    if not _valid_device_id(device_id):
+        raise _fail("agent", ConfigurationError(f"--device-id {device_id!r}: use e.g. HP-000123"))
+    store = Outbox(
+        settings.outbox_path,
+        resend_window=settings.outbox_resend_window,
+        budget_bytes=settings.outbox_budget_mb * 1024 * 1024,
+    )
+    stop = _stop_on_signals()
+    summary = run_agent(device_id, store, settings.broker(), sys.stdin.buffer, stop)
+    store.close()
+    typer.echo(
+        f"{device_id}: {summary.recorded} events recorded, {summary.refused} lines refused, "
+        f"{summary.unsent} unsent in {settings.outbox_path}",
+        err=True,
+    )
+
+
+@app.command()
+def simulate(
+    devices: Annotated[int, typer.Option(min=1, max=100_000, help="Handpieces.")] = 24,
+    seed: Annotated[int, typer.Option(help="Same seed, same fleet, same events.")] = 1,
+    speed: Annotated[
+        float, typer.Option(min=0.001, help="Simulated seconds per second (60: an hour a minute).")
+    ] = 1.0,
+    duration: Annotated[
+        float | None, typer.Option(min=0, help="Wall-clock seconds to run (default: until Ctrl-C).")
+    ] = None,
+    first_device: Annotated[int, typer.Option(min=1, help="Serial of the first device.")] = 1,
+    mqtt_url: MqttOption = None,
+    outbox: OutboxOption = None,
+    log_level: LogLevelOption = "warning",
+) -> None:
+    """Simulate a fleet of handpieces, each publishing like a real agent."""
+    settings = _configure(
+        "simulate", AgentSettings, log_level, mqtt_url=mqtt_url, outbox_path=outbox
+    )
+    # Simulated devices need no power-loss durability: a crashed run is simply rerun.
+    store = Outbox(settings.outbox_path, durability=Durability.NORMAL)
+    plan = FleetPlan(fleet_device_ids(devices, first_device), seed=seed, speed=speed)
+    fleet = FleetSimulation(plan, store, settings.broker())
+    typer.echo(
+        f"simulating {devices} handpieces (seed {seed}, {speed:g}× time) "
+        f"against {redact(settings.mqtt_url)}",
+        err=True,
+    )
+    final = fleet.run(_stop_on_signals(), duration, on_progress=_print_progress)
+    store.close()
+    typer.echo(
+        f"stopped at simulated {final.simulated_until:%Y-%m-%d %H:%M:%S}Z: "
+        f"{final.recorded} events recorded, {final.unsent} left unsent in {settings.outbox_path}",
+        err=True,
+    )
+
+
+def _print_progress(progress: FleetProgress) -> None:
+    typer.echo(
+        f"simulated until {progress.simulated_until:%Y-%m-%d %H:%M:%S}Z: "
+        f"{progress.recorded} events recorded, {progress.unsent} unsent, "
+        f"{progress.connected}/{progress.devices} connected",
+        err=True,
+    )
+
+
+def _valid_device_id(device_id: str) -> bool:
+    return re.fullmatch(DEVICE_ID_PATTERN, device_id) is not None

@@ -1,6 +1,7 @@
 """The append-only event store: one port, a SQLite and a PostgreSQL adapter."""
 
-from services.eventstore.database_url import Backend, DatabaseUrl, redact
+from schemas.urls import redact
+from services.eventstore.database_url import Backend, DatabaseUrl
 from services.eventstore.errors import (
     DatabaseUnavailableError,
     EventStoreError,

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from schemas.urls import redact
 from services.eventstore.errors import DatabaseUnavailableError, UnsupportedDatabaseUrlError
 
 
@@ -37,16 +38,6 @@ class DatabaseUrl:
         """The same database for SQLAlchemy (used by Alembic), through psycopg 3."""
         rest = self.url.split("://", 1)[1]
         return f"postgresql+psycopg://{rest}"
-
-
-def redact(url: str) -> str:
-    """The URL with any password replaced, safe to log or print."""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not at or ":" not in credentials:
-        return url
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:***@{host}"
 
 
 def unreachable(url: str, error: Exception) -> DatabaseUnavailableError:
