@@ -171,14 +171,7 @@ class DeviceLink:
         client.max_inflight_messages_set(self._settings.max_inflight + 4)
         client.max_queued_messages_set(0)
         client.will_set(self._status_topic, OFFLINE, qos=1, retain=True)
-        if self._broker.username:
-            client.username_pw_set(self._broker.username, self._broker.password)
-        if self._broker.tls:
-            client.tls_set(
-                ca_certs=str(self._broker.ca_file) if self._broker.ca_file else None,
-                certfile=str(self._broker.cert_file) if self._broker.cert_file else None,
-                keyfile=str(self._broker.key_file) if self._broker.key_file else None,
-            )
+        self._broker.configure(client)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish

@@ -26,3 +26,12 @@ class Rejection:
     raw: bytes
     device_id: str | None = None
     seq: int | None = None
+
+    def __post_init__(self) -> None:
+        # Details quote hostile input (member names, tags): keep them printable text
+        # that any store and any log takes as is (PostgreSQL text refuses NUL).
+        if not self.detail.isprintable():
+            object.__setattr__(self, "detail", self.detail.translate(_ESCAPE_CONTROL))
+
+
+_ESCAPE_CONTROL = {code: f"\\x{code:02x}" for code in (*range(32), 127)}

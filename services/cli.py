@@ -99,6 +99,54 @@ def db_upgrade(database_url: DatabaseOption = None) -> None:
 
 
 @app.command()
+def gateway(
+    database_url: DatabaseOption = None,
+    mqtt_url: MqttOption = None,
+    client_id: Annotated[
+        str | None, typer.Option(help="Overrides CORELINE_GATEWAY_CLIENT_ID.", show_default=False)
+    ] = None,
+    share_group: Annotated[
+        str | None,
+        typer.Option(
+            help="Join this shared-subscription group (several gateways).", show_default=False
+        ),
+    ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve /metrics here; 0: off (default 9101).", show_default=False),
+    ] = None,
+    log_level: LogLevelOption = "info",
+) -> None:
+    """Ingest device events from MQTT into the event store, exactly once in effect."""
+    from gateway.service import Gateway, GatewayOptions  # noqa: PLC0415
+    from gateway.settings import GatewaySettings  # noqa: PLC0415
+    from services.eventstore import EventStoreError, open_event_store  # noqa: PLC0415
+
+    settings = _configure(
+        "gateway", GatewaySettings, log_level, database_url=database_url, mqtt_url=mqtt_url,
+        gateway_client_id=client_id, gateway_share_group=share_group,
+        gateway_metrics_port=metrics_port,
+    )  # fmt: skip
+    try:  # fail at start-up, with a message, if the database cannot be used
+        open_event_store(settings.database_url).close()
+    except EventStoreError as error:
+        raise _fail("gateway", error) from None
+    if settings.gateway_metrics_port:
+        from prometheus_client import start_http_server  # noqa: PLC0415
+
+        start_http_server(settings.gateway_metrics_port, settings.gateway_metrics_host)
+    options = GatewayOptions(
+        client_id=settings.gateway_client_id,
+        share_group=settings.gateway_share_group,
+        gap_grace_s=settings.gateway_gap_grace_s,
+        gap_max_attempts=settings.gateway_gap_max_attempts,
+    )
+    service = Gateway(lambda: open_event_store(settings.database_url), settings.broker(), options)
+    typer.echo(f"gateway: {redact(settings.mqtt_url)} → {redact(settings.database_url)}", err=True)
+    service.run(_stop_on_signals())
+
+
+@app.command()
 def agent(
     device_id: Annotated[str, typer.Option("--device-id", help="This handpiece's serial.")],
     mqtt_url: MqttOption = None,

@@ -15,6 +15,8 @@ from services.eventstore.ports import (
     Cursor,
     DeadLetter,
     EventStore,
+    Gap,
+    Presence,
     StoredDeadLetter,
     StoredEvent,
 )
@@ -29,6 +31,8 @@ __all__ = [
     "DeadLetter",
     "EventStore",
     "EventStoreError",
+    "Gap",
+    "Presence",
     "SchemaMissingError",
     "StoredDeadLetter",
     "StoredEvent",

@@ -9,7 +9,8 @@ from services.eventstore.database_url import Backend, DatabaseUrl, unreachable
 from services.eventstore.migrations import MIGRATIONS_DIR
 from services.eventstore.ports import EventStore
 from services.eventstore.postgres import PostgresEventStore
-from services.eventstore.sqlite import SqliteEventStore, upgrade_sqlite
+from services.eventstore.sqlite import SqliteEventStore
+from services.eventstore.sqlite_schema import upgrade_sqlite
 
 
 def open_event_store(url: str) -> EventStore:

@@ -10,7 +10,9 @@ Contract (DESIGN §5), proven for every adapter by ``tests/contract``:
   its stored successor does not point at) is likewise dead-lettered, so stored
   chains only ever break through tampering, never through ingest;
 * ``read(after)`` returns events in an order where nothing can later appear
-  before a position already returned, however writers interleave their commits.
+  before a position already returned, however writers interleave their commits;
+* a device's presence only ever moves forward in time: a status stamped before
+  the stored one is ignored, whatever order the two arrive in.
 """
 
 from collections.abc import Sequence
@@ -85,6 +87,24 @@ DEAD_LETTER_RAW_LIMIT = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
+class Presence:
+    """A device's last known MQTT status (DESIGN §4), as of ``changed_at``."""
+
+    online: bool
+    changed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Seqs ``from_seq``..``to_seq`` (inclusive) of a stream are missing: exactly the
+    range a ``resend`` command asks the device for."""
+
+    stream_id: str
+    from_seq: int
+    to_seq: int
+
+
+@dataclass(frozen=True, slots=True)
 class AppendResult:
     appended: int
     duplicates: int
@@ -127,6 +147,37 @@ class EventStore(Protocol):
 
     def latest_heartbeats(self, device_id: str, limit: int = 100) -> list[Heartbeat]:
         """A device's most recent telemetry samples, newest first."""
+        ...
+
+    def record_presence(self, device_id: str, online: bool, at: datetime) -> None:
+        """Store a device's status as of ``at`` (timezone-aware) unless a newer one is stored.
+
+        Retained status messages are redelivered on every gateway reconnect and two
+        gateways may race, so a late, stale ``offline`` must not hide a fresher ``online``.
+        """
+        ...
+
+    def presence(self, device_ids: Sequence[str] | None = None) -> dict[str, Presence]:
+        """The stored presence of ``device_ids`` (of every device when ``None``);
+        devices never seen are simply absent."""
+        ...
+
+    def find_gaps(self, stream_id: str, after_seq: int = 0) -> list[Gap]:
+        """The missing seq ranges between stored events above ``after_seq``, in order.
+
+        Only the stored seqs above ``after_seq`` are looked at, so a caller that knows
+        the stream is whole up to ``after_seq`` pays for the recent tail, not the
+        whole history.  Seqs after the last stored one are not a gap: nobody can
+        know yet whether they were ever sent.
+        """
+        ...
+
+    def contiguous_through(self, stream_id: str, after_seq: int = 0) -> int:
+        """The highest ``S`` with every seq in ``after_seq + 1``..``S`` stored.
+
+        ``after_seq`` is taken as already known whole (``0``: the stream's start);
+        the answer is ``after_seq`` itself when ``after_seq + 1`` is missing.
+        """
         ...
 
     def load_checkpoint(self, name: str) -> Cursor:

@@ -39,6 +39,8 @@ from services.eventstore.ports import (
     AppendResult,
     Cursor,
     DeadLetter,
+    Gap,
+    Presence,
     StoredDeadLetter,
     StoredEvent,
 )
@@ -90,6 +92,39 @@ _HEARTBEAT_TYPES: Final = [
     "int8",
     "float8",
 ]
+_RECORD_PRESENCE: Final = (
+    "INSERT INTO presence AS stored (device_id, online, changed_at) VALUES (%s, %s, %s) "
+    "ON CONFLICT (device_id) DO UPDATE "
+    "SET online = excluded.online, changed_at = excluded.changed_at "
+    "WHERE excluded.changed_at >= stored.changed_at"
+)
+# ``stored`` pairs each seq above the cut-off with the one before it, the first
+# one's predecessor being the cut-off itself, so a missing start shows up like any
+# other hole.  The range on the (stream_id, seq) primary key keeps the cost to the
+# tail above ``after_seq``.
+_FIND_GAPS: Final = """
+WITH stored AS (
+    SELECT seq, lag(seq, 1, %(after_seq)s::bigint) OVER (ORDER BY seq) AS prev_seq
+    FROM events
+    WHERE stream_id = %(stream_id)s AND seq > %(after_seq)s
+)
+SELECT prev_seq + 1, seq - 1 FROM stored WHERE seq > prev_seq + 1 ORDER BY seq
+"""
+# The seq before the first hole; with no hole, the last stored seq; with nothing
+# stored above the cut-off, the cut-off itself.  The window runs in index order,
+# so the first subquery stops at the first hole and the second is one index probe.
+_CONTIGUOUS_THROUGH: Final = """
+WITH stored AS (
+    SELECT seq, lag(seq, 1, %(after_seq)s::bigint) OVER (ORDER BY seq) AS prev_seq
+    FROM events
+    WHERE stream_id = %(stream_id)s AND seq > %(after_seq)s
+)
+SELECT coalesce(
+    (SELECT prev_seq FROM stored WHERE seq > prev_seq + 1 ORDER BY seq LIMIT 1),
+    (SELECT max(seq) FROM events WHERE stream_id = %(stream_id)s AND seq > %(after_seq)s),
+    %(after_seq)s::bigint
+)
+"""
 _NO_LIMIT: Final = 2**62
 
 
@@ -216,6 +251,37 @@ class PostgresEventStore:
             )
             for row in rows
         ]
+
+    def record_presence(self, device_id: str, online: bool, at: datetime) -> None:
+        # ON CONFLICT locks the stored row and checks the WHERE against its latest
+        # version, so two gateways racing still leave the newer status behind.
+        self._connection.execute(_RECORD_PRESENCE, (device_id, online, at))
+
+    def presence(self, device_ids: Sequence[str] | None = None) -> dict[str, Presence]:
+        if device_ids is None:
+            rows = self._connection.execute(
+                "SELECT device_id, online, changed_at FROM presence ORDER BY device_id"
+            )
+        else:
+            rows = self._connection.execute(
+                "SELECT device_id, online, changed_at FROM presence "
+                "WHERE device_id = ANY(%s::text[]) ORDER BY device_id",
+                (list(device_ids),),
+            )
+        return {row[0]: Presence(row[1], row[2]) for row in rows}
+
+    def find_gaps(self, stream_id: str, after_seq: int = 0) -> list[Gap]:
+        rows = self._connection.execute(
+            _FIND_GAPS, {"stream_id": stream_id, "after_seq": after_seq}
+        )
+        return [Gap(stream_id, from_seq, to_seq) for from_seq, to_seq in rows]
+
+    def contiguous_through(self, stream_id: str, after_seq: int = 0) -> int:
+        through: int
+        [(through,)] = self._connection.execute(
+            _CONTIGUOUS_THROUGH, {"stream_id": stream_id, "after_seq": after_seq}
+        ).fetchall()
+        return through
 
     def load_checkpoint(self, name: str) -> Cursor:
         row = self._connection.execute(

@@ -5,6 +5,7 @@ anything is read), so positions are handed out in commit order and ``Cursor.comm
 is always 0: a reader can never see position N+1 before N is committed.
 """
 
+import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -26,80 +27,44 @@ from services.eventstore.ports import (
     AppendResult,
     Cursor,
     DeadLetter,
+    Gap,
+    Presence,
     StoredDeadLetter,
     StoredEvent,
 )
-
-SCHEMA_VERSION: Final = 1
-
-_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS events (
-    position     INTEGER PRIMARY KEY AUTOINCREMENT,
-    stream_id    TEXT    NOT NULL,
-    device_id    TEXT    NOT NULL,
-    seq          INTEGER NOT NULL,
-    event_id     TEXT    NOT NULL,
-    type         TEXT    NOT NULL,
-    occurred_at  TEXT    NOT NULL,
-    received_at  TEXT    NOT NULL,
-    hash         TEXT    NOT NULL,
-    prev_hash    TEXT    NOT NULL,
-    body         BLOB    NOT NULL,
-    UNIQUE (stream_id, seq)
-);
-CREATE INDEX IF NOT EXISTS events_device_time ON events (device_id, occurred_at);
-CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
-BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
-BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
-
-CREATE TABLE IF NOT EXISTS dead_letters (
-    id           INTEGER PRIMARY KEY AUTOINCREMENT,
-    received_at  TEXT    NOT NULL,
-    topic        TEXT    NOT NULL,
-    reason       TEXT    NOT NULL,
-    detail       TEXT    NOT NULL,
-    device_id    TEXT,
-    seq          INTEGER,
-    raw          BLOB    NOT NULL,
-    raw_size     INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS dead_letters_device ON dead_letters (device_id, received_at);
-
-CREATE TABLE IF NOT EXISTS checkpoints (
-    name         TEXT    PRIMARY KEY,
-    commit_id    INTEGER NOT NULL,
-    position     INTEGER NOT NULL,
-    updated_at   TEXT    NOT NULL
-);
-
-CREATE TABLE IF NOT EXISTS heartbeats (
-    device_id     TEXT    NOT NULL,
-    sampled_at    TEXT    NOT NULL,
-    received_at   TEXT    NOT NULL,
-    battery_pct   REAL,
-    temperature_c REAL,
-    uptime_s      INTEGER,
-    rssi_dbm      REAL
-);
-CREATE INDEX IF NOT EXISTS heartbeats_device_time ON heartbeats (device_id, sampled_at);
-"""
+from services.eventstore.sqlite_schema import SCHEMA_VERSION, connect
 
 _EVENT_COLUMNS: Final = (
     "position, stream_id, device_id, seq, event_id, type, occurred_at, received_at, "
     "hash, prev_hash, body"
 )
 
-
-def upgrade_sqlite(path: Path) -> None:
-    """Create or upgrade the schema of the database file at ``path`` (idempotent)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _closing(_connect(path)) as connection:
-        version = connection.execute("PRAGMA user_version").fetchone()[0]
-        if version < SCHEMA_VERSION:
-            connection.executescript(
-                f"BEGIN; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-            )
+# Gap queries (window functions: SQLite >= 3.25).  ``stored`` pairs each seq above
+# the cut-off with the one before it, the first one's predecessor being the cut-off
+# itself, so a missing start shows up like any other hole.  The range on the
+# UNIQUE (stream_id, seq) index keeps the cost to the tail above ``after_seq``.
+_FIND_GAPS: Final = """
+WITH stored AS (
+    SELECT seq, lag(seq, 1, :after_seq) OVER (ORDER BY seq) AS prev_seq
+    FROM events
+    WHERE stream_id = :stream_id AND seq > :after_seq
+)
+SELECT prev_seq + 1, seq - 1 FROM stored WHERE seq > prev_seq + 1 ORDER BY seq
+"""
+# The seq before the first hole; with no hole, the last stored seq; with nothing
+# stored above the cut-off, the cut-off itself.
+_CONTIGUOUS_THROUGH: Final = """
+WITH stored AS (
+    SELECT seq, lag(seq, 1, :after_seq) OVER (ORDER BY seq) AS prev_seq
+    FROM events
+    WHERE stream_id = :stream_id AND seq > :after_seq
+)
+SELECT coalesce(
+    (SELECT prev_seq FROM stored WHERE seq > prev_seq + 1 ORDER BY seq LIMIT 1),
+    (SELECT max(seq) FROM events WHERE stream_id = :stream_id AND seq > :after_seq),
+    :after_seq
+)
+"""
 
 
 class SqliteEventStore:
@@ -107,13 +72,14 @@ class SqliteEventStore:
     returned survives power loss, which is what lets the gateway acknowledge it)."""
 
     def __init__(self, path: Path) -> None:
-        self._connection = _connect(path)
+        self._connection = connect(path)
         version = self._connection.execute("PRAGMA user_version").fetchone()[0]
         if version < SCHEMA_VERSION:
             self._connection.close()
+            found = f"is at schema version {version}" if version else "has no Coreline schema"
             raise SchemaMissingError(
-                f"the SQLite database {path} has no Coreline schema (version {version}); "
-                "run `coreline db upgrade`"
+                f"the SQLite database {path} {found}, this Coreline needs version "
+                f"{SCHEMA_VERSION}: run `coreline db upgrade`"
             )
 
     def append(
@@ -235,6 +201,44 @@ class SqliteEventStore:
             for row in rows
         ]
 
+    def record_presence(self, device_id: str, online: bool, at: datetime) -> None:
+        # Fixed-width UTC text compares in time order, so the guard is a plain >=.
+        with self._write() as connection:
+            connection.execute(
+                "INSERT INTO presence (device_id, online, changed_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (device_id) DO UPDATE "
+                "SET online = excluded.online, changed_at = excluded.changed_at "
+                "WHERE excluded.changed_at >= presence.changed_at",
+                (device_id, online, _timestamp(at)),
+            )
+
+    def presence(self, device_ids: Sequence[str] | None = None) -> dict[str, Presence]:
+        if device_ids is None:
+            rows = self._connection.execute(
+                "SELECT device_id, online, changed_at FROM presence ORDER BY device_id"
+            )
+        else:
+            # One JSON array parameter, however many ids: no placeholder lists to build.
+            rows = self._connection.execute(
+                "SELECT device_id, online, changed_at FROM presence "
+                "WHERE device_id IN (SELECT value FROM json_each(?)) ORDER BY device_id",
+                (json.dumps(list(device_ids)),),
+            )
+        return {row[0]: Presence(bool(row[1]), _parse_timestamp(row[2])) for row in rows}
+
+    def find_gaps(self, stream_id: str, after_seq: int = 0) -> list[Gap]:
+        rows = self._connection.execute(
+            _FIND_GAPS, {"stream_id": stream_id, "after_seq": after_seq}
+        )
+        return [Gap(stream_id, from_seq, to_seq) for from_seq, to_seq in rows]
+
+    def contiguous_through(self, stream_id: str, after_seq: int = 0) -> int:
+        through: int
+        [(through,)] = self._connection.execute(
+            _CONTIGUOUS_THROUGH, {"stream_id": stream_id, "after_seq": after_seq}
+        ).fetchall()
+        return through
+
     def load_checkpoint(self, name: str) -> Cursor:
         row = self._connection.execute(
             "SELECT commit_id, position FROM checkpoints WHERE name = ?", (name,)
@@ -278,22 +282,6 @@ class SqliteEventStore:
             ):
                 stored[(seq_range.stream_id, seq)] = StoredLink(event_hash, prev_hash)
         return stored
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    # Autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE.
-    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-    connection.execute("PRAGMA journal_mode = WAL")
-    connection.execute("PRAGMA synchronous = FULL")
-    return connection
-
-
-@contextmanager
-def _closing(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    try:
-        yield connection
-    finally:
-        connection.close()
 
 
 def _timestamp(moment: datetime) -> str:

@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from services.eventstore import SchemaMissingError, open_event_store
+from services.eventstore.migrations import SCHEMA_REVISION
 from tests.support.postgres import TemporaryPostgres
 
 
@@ -50,8 +51,15 @@ def test_db_upgrade_creates_the_schema_once(postgres_server: TemporaryPostgres) 
     assert "postgres@127.0.0.1" in first.stdout
     snapshot = _schema_snapshot(url)
     names = {name for name, _ in snapshot}
-    assert {"events", "dead_letters", "checkpoints", "heartbeats", "heartbeats_default"} <= names
-    assert ("alembic_version", "0001") in snapshot
+    assert {
+        "events",
+        "dead_letters",
+        "checkpoints",
+        "heartbeats",
+        "heartbeats_default",
+        "presence",
+    } <= names
+    assert ("alembic_version", SCHEMA_REVISION) in snapshot
     second = _coreline("db", "upgrade", database_url=url)
     assert second.returncode == 0, second.stderr
     assert _schema_snapshot(url) == snapshot

@@ -57,7 +57,7 @@ class TemporaryMosquitto:
             f"persistence_location {self.root}/\n"
             "autosave_interval 1\n"
             "max_queued_messages 100000\n"
-            "max_inflight_messages 100\n"
+            "max_inflight_messages 1000\n"
             f"{self.extra_config}"
         )
         self._log = (self.root / "mosquitto.log").open("ab")
