@@ -56,18 +56,17 @@ class _RunningGateway:
 
 
 @pytest.fixture
-def running_gateway(
-    postgres_url: str, broker: TemporaryMosquitto
-) -> Callable[..., _RunningGateway]:
+def running_gateway(store_url: str, broker: TemporaryMosquitto) -> Callable[..., _RunningGateway]:
     def start(**options: Any) -> _RunningGateway:
-        return _RunningGateway(postgres_url, broker, GatewayOptions(**options))
+        return _RunningGateway(store_url, broker, GatewayOptions(**options))
 
     return start
 
 
 @pytest.fixture
-def pg_store(postgres_url: str) -> Iterator[EventStore]:
-    store = open_event_store(postgres_url)
+def ingest_store(store_url: str) -> Iterator[EventStore]:
+    """The store the gateway writes to: PostgreSQL, and SQLite (the embedded default)."""
+    store = open_event_store(store_url)
     yield store
     store.close()
 
@@ -90,7 +89,7 @@ def _chain(store: EventStore, device_id: str) -> tuple[ChainStatus, int, str]:
 def test_vectors_through_a_real_broker(
     running_gateway: Callable[..., _RunningGateway],
     broker: TemporaryMosquitto,
-    pg_store: EventStore,
+    ingest_store: EventStore,
     vectors_dir: Path,
 ) -> None:
     """Every vector stream, in batches interleaved across devices and partly sent
@@ -112,27 +111,27 @@ def test_vectors_through_a_real_broker(
 
     with running_gateway(), Publisher(broker.port) as publisher:
         publisher.publish_many(messages)
-        assert _wait(lambda: len(pg_store.dead_letters(limit=100)) >= len(invalid))
+        assert _wait(lambda: len(ingest_store.dead_letters(limit=100)) >= len(invalid))
         for device, stream in streams.items():
             expected = stream["expected"]
             last_seq: int = expected["last_seq"]
 
             def complete(d: str = device, n: int = last_seq) -> bool:
-                return _chain(pg_store, d)[1] == n
+                return _chain(ingest_store, d)[1] == n
 
             assert _wait(complete), (
-                _chain(pg_store, device),
-                [(x.reason, x.detail) for x in pg_store.dead_letters(limit=100)],
+                _chain(ingest_store, device),
+                [(x.reason, x.detail) for x in ingest_store.dead_letters(limit=100)],
             )
-            assert _chain(pg_store, device) == (
+            assert _chain(ingest_store, device) == (
                 ChainStatus.VERIFIED,
                 expected["last_seq"],
                 expected["last_hash"],
             )
-            stored = pg_store.read_stream(stream_of(device))
+            stored = ingest_store.read_stream(stream_of(device))
             assert [e.hash for e in stored] == [e["hash"] for e in stream["events"]]
         time.sleep(0.3)  # nothing more arrives
-        letters = pg_store.dead_letters(limit=100)
+        letters = ingest_store.dead_letters(limit=100)
     assert sorted((letter.reason, letter.topic.split("/")[3]) for letter in letters) == sorted(
         (case["reason"], case["topic_device"]) for case in invalid
     )
@@ -143,7 +142,7 @@ def test_vectors_through_a_real_broker(
 def test_telemetry_and_presence_are_recorded(
     running_gateway: Callable[..., _RunningGateway],
     broker: TemporaryMosquitto,
-    pg_store: EventStore,
+    ingest_store: EventStore,
 ) -> None:
     device = "HP-000500"
     beat = {"device_id": device, "sampled_at": "2026-11-25T09:00:00.000Z", "battery_pct": 77.0,
@@ -154,18 +153,18 @@ def test_telemetry_and_presence_are_recorded(
         publisher.publish(
             device_topic(device, DeviceChannel.TELEMETRY), b'{"battery_pct": "x"}', qos=0
         )
-        assert _wait(lambda: bool(pg_store.latest_heartbeats(device)))
-        assert _wait(lambda: device in pg_store.presence([device]))
-        assert _wait(lambda: len(pg_store.dead_letters()) == 1)
-    assert pg_store.latest_heartbeats(device)[0].battery_pct == 77.0
-    assert pg_store.presence([device])[device].online
-    assert pg_store.dead_letters()[0].reason == "schema"
+        assert _wait(lambda: bool(ingest_store.latest_heartbeats(device)))
+        assert _wait(lambda: device in ingest_store.presence([device]))
+        assert _wait(lambda: len(ingest_store.dead_letters()) == 1)
+    assert ingest_store.latest_heartbeats(device)[0].battery_pct == 77.0
+    assert ingest_store.presence([device])[device].online
+    assert ingest_store.dead_letters()[0].reason == "schema"
 
 
 def test_a_gap_is_asked_for_again_and_filled(
     running_gateway: Callable[..., _RunningGateway],
     broker: TemporaryMosquitto,
-    pg_store: EventStore,
+    ingest_store: EventStore,
 ) -> None:
     device = "HP-000600"
     stream = [orjson.loads(event.wire_json()) for event in device_stream(device, 20)]
@@ -182,7 +181,7 @@ def test_a_gap_is_asked_for_again_and_filled(
         asked = orjson.loads(commands.messages[0][1])
         assert asked == {"cmd": "resend", "from_seq": 11, "to_seq": 15}
         publisher.publish(events_topic, batch_payload(device, stream[10:15]))
-        assert _wait(lambda: _chain(pg_store, device)[:2] == (ChainStatus.VERIFIED, 20))
+        assert _wait(lambda: _chain(ingest_store, device)[:2] == (ChainStatus.VERIFIED, 20))
         settled = len(commands.messages)
         time.sleep(1.5)
         assert len(commands.messages) == settled  # filled: no more requests
@@ -192,7 +191,7 @@ def test_a_gap_is_asked_for_again_and_filled(
 def test_hostile_payloads_leave_the_gateway_running(
     running_gateway: Callable[..., _RunningGateway],
     broker: TemporaryMosquitto,
-    pg_store: EventStore,
+    ingest_store: EventStore,
 ) -> None:
     """10,000 payloads of random bytes, huge numbers, deep nesting, wrong types and
     control characters:
@@ -224,9 +223,9 @@ def test_hostile_payloads_leave_the_gateway_running(
     with running_gateway(), Publisher(broker.port) as publisher:
         publisher.publish_many(payloads)
         publisher.publish(topic, orjson.dumps({"device_id": "HP-000700", "events": [valid]}))
-        assert _wait(lambda: _chain(pg_store, "HP-000700")[1] == 1, timeout=120)
-        assert _wait(lambda: _count_dead_letters(pg_store) >= 10_000, timeout=120)
-    assert _count_dead_letters(pg_store) == 10_000
+        assert _wait(lambda: _chain(ingest_store, "HP-000700")[1] == 1, timeout=120)
+        assert _wait(lambda: _count_dead_letters(ingest_store) >= 10_000, timeout=120)
+    assert _count_dead_letters(ingest_store) == 10_000
 
 
 def _count_dead_letters(store: EventStore) -> int:
