@@ -29,7 +29,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from bench.report import chunks, machine, print_table
 from schemas import SealedEvent
 from services.eventstore import upgrade_schema
-from services.eventstore.postgres import PostgresEventStore
+from services.eventstore.postgres import EVENT_COPY_TYPES, PostgresEventStore
 from tests.support.postgres import TemporaryPostgres
 from tests.support.streams import device_stream
 
@@ -44,9 +44,6 @@ _CEILING_COPY: Final = (
     "COPY ceiling (stream_id, device_id, seq, event_id, type, occurred_at, received_at, "
     "hash, prev_hash, body) FROM STDIN (FORMAT BINARY)"
 )
-_CEILING_TYPES: Final = [
-    "text", "text", "int8", "uuid", "text", "timestamptz", "timestamptz", "text", "text", "bytea",
-]  # fmt: skip
 
 Appender = Callable[[Sequence[SealedEvent]], None]
 
@@ -107,7 +104,7 @@ def ceiling_appender(url: str) -> tuple[Appender, Callable[[], None]]:
             connection.cursor() as cursor,
             cursor.copy(_CEILING_COPY) as copy,
         ):
-            copy.set_types(_CEILING_TYPES)
+            copy.set_types(EVENT_COPY_TYPES)
             for event in batch:
                 copy.write_row(
                     (

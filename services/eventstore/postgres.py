@@ -72,7 +72,7 @@ _COPY_EVENTS: Final = (
     "COPY events (stream_id, device_id, seq, event_id, type, occurred_at, received_at, "
     "hash, prev_hash, body) FROM STDIN (FORMAT BINARY)"
 )
-_EVENT_TYPES: Final = [
+EVENT_COPY_TYPES: Final = [
     "text", "text", "int8", "uuid", "text", "timestamptz", "timestamptz", "text", "text", "bytea",
 ]  # fmt: skip
 _INSERT_DEAD_LETTER: Final = (
@@ -154,7 +154,7 @@ class PostgresEventStore:
             plan = plan_append(events, self._lock_and_fetch_neighbours(cursor, events))
             if plan.inserts:
                 with cursor.copy(_COPY_EVENTS) as copy:
-                    copy.set_types(_EVENT_TYPES)
+                    copy.set_types(EVENT_COPY_TYPES)
                     for event in plan.inserts:
                         copy.write_row(
                             (

@@ -85,15 +85,7 @@ def test_kill_minus_nine_mid_publish_loses_nothing(
             assert subscriber.wait_for(lambda s, b=before: len(s.events()) > b + 50, timeout=30)
             process.send_signal(signal.SIGKILL)
             process.wait(timeout=10)
-        survivor = _agent_process(outbox_path, broker, total)
-        try:
-            assert subscriber.wait_for(
-                lambda s: {e["seq"] for e in s.events()} >= set(range(1, total + 1)), timeout=60
-            ), f"missing seqs; agent log: {_agent_log(outbox_path)}"
-        finally:
-            survivor.send_signal(signal.SIGTERM)
-            survivor.wait(timeout=10)
-        _assert_complete_chain(subscriber.events(), total)
+        _restart_and_expect_everything(outbox_path, broker, subscriber, total)
     # The outbox itself is a whole chain and knows everything was acknowledged.
     outbox = Outbox(outbox_path)
     assert outbox.head(DEVICE)[0] == total
@@ -121,15 +113,23 @@ def test_nothing_counts_as_sent_until_the_broker_acknowledges_it(
         assert seen_before_restart < total, "the freeze came too late to test anything"
         broker.start()
         subscriber.wait_subscribed()
-        survivor = _agent_process(outbox_path, broker, total)
-        try:
-            assert subscriber.wait_for(
-                lambda s: {e["seq"] for e in s.events()} >= set(range(1, total + 1)), timeout=60
-            ), f"missing {_missing(subscriber, total)}; agent log: {_agent_log(outbox_path)}"
-        finally:
-            survivor.send_signal(signal.SIGTERM)
-            survivor.wait(timeout=10)
-        _assert_complete_chain(subscriber.events(), total)
+        _restart_and_expect_everything(outbox_path, broker, subscriber, total)
+
+
+def _restart_and_expect_everything(
+    outbox_path: Path, broker: TemporaryMosquitto, subscriber: RecordingSubscriber, total: int
+) -> None:
+    """Start the agent once more: the subscriber must end up with every event of the
+    device, in order, chained (duplicates allowed, byte-identical)."""
+    survivor = _agent_process(outbox_path, broker, total)
+    try:
+        assert subscriber.wait_for(
+            lambda s: {e["seq"] for e in s.events()} >= set(range(1, total + 1)), timeout=60
+        ), f"missing {_missing(subscriber, total)}; agent log: {_agent_log(outbox_path)}"
+    finally:
+        survivor.send_signal(signal.SIGTERM)
+        survivor.wait(timeout=10)
+    _assert_complete_chain(subscriber.events(), total)
 
 
 def _missing(subscriber: RecordingSubscriber, total: int) -> str:
