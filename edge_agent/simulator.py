@@ -27,6 +27,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from edge_agent.device import DeviceReading
+from edge_agent.simulator_catalog import (
+    CartridgeModel,
+    FaultModel,
+    pick_area_model,
+    pick_cartridge_model,
+    pick_fault_model,
+)
 from schemas import Heartbeat, SessionEndReason, Severity, TreatmentArea
 
 _Timed = tuple[int, DeviceReading | Heartbeat]
@@ -120,123 +127,16 @@ class SimulatorCounters:
     faults: int
 
 
-@dataclass(frozen=True, slots=True)
-class _CartridgeModel:
-    needles: int
-    needle_gauge: int
-    core_diameter_mm: float
-    rated_actuations: int
-    weight: float
-
-    @property
-    def core_area_mm2(self) -> float:
-        return math.pi * (self.core_diameter_mm / 2) ** 2
-
-
-# Ratings are low enough that a cartridge lasts three to five sessions of average size.
-_CARTRIDGES: Final = (
-    _CartridgeModel(5, 22, 0.5, 2_000, 0.4),
-    _CartridgeModel(3, 22, 0.5, 3_000, 0.2),
-    _CartridgeModel(7, 22, 0.5, 1_500, 0.2),
-    _CartridgeModel(5, 24, 0.4, 2_500, 0.1),
-    _CartridgeModel(3, 20, 0.6, 2_000, 0.1),
-)
-
-
-@dataclass(frozen=True, slots=True)
-class _AreaModel:
-    area: TreatmentArea
-    weight: float
-    area_cm2: tuple[float, float]
-    depth_mm: tuple[float, float]
-    """Thin skin (around the eyes) is cored shallow, thighs and arms deep."""
-
-
-_AREAS: Final = (
-    _AreaModel(TreatmentArea.LOWER_FACE, 0.24, (40.0, 80.0), (1.5, 2.5)),
-    _AreaModel(TreatmentArea.MID_FACE, 0.18, (50.0, 90.0), (1.5, 2.5)),
-    _AreaModel(TreatmentArea.NECK, 0.14, (80.0, 150.0), (1.0, 2.0)),
-    _AreaModel(TreatmentArea.SUBMENTAL, 0.10, (25.0, 50.0), (1.5, 2.5)),
-    _AreaModel(TreatmentArea.PERIORBITAL, 0.10, (8.0, 20.0), (0.5, 1.0)),
-    _AreaModel(TreatmentArea.UPPER_ARM, 0.10, (120.0, 250.0), (2.0, 3.0)),
-    _AreaModel(TreatmentArea.INNER_THIGH, 0.08, (150.0, 350.0), (2.0, 3.5)),
-    _AreaModel(TreatmentArea.OTHER, 0.06, (20.0, 200.0), (1.0, 3.0)),
-)
-
-
-@dataclass(frozen=True, slots=True)
-class _FaultModel:
-    code: str
-    weight: float
-    severities: tuple[tuple[Severity, float], ...]
-    level: tuple[float, float]
-    """The range of the reading that tripped the fault, in the message's unit."""
-    message: str
-    """Formatted with ``level`` and ``needles`` (of the installed cartridge)."""
-
-
-_FAULTS: Final = (
-    _FaultModel(
-        "E-VAC-LOW",
-        0.35,
-        ((Severity.INFO, 0.3), (Severity.WARNING, 0.6), (Severity.CRITICAL, 0.1)),
-        (32.0, 55.0),
-        "aspiration vacuum at {level:.0f} kPa, below the 60 kPa setpoint; check tubing",
-    ),
-    _FaultModel(
-        "E-MOTOR-STALL",
-        0.15,
-        ((Severity.WARNING, 0.4), (Severity.CRITICAL, 0.6)),
-        (0.4, 3.2),
-        "actuator stalled at {level:.1f} mm of stroke; drive current limited",
-    ),
-    _FaultModel(
-        "E-NEEDLE-JAM",
-        0.2,
-        ((Severity.WARNING, 0.5), (Severity.CRITICAL, 0.5)),
-        (0.0, 0.0),
-        "a needle of {needles} did not retract within 40 ms",
-    ),
-    _FaultModel(
-        "E-DEPTH-SENSOR",
-        0.15,
-        ((Severity.INFO, 0.5), (Severity.WARNING, 0.5)),
-        (0.3, 1.2),
-        "depth sensor reads {level:.1f} mm off its calibration; holding last good value",
-    ),
-    _FaultModel(
-        "E-OVERTEMP",
-        0.15,
-        ((Severity.WARNING, 0.7), (Severity.CRITICAL, 0.3)),
-        (48.5, 58.0),
-        "actuator at {level:.0f} degC, above its 48 degC limit; cooling down",
-    ),
-)
-
-
 def _draw(rng: random.Random, low: int, high: int) -> int:
     """A uniform integer in [low, high]: ``randint`` without its argument checks,
     which cost more than the draw on the punch path."""
     return low + int(rng.random() * (high - low + 1))
 
 
-def _cumulative(weights: list[float]) -> list[float]:
-    total, running = 0.0, []
-    for weight in weights:
-        total += weight
-        running.append(total)
-    return running
-
-
-_CARTRIDGE_CUM: Final = _cumulative([model.weight for model in _CARTRIDGES])
-_AREA_CUM: Final = _cumulative([model.weight for model in _AREAS])
-_FAULT_CUM: Final = _cumulative([model.weight for model in _FAULTS])
-
-
 @dataclass(slots=True)
 class _Cartridge:
     cartridge_id: str
-    model: _CartridgeModel
+    model: CartridgeModel
     wear_at_rating_pct: float
     """Wear at exactly the rated actuations: lots differ, some reach 100 % early."""
     force_when_new_n: float
@@ -274,7 +174,7 @@ class _Session:
     removed_mm2: float = 0.0
     actuations: int = 0
     cores: int = 0
-    fault: _FaultModel | None = None
+    fault: FaultModel | None = None
 
 
 class HandpieceSimulator:
@@ -306,7 +206,7 @@ class HandpieceSimulator:
         versions = [version for version, _ in profile.firmware_versions]
         weights = [weight for _, weight in profile.firmware_versions]
         self._firmware_version = rng.choices(versions, weights=weights)[0]
-        self._preferred_model = rng.choices(_CARTRIDGES, cum_weights=_CARTRIDGE_CUM)[0]
+        self._preferred_model = pick_cartridge_model(rng)
         self._operators = [f"op-{rng.getrandbits(24):06x}" for _ in range(_draw(rng, 2, 4))]
         self._heartbeat_ms = max(1, round(profile.heartbeat_interval_s * 1000))
         self._next_heartbeat_ms = _draw(rng, 1_000, max(1_000, self._heartbeat_ms))
@@ -395,10 +295,7 @@ class HandpieceSimulator:
 
     def _install(self, moment: int) -> Iterator[_Timed]:
         rng = self._rng
-        if rng.random() < 0.85:
-            model = self._preferred_model
-        else:
-            model = rng.choices(_CARTRIDGES, cum_weights=_CARTRIDGE_CUM)[0]
+        model = self._preferred_model if rng.random() < 0.85 else pick_cartridge_model(rng)
         overused = rng.random() < self._profile.cartridge_overuse_probability
         cartridge = _Cartridge(
             cartridge_id=f"CT-{rng.getrandbits(40):010X}",
@@ -440,7 +337,7 @@ class HandpieceSimulator:
 
     def _plan_session(self, moment: int) -> tuple[_Session, TreatmentArea]:
         rng, profile = self._rng, self._profile
-        area = rng.choices(_AREAS, cum_weights=_AREA_CUM)[0]
+        area = pick_area_model(rng)
         area_cm2 = round(rng.uniform(*area.area_cm2), 1)
         target_mm2 = self._target_coverage_pct() / 100 * area_cm2 * 100
         rate_hz = rng.uniform(5.0, 8.0)
@@ -609,7 +506,7 @@ class HandpieceSimulator:
     def _fault(self, session: _Session) -> Generator[_Timed, None, bool]:
         """Raise a fault at the next punch; True when it ends the session."""
         rng = self._rng
-        fault = rng.choices(_FAULTS, cum_weights=_FAULT_CUM)[0]
+        fault = pick_fault_model(rng)
         severities = [severity for severity, _ in fault.severities]
         weights = [weight for _, weight in fault.severities]
         severity = rng.choices(severities, weights=weights)[0]
@@ -633,7 +530,7 @@ class HandpieceSimulator:
         session.next_fault_ms = session.cursor_ms + self._fault_delay_ms()
         return False
 
-    def _recover(self, fault: _FaultModel) -> Iterator[_Timed]:
+    def _recover(self, fault: FaultModel) -> Iterator[_Timed]:
         """After a critical fault ended the session: service the cause, then clear."""
         rng = self._rng
         if fault.code == "E-NEEDLE-JAM":
