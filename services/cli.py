@@ -147,6 +147,49 @@ def gateway(
 
 
 @app.command()
+def verify(
+    device: Annotated[
+        str | None,
+        typer.Option("--device", help="Verify this device's stream.", show_default=False),
+    ] = None,
+    session: Annotated[
+        str | None,
+        typer.Option(
+            "--session",
+            help="Verify the stream holding this session, and the session through its end.",
+            show_default=False,
+        ),
+    ] = None,
+    all_streams: Annotated[bool, typer.Option("--all", help="Verify every stored stream.")] = False,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Recompute stored hash chains from the stored bytes, naming each first bad event.
+
+    Exits 0 when everything verified, 1 when a chain is broken or incomplete (with
+    --session: when the session is), 2 when it cannot run.  Deleting a stream's
+    newest events cannot be seen this way: nothing in the chain points forward.
+    """
+    from services.audit import VerifyUsageError, parse_target  # noqa: PLC0415
+    from services.audit import verify as verify_chains  # noqa: PLC0415
+    from services.eventstore import EventStoreError, open_event_store  # noqa: PLC0415
+    from services.settings import load_settings  # noqa: PLC0415
+
+    try:
+        target = parse_target(device, session, all_streams)
+        settings = load_settings(database_url=database_url)
+        store = open_event_store(settings.database_url)
+    except (VerifyUsageError, ConfigurationError, EventStoreError) as error:
+        raise _fail("verify", error) from None
+    try:
+        verified = verify_chains(store, target, typer.echo)
+    except VerifyUsageError as error:
+        raise _fail("verify", error) from None
+    finally:
+        store.close()
+    raise typer.Exit(code=0 if verified else 1)
+
+
+@app.command()
 def agent(
     device_id: Annotated[str, typer.Option("--device-id", help="This handpiece's serial.")],
     mqtt_url: MqttOption = None,

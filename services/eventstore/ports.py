@@ -139,6 +139,11 @@ class EventStore(Protocol):
         """One stream's events with ``from_seq <= seq <= to_seq``, in seq order."""
         ...
 
+    def stream_ids(self) -> list[str]:
+        """The name of every stream holding at least one event, each once, in name
+        order (the database's)."""
+        ...
+
     def dead_letters(self, after_id: int = 0, limit: int = 100) -> list[StoredDeadLetter]: ...
 
     def record_heartbeats(
@@ -185,5 +190,12 @@ class EventStore(Protocol):
         ...
 
     def save_checkpoint(self, name: str, cursor: Cursor) -> None: ...
+
+    def wait_for_appends(self, timeout: float) -> None:
+        """Return when events may have been appended by anyone since the last call
+        (or the last read), or after ``timeout`` seconds: how a projector waits
+        without polling hard.  PostgreSQL: LISTEN/NOTIFY; SQLite: the file's data
+        version."""
+        ...
 
     def close(self) -> None: ...

@@ -126,6 +126,7 @@ SELECT coalesce(
 )
 """
 _NO_LIMIT: Final = 2**62
+APPENDS_CHANNEL: Final = "coreline_appends"
 
 
 class PostgresEventStore:
@@ -136,6 +137,8 @@ class PostgresEventStore:
         # (which would hold back other readers' horizon); writes open one explicitly.
         try:
             self._connection = psycopg.connect(conninfo, autocommit=True)
+            self._conninfo = conninfo
+            self._listener: psycopg.Connection[Any] | None = None
         except psycopg.OperationalError as error:
             raise unreachable(conninfo, error) from error
         self._check_schema()
@@ -170,6 +173,8 @@ class PostgresEventStore:
                                 event.body,
                             )
                         )
+                # Delivered at commit, to every LISTENing projector.
+                cursor.execute("SELECT pg_notify(%s, '')", (APPENDS_CHANNEL,))
             letters = [*dead_letters, *plan.rejected]
             if letters:
                 cursor.executemany(
@@ -189,6 +194,19 @@ class PostgresEventStore:
             (stream_id, from_seq, _NO_LIMIT if to_seq is None else to_seq, limit or _NO_LIMIT),
         )
         return [_stored_event(row) for row in rows]
+
+    def stream_ids(self) -> list[str]:
+        # A loose index scan: one probe of the (stream_id, seq) index per stream,
+        # however many events each holds, instead of reading every entry to DISTINCT.
+        rows = self._connection.execute(
+            "WITH RECURSIVE streams (stream_id) AS ("
+            " SELECT min(stream_id) FROM events"
+            " UNION ALL"
+            " SELECT (SELECT min(e.stream_id) FROM events e WHERE e.stream_id > s.stream_id)"
+            " FROM streams s WHERE s.stream_id IS NOT NULL"
+            ") SELECT stream_id FROM streams WHERE stream_id IS NOT NULL"
+        ).fetchall()
+        return [row[0] for row in rows]
 
     def dead_letters(self, after_id: int = 0, limit: int = 100) -> list[StoredDeadLetter]:
         rows = self._connection.execute(
@@ -298,8 +316,21 @@ class PostgresEventStore:
             (name, cursor.commit, cursor.position),
         )
 
+    def wait_for_appends(self, timeout: float) -> None:
+        if self._listener is None:
+            self._listener = psycopg.connect(self._conninfo, autocommit=True)
+            self._listener.execute(f"LISTEN {APPENDS_CHANNEL}")
+            return  # appends before LISTEN would be missed: let the caller read first
+        for _ in self._listener.notifies(timeout=timeout, stop_after=1):
+            pass
+        # Several appends may have notified meanwhile: one read catches up with all.
+        for _ in self._listener.notifies(timeout=0):
+            pass
+
     def close(self) -> None:
         self._connection.close()
+        if self._listener is not None:
+            self._listener.close()
 
     def _check_schema(self) -> None:
         row = self._connection.execute(

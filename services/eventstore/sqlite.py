@@ -7,6 +7,7 @@ is always 0: a reader can never see position N+1 before N is committed.
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -34,6 +35,8 @@ from services.eventstore.ports import (
 )
 from services.eventstore.sqlite_schema import SCHEMA_VERSION, connect
 
+_POLL_S: Final = 0.05
+"""How often a waiting projector looks at the file (SQLite has no notifications)."""
 _EVENT_COLUMNS: Final = (
     "position, stream_id, device_id, seq, event_id, type, occurred_at, received_at, "
     "hash, prev_hash, body"
@@ -81,6 +84,7 @@ class SqliteEventStore:
                 f"the SQLite database {path} {found}, this Coreline needs version "
                 f"{SCHEMA_VERSION}: run `coreline db upgrade`"
             )
+        self._data_version: int = self._connection.execute("PRAGMA data_version").fetchone()[0]
 
     def append(
         self,
@@ -139,6 +143,19 @@ class SqliteEventStore:
             (stream_id, from_seq, to_seq if to_seq is not None else 2**62, limit or -1),
         ).fetchall()
         return [_stored_event(row) for row in rows]
+
+    def stream_ids(self) -> list[str]:
+        # A loose index scan: one probe of the (stream_id, seq) index per stream,
+        # however many events each holds, instead of reading every entry to DISTINCT.
+        rows = self._connection.execute(
+            "WITH RECURSIVE streams (stream_id) AS ("
+            " SELECT min(stream_id) FROM events"
+            " UNION ALL"
+            " SELECT (SELECT min(e.stream_id) FROM events e WHERE e.stream_id > s.stream_id)"
+            " FROM streams s WHERE s.stream_id IS NOT NULL"
+            ") SELECT stream_id FROM streams WHERE stream_id IS NOT NULL"
+        ).fetchall()
+        return [row[0] for row in rows]
 
     def dead_letters(self, after_id: int = 0, limit: int = 100) -> list[StoredDeadLetter]:
         rows = self._connection.execute(
@@ -254,6 +271,16 @@ class SqliteEventStore:
                 "position = excluded.position, updated_at = excluded.updated_at",
                 (name, cursor.commit, cursor.position, _timestamp(datetime.now(UTC))),
             )
+
+    def wait_for_appends(self, timeout: float) -> None:
+        # data_version changes when another connection commits to the file.
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            version = self._connection.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._data_version:
+                self._data_version = version
+                return
+            time.sleep(min(_POLL_S, max(0.0, deadline - time.monotonic())))
 
     def close(self) -> None:
         self._connection.close()
