@@ -190,6 +190,55 @@ def verify(
 
 
 @app.command()
+def projector(
+    database_url: DatabaseOption = None,
+    log_level: LogLevelOption = "info",
+) -> None:
+    """Fold the event store into the read models, following new events as they come."""
+    from services.eventstore import EventStoreError, open_event_store  # noqa: PLC0415
+    from services.projections.read_store import ReadModelStore  # noqa: PLC0415
+    from services.projections.runner import Projector  # noqa: PLC0415
+    from services.settings import Settings  # noqa: PLC0415
+
+    settings = _configure("projector", Settings, log_level, database_url=database_url)
+    try:
+        events = open_event_store(settings.database_url)
+    except EventStoreError as error:
+        raise _fail("projector", error) from None
+    read_models = ReadModelStore(settings.database_url)
+    typer.echo(f"projector: {redact(settings.database_url)}", err=True)
+    Projector(events, read_models).run(_stop_on_signals())
+    events.close()
+    read_models.close()
+
+
+@app.command()
+def replay(database_url: DatabaseOption = None) -> None:
+    """Rebuild every read model from the event store, then swap it in."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn  # noqa: PLC0415
+
+    from services.eventstore import EventStoreError, open_event_store  # noqa: PLC0415
+    from services.projections.replay import replay as rebuild  # noqa: PLC0415
+    from services.settings import Settings  # noqa: PLC0415
+
+    settings = _configure("replay", Settings, "warning", database_url=database_url)
+    try:
+        events = open_event_store(settings.database_url)
+    except EventStoreError as error:
+        raise _fail("replay", error) from None
+    total = events.count_events()
+    columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, transient=True) as progress:
+        task = progress.add_task("events", total=total)
+        result = rebuild(settings.database_url, events, lambda n: progress.advance(task, n))
+    events.close()
+    typer.echo(
+        f"replayed {result.events:,} events of {result.devices:,} devices in "
+        f"{result.seconds:.1f} s ({result.rate:,.0f} events/s)"
+    )
+
+
+@app.command()
 def agent(
     device_id: Annotated[str, typer.Option("--device-id", help="This handpiece's serial.")],
     mqtt_url: MqttOption = None,

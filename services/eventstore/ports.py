@@ -139,6 +139,10 @@ class EventStore(Protocol):
         """One stream's events with ``from_seq <= seq <= to_seq``, in seq order."""
         ...
 
+    def count_events(self) -> int:
+        """How many events are stored (for progress reporting)."""
+        ...
+
     def stream_ids(self) -> list[str]:
         """The name of every stream holding at least one event, each once, in name
         order (the database's)."""

@@ -144,6 +144,10 @@ class SqliteEventStore:
         ).fetchall()
         return [_stored_event(row) for row in rows]
 
+    def count_events(self) -> int:
+        row = self._connection.execute("SELECT count(*) FROM events").fetchone()
+        return int(row[0]) if row else 0
+
     def stream_ids(self) -> list[str]:
         # A loose index scan: one probe of the (stream_id, seq) index per stream,
         # however many events each holds, instead of reading every entry to DISTINCT.

@@ -1,0 +1,97 @@
+"""Read models folded from event streams: devices, session audits, the fleet.
+
+Pure: no I/O, no database, no clock.  A runner feeds each device's facts (built with
+``fact_from_body`` or ``fact_from_wire``) to its ``DeviceProjection`` in any order;
+``apply`` folds them in seq order and returns the ``Change`` values to store and to
+alert on.
+"""
+
+from services.projections.cartridge import (
+    InstalledCartridge,
+    actuations_left,
+    life_reached,
+    life_used_pct,
+)
+from services.projections.changes import (
+    Applied,
+    Change,
+    FaultClosed,
+    FaultOpened,
+    FindingRecorded,
+    SessionChanged,
+    SessionClosed,
+)
+from services.projections.device import RECENT_CARTRIDGES, DeviceProjection, fold_device
+from services.projections.device_summary import DeviceSummary
+from services.projections.errors import ProjectionError
+from services.projections.facts import Fact, fact_from_body, fact_from_wire, parse_timestamp
+from services.projections.faults import OpenFault
+from services.projections.findings import Finding, FindingKind
+from services.projections.fleet import (
+    CartridgeInstall,
+    FleetCounts,
+    cartridge_install,
+    fleet_counts,
+    iso_week,
+    weekly_cartridge_consumption,
+)
+from services.projections.forecast import (
+    RECENT_PUNCHING_S,
+    NeedleLifeForecast,
+    PunchRate,
+    forecast_message,
+    forecast_needle_life,
+)
+from services.projections.maintenance import (
+    DEFAULT_POLICY,
+    DEFAULT_SERVICE_INTERVAL,
+    MaintenancePolicy,
+    MaintenanceStatus,
+    headline_status,
+    maintenance_attention,
+)
+from services.projections.session import SessionAudit
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "DEFAULT_SERVICE_INTERVAL",
+    "RECENT_CARTRIDGES",
+    "RECENT_PUNCHING_S",
+    "Applied",
+    "CartridgeInstall",
+    "Change",
+    "DeviceProjection",
+    "DeviceSummary",
+    "Fact",
+    "FaultClosed",
+    "FaultOpened",
+    "Finding",
+    "FindingKind",
+    "FindingRecorded",
+    "FleetCounts",
+    "InstalledCartridge",
+    "MaintenancePolicy",
+    "MaintenanceStatus",
+    "NeedleLifeForecast",
+    "OpenFault",
+    "ProjectionError",
+    "PunchRate",
+    "SessionAudit",
+    "SessionChanged",
+    "SessionClosed",
+    "actuations_left",
+    "cartridge_install",
+    "fact_from_body",
+    "fact_from_wire",
+    "fleet_counts",
+    "fold_device",
+    "forecast_message",
+    "forecast_needle_life",
+    "headline_status",
+    "iso_week",
+    "life_reached",
+    "life_used_pct",
+    "maintenance_attention",
+    "parse_timestamp",
+    "weekly_cartridge_consumption",
+]

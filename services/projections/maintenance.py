@@ -1,0 +1,81 @@
+"""Maintenance status of a handpiece (DESIGN §6) from its folded facts.
+
+A device can need several things at once; ``maintenance_attention`` lists them all,
+most urgent first, and the headline status is the first (``ok`` when none).  The
+order puts what stops treatment now before what can wait: a device that is offline
+may be in any state, a fault holds the actuator, an exhausted cartridge must come
+out before the next actuation, a low one within the session, and a service visit
+is due within thousands of actuations.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from schemas import Severity
+from services.projections.cartridge import CartridgeTally, life_reached
+
+
+class MaintenanceStatus(StrEnum):
+    OFFLINE = "offline"
+    FAULT = "fault"
+    CARTRIDGE_EXHAUSTED = "cartridge_exhausted"
+    CARTRIDGE_LOW = "cartridge_low"
+    SERVICE_DUE = "service_due"
+    OK = "ok"
+
+
+DEFAULT_SERVICE_INTERVAL = 250_000
+"""Actuations between actuator services (DESIGN §7 default)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenancePolicy:
+    """Thresholds, defaulting to DESIGN §7; a clinic's policy may override them."""
+
+    cartridge_low_pct: float = 80.0
+    cartridge_exhausted_pct: float = 95.0
+    service_interval: int = DEFAULT_SERVICE_INTERVAL
+    service_due_fraction: float = 0.9
+
+    def service_due(self, actuations_since_service: int) -> bool:
+        return actuations_since_service >= self.service_interval * self.service_due_fraction
+
+
+DEFAULT_POLICY = MaintenancePolicy()
+
+_HOLDING_SEVERITIES = frozenset({Severity.WARNING, Severity.CRITICAL})
+"""Fault severities that count as a fault status; ``info`` ones do not."""
+
+
+def maintenance_attention(
+    *,
+    cartridge: CartridgeTally | None,
+    fault_severities: Iterable[Severity],
+    actuations_since_service: int,
+    online: bool | None,
+    policy: MaintenancePolicy = DEFAULT_POLICY,
+) -> tuple[MaintenanceStatus, ...]:
+    """Every status other than ``ok`` that applies, most urgent first.
+
+    ``online`` comes from presence and a clock, which the fold has neither of:
+    ``None`` (unknown) adds nothing, ``False`` adds ``offline``.
+    """
+    attention: list[MaintenanceStatus] = []
+    if online is False:
+        attention.append(MaintenanceStatus.OFFLINE)
+    if any(severity in _HOLDING_SEVERITIES for severity in fault_severities):
+        attention.append(MaintenanceStatus.FAULT)
+    if cartridge is not None:
+        used, rated, wear = cartridge.actuations, cartridge.rated_actuations, cartridge.wear_pct
+        if used > rated or life_reached(used, rated, wear, policy.cartridge_exhausted_pct):
+            attention.append(MaintenanceStatus.CARTRIDGE_EXHAUSTED)
+        elif life_reached(used, rated, wear, policy.cartridge_low_pct):
+            attention.append(MaintenanceStatus.CARTRIDGE_LOW)
+    if policy.service_due(actuations_since_service):
+        attention.append(MaintenanceStatus.SERVICE_DUE)
+    return tuple(attention)
+
+
+def headline_status(attention: tuple[MaintenanceStatus, ...]) -> MaintenanceStatus:
+    return attention[0] if attention else MaintenanceStatus.OK

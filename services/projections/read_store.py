@@ -1,0 +1,189 @@
+"""Where read models live: the ``read_*`` tables, written with their checkpoint in
+one transaction (DESIGN §5: replays and restarts are exactly-once in effect).
+
+One implementation for both databases through SQLAlchemy Core; the event store
+keeps its own hand-tuned adapters because appends are its hot path, whereas here
+the work is in the fold.
+"""
+
+import pickle
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import orjson
+import sqlalchemy
+from sqlalchemy import Connection, Engine, event, select, text
+from sqlalchemy.dialects.postgresql import insert as postgres_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from services.eventstore import Backend, Cursor, DatabaseUrl
+from services.projections.device import DeviceProjection
+from services.projections.tables import ReadTables, read_tables
+
+SNAPSHOT_FORMAT: Final = 1
+"""Bumped when ``DeviceProjection``'s fields change; older snapshots are refolded."""
+
+_SAVE_CHECKPOINT: Final = text(
+    "INSERT INTO checkpoints (name, commit_id, position, updated_at) "
+    "VALUES (:name, :commit, :position, :updated) "
+    "ON CONFLICT (name) DO UPDATE SET commit_id = excluded.commit_id, "
+    "position = excluded.position, updated_at = excluded.updated_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryEntry:
+    device_id: str
+    clinic_id: str | None = None
+    model: str | None = None
+    registered: bool = False
+
+
+@dataclass(slots=True)
+class ReadModelUpdate:
+    """Rows one batch of events produced."""
+
+    devices: list[dict[str, Any]] = field(default_factory=list)
+    sessions: list[dict[str, Any]] = field(default_factory=list)
+    registry: list[RegistryEntry] = field(default_factory=list)
+    cartridges_installed: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(clinic id or "", ISO week) → cartridges installed."""
+
+
+class ReadModelStore:
+    def __init__(self, url: str, suffix: str = "") -> None:
+        database = DatabaseUrl.parse(url)
+        self.backend = database.backend
+        self.tables: ReadTables = read_tables(suffix)
+        engine_url = url if database.backend is Backend.SQLITE else database.sqlalchemy_url
+        self.engine: Engine = sqlalchemy.create_engine(engine_url)
+        if database.backend is Backend.SQLITE:
+            event.listen(self.engine, "connect", _sqlite_settings)
+        self.tables.metadata.create_all(self.engine)
+
+    # -- reading -----------------------------------------------------------
+
+    def checkpoint(self, name: str) -> Cursor:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                text("SELECT commit_id, position FROM checkpoints WHERE name = :name"),
+                {"name": name},
+            ).first()
+        return Cursor(int(row[0]), int(row[1])) if row else Cursor.START
+
+    def projections(self, device_ids: Iterable[str]) -> dict[str, DeviceProjection]:
+        """The saved folds of these devices (absent: never seen, or saved by an older
+        format, which the caller refolds from the stream)."""
+        devices = self.tables.devices
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(devices.c.device_id, devices.c.snapshot).where(
+                    devices.c.device_id.in_(list(device_ids))
+                )
+            )
+            found = {}
+            for device_id, snapshot in rows:
+                version, projection = pickle.loads(snapshot)  # noqa: S301 - our own rows
+                if version == SNAPSHOT_FORMAT:
+                    found[device_id] = projection
+            return found
+
+    def registry(self, device_ids: Iterable[str]) -> dict[str, RegistryEntry]:
+        table = self.tables.registry
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(
+                    table.c.device_id, table.c.clinic_id, table.c.model, table.c.registered
+                ).where(table.c.device_id.in_(list(device_ids)))
+            )
+            return {row[0]: RegistryEntry(row[0], row[1], row[2], bool(row[3])) for row in rows}
+
+    # -- writing -----------------------------------------------------------
+
+    def commit(self, update: ReadModelUpdate, checkpoint_name: str, cursor: Cursor) -> None:
+        """Write the batch's rows and move the checkpoint, all or nothing."""
+        with self.engine.begin() as connection:
+            self.write(connection, update)
+            save_checkpoint(connection, checkpoint_name, cursor)
+
+    def write(self, connection: Connection, update: ReadModelUpdate) -> None:
+        tables = self.tables
+        if update.registry:
+            rows = [_registry_row(entry) for entry in update.registry]
+            self._upsert(connection, tables.registry, rows, ["device_id"])
+        if update.devices:
+            self._upsert(connection, tables.devices, update.devices, ["device_id"])
+        if update.sessions:
+            self._upsert(connection, tables.sessions, update.sessions, ["session_id"])
+        if update.cartridges_installed:
+            weeks = tables.cartridge_weeks
+            rows = [
+                {"clinic_id": clinic, "week": week, "installed": count}
+                for (clinic, week), count in update.cartridges_installed.items()
+            ]
+            insert = self._insert(weeks).values(rows)
+            connection.execute(
+                insert.on_conflict_do_update(
+                    index_elements=["clinic_id", "week"],
+                    set_={"installed": weeks.c.installed + insert.excluded.installed},
+                )
+            )
+
+    def _insert(self, table: sqlalchemy.Table) -> Any:
+        return (postgres_insert if self.backend is Backend.POSTGRES else sqlite_insert)(table)
+
+    def _upsert(
+        self,
+        connection: Connection,
+        table: sqlalchemy.Table,
+        rows: list[dict[str, Any]],
+        key: list[str],
+    ) -> None:
+        insert = self._insert(table)
+        columns = [column.name for column in table.columns if column.name not in key]
+        statement = insert.on_conflict_do_update(
+            index_elements=key, set_={name: insert.excluded[name] for name in columns}
+        )
+        # Chunks keep SQLite under its bound-parameter limit.
+        for start in range(0, len(rows), 500):
+            connection.execute(statement, rows[start : start + 500])
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def save_checkpoint(connection: Connection, name: str, cursor: Cursor) -> None:
+    """Move checkpoint ``name`` inside the caller's transaction."""
+    connection.execute(
+        _SAVE_CHECKPOINT,
+        {"name": name, "commit": cursor.commit, "position": cursor.position,
+         "updated": _now_text()},
+    )  # fmt: skip
+
+
+def snapshot(projection: DeviceProjection) -> bytes:
+    return pickle.dumps((SNAPSHOT_FORMAT, projection), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def document(value: Any) -> Any:
+    """A dataclass (with datetimes, enums, tuples inside) as plain JSON values."""
+    return orjson.loads(orjson.dumps(value))
+
+
+def _registry_row(entry: RegistryEntry) -> dict[str, Any]:
+    return {"device_id": entry.device_id, "clinic_id": entry.clinic_id, "model": entry.model,
+            "registered": entry.registered}  # fmt: skip
+
+
+def _now_text() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _sqlite_settings(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = FULL")
+    cursor.execute("PRAGMA busy_timeout = 30000")
+    cursor.close()

@@ -1,0 +1,90 @@
+"""The read-model tables (DESIGN §6), one definition for SQLite and PostgreSQL.
+
+Read models are derived data: the projector creates these tables when they are
+missing, and ``coreline replay`` rebuilds them from the event store into a fresh
+set (``suffix="_next"``) that replaces the live one in a single transaction.
+"""
+
+from typing import Final, NamedTuple
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+_DOCUMENT: Final = JSON().with_variant(JSONB(), "postgresql")
+_MOMENT: Final = DateTime(timezone=True)
+
+
+class ReadTables(NamedTuple):
+    metadata: MetaData
+    devices: Table
+    sessions: Table
+    cartridge_weeks: Table
+    registry: Table
+
+
+def read_tables(suffix: str = "") -> ReadTables:
+    """The read-model tables, named ``read_*{suffix}``."""
+    metadata = MetaData()
+    devices = Table(
+        f"read_devices{suffix}",
+        metadata,
+        Column("device_id", Text, primary_key=True),
+        Column("clinic_id", Text),
+        Column("status", Text, nullable=False),
+        Column("firmware_version", Text),
+        Column("last_seen", _MOMENT),
+        Column("summary", _DOCUMENT, nullable=False),
+        # The fold's own state, so a restart resumes instead of refolding the stream.
+        # A cache of derived data: ``coreline replay`` rebuilds it after an upgrade.
+        Column("snapshot", LargeBinary, nullable=False),
+        Column("updated_at", _MOMENT, nullable=False),
+        Index(f"read_devices{suffix}_clinic_status", "clinic_id", "status"),
+    )
+    sessions = Table(
+        f"read_sessions{suffix}",
+        metadata,
+        Column("session_id", Text, primary_key=True),
+        Column("device_id", Text, nullable=False),
+        Column("clinic_id", Text),
+        Column("treatment_area", Text, nullable=False),
+        Column("area_cm2", Float, nullable=False),
+        Column("started_at", _MOMENT, nullable=False),
+        Column("ended_at", _MOMENT),
+        Column("cores_counted", BigInteger, nullable=False),
+        Column("cores_reported", BigInteger),
+        Column("reconciled", Boolean),
+        Column("coverage_pct", Float, nullable=False),
+        Column("chain_status", Text, nullable=False),
+        Column("audit", _DOCUMENT, nullable=False),
+        Index(f"read_sessions{suffix}_device_started", "device_id", "started_at"),
+        Index(f"read_sessions{suffix}_clinic_started", "clinic_id", "started_at"),
+    )
+    cartridge_weeks = Table(
+        f"read_cartridge_weeks{suffix}",
+        metadata,
+        Column("clinic_id", Text, primary_key=True),  # "" for devices of no clinic yet
+        Column("week", Text, primary_key=True),
+        Column("installed", Integer, nullable=False),
+    )
+    registry = Table(
+        f"read_registry{suffix}",
+        metadata,
+        Column("device_id", Text, primary_key=True),
+        Column("clinic_id", Text),
+        Column("model", Text),
+        Column("registered", Boolean, nullable=False),
+    )
+    return ReadTables(metadata, devices, sessions, cartridge_weeks, registry)
