@@ -192,24 +192,47 @@ def verify(
 @app.command()
 def projector(
     database_url: DatabaseOption = None,
+    mqtt_url: MqttOption = None,
     log_level: LogLevelOption = "info",
 ) -> None:
-    """Fold the event store into the read models, following new events as they come."""
+    """Fold events into the read models, run the alert engine, deliver alerts.
+
+    Follows new events as they come.  Alert state changes go to each clinic's MQTT
+    alert topic and webhooks (CORELINE_WEBHOOK_MASTER_KEY signs them).
+    """
+    import threading  # noqa: PLC0415
+
+    from services.delivery import DeliverySettings, run_notifier  # noqa: PLC0415
     from services.eventstore import EventStoreError, open_event_store  # noqa: PLC0415
     from services.projections.read_store import ReadModelStore  # noqa: PLC0415
     from services.projections.runner import Projector  # noqa: PLC0415
-    from services.settings import Settings  # noqa: PLC0415
 
-    settings = _configure("projector", Settings, log_level, database_url=database_url)
+    settings = _configure(
+        "projector", DeliverySettings, log_level, database_url=database_url, mqtt_url=mqtt_url
+    )
     try:
         events = open_event_store(settings.database_url)
     except EventStoreError as error:
         raise _fail("projector", error) from None
     read_models = ReadModelStore(settings.database_url)
-    typer.echo(f"projector: {redact(settings.database_url)}", err=True)
-    Projector(events, read_models).run(_stop_on_signals())
-    events.close()
-    read_models.close()
+    stop = _stop_on_signals()
+    notifier = threading.Thread(
+        target=run_notifier,
+        args=(settings.database_url, settings.broker(), settings.master_key(), stop),
+        name="notifier",
+    )
+    notifier.start()
+    typer.echo(
+        f"projector: {redact(settings.database_url)}, alerts to {redact(settings.mqtt_url)}",
+        err=True,
+    )
+    try:
+        Projector(events, read_models).run(stop)
+    finally:
+        stop.set()
+        notifier.join(timeout=30)
+        events.close()
+        read_models.close()
 
 
 @app.command()

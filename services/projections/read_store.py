@@ -7,7 +7,7 @@ the work is in the fold.
 """
 
 import pickle
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -50,6 +50,9 @@ class ReadModelUpdate:
     registry: list[RegistryEntry] = field(default_factory=list)
     cartridges_installed: dict[tuple[str, str], int] = field(default_factory=dict)
     """(clinic id or "", ISO week) → cartridges installed."""
+    alerts_raised: list[dict[str, Any]] = field(default_factory=list)
+    alert_changes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    """(alert id, columns to set), in event order: acknowledgements and resolutions."""
 
 
 class ReadModelStore:
@@ -90,6 +93,18 @@ class ReadModelStore:
                     found[device_id] = projection
             return found
 
+    def devices_to_watch(self) -> list[str]:
+        """Devices the alert engine's clock must look at: in a session, or waiting for
+        a missing event."""
+        devices = self.tables.devices
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(devices.c.device_id).where(
+                    devices.c.open_session_id.is_not(None) | devices.c.waiting_for_seq.is_not(None)
+                )
+            )
+            return [row[0] for row in rows]
+
     def registry(self, device_ids: Iterable[str]) -> dict[str, RegistryEntry]:
         table = self.tables.registry
         with self.engine.connect() as connection:
@@ -102,10 +117,18 @@ class ReadModelStore:
 
     # -- writing -----------------------------------------------------------
 
-    def commit(self, update: ReadModelUpdate, checkpoint_name: str, cursor: Cursor) -> None:
-        """Write the batch's rows and move the checkpoint, all or nothing."""
+    def commit(
+        self,
+        update: ReadModelUpdate,
+        checkpoint_name: str,
+        cursor: Cursor,
+        also: Callable[[Connection], None] | None = None,
+    ) -> None:
+        """Write the batch's rows (and ``also``'s) and move the checkpoint, all or nothing."""
         with self.engine.begin() as connection:
             self.write(connection, update)
+            if also is not None:
+                also(connection)
             save_checkpoint(connection, checkpoint_name, cursor)
 
     def write(self, connection: Connection, update: ReadModelUpdate) -> None:
@@ -117,6 +140,15 @@ class ReadModelStore:
             self._upsert(connection, tables.devices, update.devices, ["device_id"])
         if update.sessions:
             self._upsert(connection, tables.sessions, update.sessions, ["session_id"])
+        if update.alerts_raised:
+            insert = self._insert(tables.alerts)
+            connection.execute(
+                insert.on_conflict_do_nothing(index_elements=["alert_id"]), update.alerts_raised
+            )
+        for alert_id, columns in update.alert_changes:
+            connection.execute(
+                tables.alerts.update().where(tables.alerts.c.alert_id == alert_id).values(**columns)
+            )
         if update.cartridges_installed:
             weeks = tables.cartridge_weeks
             rows = [

@@ -9,13 +9,18 @@ racing the live projector can) changes nothing the second time.
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Final
 
 import orjson
+from sqlalchemy import Connection
 
-from schemas.streams import is_device_stream
+from schemas.streams import alert_stream, is_device_stream
+from services.alerts import events as alert_events
+from services.alerts import store as alert_store
+from services.alerts.engine import AlertDecisions, AlertEngine
 from services.eventstore import EventStore, StoredEvent
 from services.projections.changes import Applied, SessionChanged, SessionClosed
 from services.projections.device import DeviceProjection
@@ -35,6 +40,8 @@ log = logging.getLogger(__name__)
 PROJECTOR: Final = "projector"
 """The live projector's checkpoint name."""
 _REGISTRY_PREFIX: Final = "registry:"
+_ALERT_PREFIX: Final = "alert:"
+_TICK_EVERY_S: Final = 1.0
 
 
 class Folder:
@@ -45,9 +52,11 @@ class Folder:
         self,
         load_projections: Callable[[Iterable[str]], dict[str, DeviceProjection]],
         load_registry: Callable[[Iterable[str]], dict[str, RegistryEntry]],
+        engine: AlertEngine | None = None,
     ) -> None:
         self._load_projections = load_projections
         self._load_registry = load_registry
+        self.engine = engine
         self.projections: dict[str, DeviceProjection] = {}
         self.registry: dict[str, RegistryEntry] = {}
 
@@ -67,6 +76,8 @@ class Folder:
             elif event.stream_id.startswith(_REGISTRY_PREFIX) and self._fold_registry_event(event):
                 registry_changed.add(event.device_id)
                 touched.add(event.device_id)
+            elif event.stream_id.startswith(_ALERT_PREFIX):
+                _fold_alert_event(event, update)
         for device_id in touched:
             projection = self._projection(device_id)
             for audit in projection.forget_ended_sessions():
@@ -82,7 +93,12 @@ class Folder:
     ) -> None:
         projection = self._projection(event.device_id)
         fact = fact_from_body(event.body, event.hash, event.received_at)
-        for change in projection.apply(fact):
+        changes = projection.apply(fact)
+        if self.engine is not None:
+            self.engine.after_fold(
+                projection, fact, changes, self._entry(event.device_id).clinic_id
+            )
+        for change in changes:
             if isinstance(change, SessionChanged | SessionClosed):
                 audit = projection.session_audit(change.session_id)
                 if audit is not None:
@@ -105,9 +121,11 @@ class Folder:
                 device_id, data["clinic_id"], entry.model, entry.registered
             )
         elif event.type == "device.serviced":
-            self._projection(device_id).record_service(
-                parse_timestamp(body["occurred_at"]), data.get("actuations_at_service")
-            )
+            at = parse_timestamp(body["occurred_at"])
+            projection = self._projection(device_id)
+            projection.record_service(at, data.get("actuations_at_service"))
+            if self.engine is not None:
+                self.engine.reevaluate(projection, event.received_at, entry.clinic_id)
         else:
             return False
         return True
@@ -141,6 +159,8 @@ class Folder:
             "last_seen": last_seen,
             "summary": document(summary),
             "snapshot": snapshot(projection),
+            "open_session_id": summary.open_session_id,
+            "waiting_for_seq": summary.waiting_for_seq,
             "updated_at": datetime.now(UTC),
         }
 
@@ -162,8 +182,38 @@ class Folder:
         }
 
 
+def _fold_alert_event(event: StoredEvent, update: ReadModelUpdate) -> None:
+    """Alert aggregates into ``read_alerts``: raised rows, then their state changes."""
+    body = orjson.loads(event.body)
+    data, at = body["data"], parse_timestamp(body["occurred_at"])
+    if event.type == "alert.raised":
+        update.alerts_raised.append({
+            "alert_id": data["alert_id"], "device_id": event.device_id,
+            "clinic_id": data["clinic_id"], "rule": data["rule"], "subject": data["subject"],
+            "severity": data["severity"], "status": "open", "message": data["message"],
+            "context": data.get("context", {}), "raised_at": at, "last_seq": event.seq,
+        })  # fmt: skip
+    elif event.type == "alert.acknowledged":
+        update.alert_changes.append((data["alert_id"], {
+            "status": "acknowledged", "acknowledged_at": at, "acknowledged_by": data["by"],
+            "note": data.get("note"), "last_seq": event.seq,
+        }))  # fmt: skip
+    elif event.type == "alert.resolved":
+        update.alert_changes.append((data["alert_id"], {
+            "status": "resolved", "resolved_at": at, "resolved_by": data["by"],
+            "note": data.get("note"), "last_seq": event.seq,
+        }))  # fmt: skip
+
+
 class Projector:
-    """The live projector: reads after its checkpoint, folds, commits, repeats."""
+    """The live projector: reads after its checkpoint, folds, lets the alert engine
+    judge each fold, appends the alert events, commits, repeats.
+
+    Alert events are appended before the batch's commit.  A crash in between folds
+    the batch again after the restart, and the engine decides the very same alert
+    events (they are built from the events, not the clock), which the store then
+    recognises as duplicates.
+    """
 
     def __init__(
         self,
@@ -172,11 +222,17 @@ class Projector:
         *,
         name: str = PROJECTOR,
         batch_size: int = 5000,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        alerts: bool = True,
     ) -> None:
         self.events = events
         self.read_models = read_models
         self.name = name
         self.batch_size = batch_size
+        self.clock = clock
+        self.alerts = alerts
+        if alerts:
+            alert_store.create_tables(read_models.engine)
 
     def step(self) -> int:
         """Fold the next batch; how many events it held (0: caught up)."""
@@ -184,13 +240,73 @@ class Projector:
         stored = self.events.read(cursor, self.batch_size)
         if not stored:
             return 0
+        engine = self._engine({event.device_id for event in stored}) if self.alerts else None
         # Folds are loaded afresh each batch: a replay may have swapped the tables.
-        folder = Folder(self.read_models.projections, self.read_models.registry)
+        folder = Folder(self.read_models.projections, self.read_models.registry, engine)
         update = folder.fold(stored)
-        self.read_models.commit(update, self.name, stored[-1].cursor)
+        also = None
+        if engine is not None:
+            self._append_alert_events(engine.decisions)
+            decisions = engine.decisions
+
+            def also(connection: Connection) -> None:
+                alert_store.save_decisions(connection, decisions)
+
+        self.read_models.commit(update, self.name, stored[-1].cursor, also)
         return len(stored)
 
+    def tick(self) -> None:
+        """Clock-driven rules: silence during a session, gaps past their grace."""
+        if not self.alerts:
+            return
+        now = self.clock()
+        quiet = self.read_models.devices_to_watch()
+        if not quiet:
+            return
+        engine = self._engine(quiet)
+        projections = self.read_models.projections(quiet)
+        registry = self.read_models.registry(quiet)
+        for device_id, projection in projections.items():
+            heard = [projection.last_received_at]
+            beats = self.events.latest_heartbeats(device_id, 1)
+            if beats:
+                heard.append(beats[0].sampled_at)
+            last_heard = max((moment for moment in heard if moment is not None), default=None)
+            clinic = registry.get(device_id, RegistryEntry(device_id)).clinic_id
+            engine.tick(projection, now, last_heard, clinic)
+        decisions = engine.decisions
+        if decisions.raised or decisions.resolved:
+            self._append_alert_events(decisions)
+            with self.read_models.engine.begin() as connection:
+                alert_store.save_decisions(connection, decisions)
+
     def run(self, stop: threading.Event, idle_wait_s: float = 1.0) -> None:
+        next_tick = 0.0
         while not stop.is_set():
-            if self.step() == 0:
+            folded = self.step()
+            if time.monotonic() >= next_tick:
+                self.tick()
+                next_tick = time.monotonic() + _TICK_EVERY_S
+            if folded == 0:
                 self.events.wait_for_appends(idle_wait_s)
+
+    def _engine(self, device_ids: Iterable[str]) -> AlertEngine:
+        with self.read_models.engine.connect() as connection:
+            book = alert_store.load_book(connection, device_ids)
+            policies = alert_store.load_policies(connection)
+        return AlertEngine(book, alert_store.PolicyLookup(policies))
+
+    def _append_alert_events(self, decisions: AlertDecisions) -> None:
+        if decisions.raised:
+            self.events.append(decisions.raised)
+        for resolution in decisions.resolved:
+            head = self.events.read_stream(alert_stream(resolution.alert_id))
+            if not head or head[-1].type == "alert.resolved":
+                continue  # resolved already (by someone, or before a crash)
+            last = head[-1]
+            self.events.append([
+                alert_events.resolved(
+                    resolution.alert_id, resolution.device_id, last.seq + 1, last.hash,
+                    max(resolution.at, last.occurred_at), resolution.note,
+                )
+            ])  # fmt: skip

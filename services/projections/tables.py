@@ -33,6 +33,7 @@ class ReadTables(NamedTuple):
     sessions: Table
     cartridge_weeks: Table
     registry: Table
+    alerts: Table
 
 
 def read_tables(suffix: str = "") -> ReadTables:
@@ -50,6 +51,9 @@ def read_tables(suffix: str = "") -> ReadTables:
         # The fold's own state, so a restart resumes instead of refolding the stream.
         # A cache of derived data: ``coreline replay`` rebuilds it after an upgrade.
         Column("snapshot", LargeBinary, nullable=False),
+        # What the alert engine's clock looks at: devices in session or waiting on a gap.
+        Column("open_session_id", Text),
+        Column("waiting_for_seq", BigInteger),
         Column("updated_at", _MOMENT, nullable=False),
         Index(f"read_devices{suffix}_clinic_status", "clinic_id", "status"),
     )
@@ -87,4 +91,26 @@ def read_tables(suffix: str = "") -> ReadTables:
         Column("model", Text),
         Column("registered", Boolean, nullable=False),
     )
-    return ReadTables(metadata, devices, sessions, cartridge_weeks, registry)
+    alerts = Table(
+        f"read_alerts{suffix}",
+        metadata,
+        Column("alert_id", Text, primary_key=True),
+        Column("device_id", Text, nullable=False),
+        Column("clinic_id", Text),
+        Column("rule", Text, nullable=False),
+        Column("subject", Text, nullable=False),
+        Column("severity", Text, nullable=False),
+        Column("status", Text, nullable=False),
+        Column("message", Text, nullable=False),
+        Column("context", _DOCUMENT, nullable=False),
+        Column("raised_at", _MOMENT, nullable=False),
+        Column("acknowledged_at", _MOMENT),
+        Column("acknowledged_by", Text),
+        Column("resolved_at", _MOMENT),
+        Column("resolved_by", Text),
+        Column("note", Text),
+        Column("last_seq", Integer, nullable=False),
+        Index(f"read_alerts{suffix}_clinic_status", "clinic_id", "status"),
+        Index(f"read_alerts{suffix}_device", "device_id", "rule", "subject"),
+    )
+    return ReadTables(metadata, devices, sessions, cartridge_weeks, registry, alerts)

@@ -2,6 +2,7 @@
 hold exactly the protocol vectors' expected facts, whatever the arrival order, and
 however often they are rebuilt."""
 
+import os
 import random
 import subprocess
 import sys
@@ -146,3 +147,46 @@ def test_the_replay_command_reports_its_rate(
     read_models = ReadModelStore(store_url)
     _assert_expected(read_models, vectors_dir)
     read_models.close()
+
+
+def _alerts(read_models: ReadModelStore) -> list[tuple[str, str, str, str]]:
+    table = read_models.tables.alerts
+    with read_models.engine.connect() as connection:
+        rows = connection.execute(
+            select(table.c.device_id, table.c.rule, table.c.subject, table.c.status)
+        ).all()
+    return sorted((row[0], row[1], row[2], row[3]) for row in rows)
+
+
+def test_vector_sessions_raise_their_alerts_once_however_often_they_are_folded(
+    store: EventStore, store_url: str, vectors_dir: Path
+) -> None:
+    _append_vectors(store, vectors_dir, order_seed=4)
+    read_models = ReadModelStore(store_url)
+    _catch_up(Projector(store, read_models, batch_size=6))
+    # HP-000012's session removed 14.6 % of its area; HP-000013's does not reconcile.
+    overshoot = load_stream(vectors_dir, "HP-000012")["expected"]["session_id"]
+    mismatch = load_stream(vectors_dir, "HP-000013")["expected"]["session_id"]
+    expected = [
+        ("HP-000012", "coverage_exceeded", overshoot, "open"),
+        ("HP-000013", "session_count_mismatch", mismatch, "open"),
+    ]
+    assert _alerts(read_models) == expected
+    events_before = store.count_events()
+    # A second projector folding everything again (as after a lost checkpoint) decides
+    # the same alert events: the store keeps them once, nothing new is raised.
+    _catch_up(Projector(store, read_models, name="projector-again", batch_size=11))
+    assert store.count_events() == events_before
+    replay(store_url, store)
+    assert _alerts(read_models) == expected
+    read_models.close()
+
+
+def test_the_projector_refuses_to_start_without_a_webhook_master_key(store_url: str) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CORELINE_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "services", "projector", "--database-url", store_url],
+        capture_output=True, text=True, timeout=60, check=False, env=env,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "CORELINE_WEBHOOK_MASTER_KEY" in result.stderr

@@ -1,0 +1,163 @@
+"""Which alert conditions hold for a device, as pure functions of its fold.
+
+Two kinds.  *Standing* conditions are read off the device's state and clear by
+themselves (a worn cartridge is removed, a fault is cleared, the device speaks
+again): the engine raises an alert when one starts to hold and resolves it when it
+stops.  *Occurrences* are things that happened (a session that did not reconcile,
+coverage over the maximum, a broken link): their alerts stay open until someone
+resolves them.
+
+Every condition carries the moment it began, taken from the events themselves, so
+evaluating the same state twice (a redelivered batch, a restart) yields the same
+alert, byte for byte.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from schemas import Severity
+from schemas.platform_events import AlertRule
+from services.alerts.policy import AlertPolicy
+from services.projections.device import DeviceProjection
+from services.projections.findings import Finding
+from services.projections.forecast import forecast_message
+from services.projections.session import SessionAudit
+
+ContextValue = str | int | float | bool | None
+
+_FAULT_SEVERITIES = frozenset({Severity.WARNING, Severity.CRITICAL})
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    rule: AlertRule
+    subject: str
+    """What the alert is about: a cartridge, a fault code, a session, a seq."""
+    severity: Severity
+    message: str
+    since: datetime
+    context: dict[str, ContextValue] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.rule.value, self.subject)
+
+
+def standing(
+    projection: DeviceProjection, policy: AlertPolicy, since: datetime
+) -> dict[tuple[str, str], Condition]:
+    """Conditions that hold now, from state alone; ``since`` stamps new ones."""
+    held: dict[tuple[str, str], Condition] = {}
+
+    def hold(condition: Condition) -> None:
+        held[condition.key] = condition
+
+    cartridge = projection.cartridge
+    if cartridge is not None:
+        view = cartridge.view()
+        life = view.life_used_pct
+        context: dict[str, ContextValue] = {
+            "cartridge_id": view.cartridge_id,
+            "life_used_pct": round(life, 1),
+            "actuations": view.actuations,
+            "rated_actuations": view.rated_actuations,
+        }
+        forecast = projection.forecast()
+        left = f"; {forecast_message(forecast)}" if forecast is not None else ""
+        if life >= policy.needle_life_low_pct:
+            hold(Condition(
+                AlertRule.NEEDLE_LIFE_LOW, view.cartridge_id, Severity.WARNING,
+                f"cartridge {view.cartridge_id} is {life:.0f} % worn{left}", since, context,
+            ))  # fmt: skip
+        if life >= policy.needle_end_of_life_pct:
+            hold(Condition(
+                AlertRule.NEEDLE_END_OF_LIFE, view.cartridge_id, Severity.CRITICAL,
+                f"cartridge {view.cartridge_id} is at end of life ({life:.0f} % worn): "
+                f"replace it{left}", since, context,
+            ))  # fmt: skip
+        if view.actuations > view.rated_actuations:
+            hold(Condition(
+                AlertRule.CARTRIDGE_OVERUSE, view.cartridge_id, Severity.CRITICAL,
+                f"cartridge {view.cartridge_id} has {view.actuations} actuations, more than "
+                f"its rating of {view.rated_actuations}", since, context,
+            ))  # fmt: skip
+    for fault in projection.open_faults.values():
+        if fault.severity in _FAULT_SEVERITIES:
+            hold(Condition(
+                AlertRule.DEVICE_FAULT, fault.fault_code, fault.severity,
+                f"{fault.fault_code}: {fault.message}", fault.raised_at,
+                {"fault_code": fault.fault_code, "raised_seq": fault.raised_seq},
+            ))  # fmt: skip
+    due_at = policy.service_interval * policy.service_due_fraction
+    if projection.actuations_since_service >= due_at:
+        hold(Condition(
+            AlertRule.SERVICE_DUE, "actuator", Severity.WARNING,
+            f"{projection.actuations_since_service} actuations since the last service "
+            f"(interval {policy.service_interval})", since,
+            {"actuations_since_service": projection.actuations_since_service},
+        ))  # fmt: skip
+    return held
+
+
+def timed(
+    projection: DeviceProjection, policy: AlertPolicy, now: datetime, last_heard: datetime | None
+) -> dict[tuple[str, str], Condition]:
+    """Standing conditions that need a clock: silence during a session, and events
+    waiting behind a gap for longer than the grace period."""
+    held: dict[tuple[str, str], Condition] = {}
+    session = projection.open_session
+    if session is not None and last_heard is not None:
+        silent_from = last_heard + timedelta(seconds=policy.offline_after_s)
+        if now >= silent_from:
+            condition = Condition(
+                AlertRule.DEVICE_OFFLINE, "presence", Severity.WARNING,
+                f"no message for {policy.offline_after_s / 60:.0f} minutes during session "
+                f"{session.session_id}", silent_from,
+                {"session_id": session.session_id, "last_heard": last_heard.isoformat()},
+            )  # fmt: skip
+            held[condition.key] = condition
+    waiting = projection.waiting_for_seq
+    if waiting is not None:
+        earliest = min(
+            (fact.received_at for fact in projection.pending.values() if fact.received_at),
+            default=None,
+        )
+        if earliest is not None:
+            overdue_from = earliest + timedelta(seconds=policy.gap_grace_s)
+            if now >= overdue_from:
+                condition = Condition(
+                    AlertRule.INTEGRITY, f"gap-{waiting}", Severity.CRITICAL,
+                    f"event {waiting} is still missing after {policy.gap_grace_s / 60:.0f} "
+                    f"minutes; {len(projection.pending)} later events wait behind it",
+                    overdue_from, {"missing_seq": waiting},
+                )  # fmt: skip
+                held[condition.key] = condition
+    return held
+
+
+def session_occurrences(audit: SessionAudit, policy: AlertPolicy) -> list[Condition]:
+    found: list[Condition] = []
+    moment = audit.ended_at or audit.started_at
+    if audit.reconciled is False:
+        found.append(Condition(
+            AlertRule.SESSION_COUNT_MISMATCH, audit.session_id, Severity.CRITICAL,
+            f"session {audit.session_id}: {audit.cores_counted} cores counted, the device "
+            f"reported {audit.cores_reported}", moment,
+            {"session_id": audit.session_id, "cores_counted": audit.cores_counted,
+             "cores_reported": audit.cores_reported},
+        ))  # fmt: skip
+    if audit.coverage_pct > policy.coverage_max_pct:
+        found.append(Condition(
+            AlertRule.COVERAGE_EXCEEDED, audit.session_id, Severity.CRITICAL,
+            f"session {audit.session_id} removed {audit.coverage_pct:.1f} % of the "
+            f"{audit.treatment_area} area, over the {policy.coverage_max_pct:g} % maximum",
+            moment, {"session_id": audit.session_id, "coverage_pct": round(audit.coverage_pct, 3)},
+        ))  # fmt: skip
+    return found
+
+
+def finding_occurrence(finding: Finding, at: datetime) -> Condition:
+    return Condition(
+        AlertRule.INTEGRITY, f"seq-{finding.seq}-{finding.kind.value}", Severity.CRITICAL,
+        finding.detail, at, {"seq": finding.seq, "kind": finding.kind.value},
+    )  # fmt: skip

@@ -1,0 +1,142 @@
+"""The alert engine's decisions: given a device's fold after each event (or a clock
+tick), which alerts to raise and which to resolve.  Pure: it fills lists of alert
+events and book changes; the projector appends and commits them.
+
+The *book* holds, per device, the conditions that hold and the alert raised for
+each.  It is what keeps one open alert per (device, rule, subject): a condition
+already in the book raises nothing more, however often it is evaluated.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from schemas import SealedEvent
+from services.alerts.conditions import (
+    Condition,
+    finding_occurrence,
+    session_occurrences,
+    standing,
+    timed,
+)
+from services.alerts.events import alert_id_for, raised
+from services.alerts.policy import AlertPolicy
+from services.projections.changes import Change, FindingRecorded, SessionChanged, SessionClosed
+from services.projections.device import DeviceProjection
+from services.projections.facts import Fact
+
+Key = tuple[str, str]
+"""(rule, subject)"""
+
+_TIMED_RULES = frozenset({"device_offline"})
+_OCCURRENCE_RULES = frozenset({"session_count_mismatch", "coverage_exceeded"})
+
+
+def kind_of(key: Key) -> str:
+    rule, subject = key
+    if rule in _OCCURRENCE_RULES or subject.startswith("seq-"):
+        return "occurrence"
+    if rule in _TIMED_RULES or subject.startswith("gap-"):
+        return "timed"
+    return "standing"
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    alert_id: str
+    device_id: str
+    at: datetime
+    note: str
+
+
+@dataclass(slots=True)
+class AlertDecisions:
+    raised: list[SealedEvent] = field(default_factory=list)
+    resolved: list[Resolution] = field(default_factory=list)
+    added: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    """(device, rule, subject) → alert id, new in the book."""
+    removed: set[tuple[str, str, str]] = field(default_factory=set)
+
+
+class AlertEngine:
+    def __init__(
+        self,
+        book: dict[str, dict[Key, str]],
+        policy_of: Callable[[str | None], AlertPolicy],
+    ) -> None:
+        self.book = book
+        self._policy_of = policy_of
+        self.decisions = AlertDecisions()
+
+    def after_fold(
+        self,
+        projection: DeviceProjection,
+        fact: Fact,
+        changes: Sequence[Change],
+        clinic_id: str | None,
+    ) -> None:
+        """Evaluate once ``fact`` (and what it unblocked) is folded."""
+        if not changes:
+            return
+        policy = self._policy_of(clinic_id)
+        at = fact.received_at or fact.occurred_at
+        for change in changes:
+            if isinstance(change, FindingRecorded):
+                self._occurred(
+                    projection.device_id, clinic_id, finding_occurrence(change.finding, at)
+                )
+            elif isinstance(change, SessionChanged | SessionClosed):
+                audit = projection.session_audit(change.session_id)
+                for condition in session_occurrences(audit, policy) if audit else ():
+                    self._occurred(projection.device_id, clinic_id, condition)
+        # The device just spoke: silence is over; a gap may have been filled.
+        held = standing(projection, policy, at) | timed(projection, policy, at, at)
+        self._settle(projection.device_id, clinic_id, held, at, {"standing", "timed"})
+
+    def reevaluate(self, projection: DeviceProjection, at: datetime, clinic_id: str | None) -> None:
+        """After a change from outside the device's stream (a service visit)."""
+        held = standing(projection, self._policy_of(clinic_id), at)
+        self._settle(projection.device_id, clinic_id, held, at, {"standing"})
+
+    def tick(
+        self,
+        projection: DeviceProjection,
+        now: datetime,
+        last_heard: datetime | None,
+        clinic_id: str | None,
+    ) -> None:
+        """Evaluate the clock-driven conditions of a device that is quiet."""
+        held = timed(projection, self._policy_of(clinic_id), now, last_heard)
+        self._settle(projection.device_id, clinic_id, held, now, {"timed"})
+
+    def _occurred(self, device_id: str, clinic_id: str | None, condition: Condition) -> None:
+        book = self.book.setdefault(device_id, {})
+        if condition.key not in book:
+            self._raise(device_id, clinic_id, condition)
+
+    def _settle(
+        self,
+        device_id: str,
+        clinic_id: str | None,
+        held: dict[Key, Condition],
+        at: datetime,
+        kinds: set[str],
+    ) -> None:
+        book = self.book.setdefault(device_id, {})
+        for key, condition in held.items():
+            if key not in book:
+                self._raise(device_id, clinic_id, condition)
+        for key in [key for key in book if kind_of(key) in kinds and key not in held]:
+            alert_id = book.pop(key)
+            self.decisions.removed.add((device_id, *key))
+            self.decisions.added.pop((device_id, *key), None)
+            self.decisions.resolved.append(
+                Resolution(alert_id, device_id, at, "the condition no longer holds")
+            )
+
+    def _raise(self, device_id: str, clinic_id: str | None, condition: Condition) -> None:
+        alert_id = alert_id_for(device_id, condition)
+        self.book.setdefault(device_id, {})[condition.key] = alert_id
+        self.decisions.added[(device_id, *condition.key)] = alert_id
+        self.decisions.removed.discard((device_id, *condition.key))
+        self.decisions.raised.append(raised(device_id, clinic_id, condition))

@@ -1,0 +1,75 @@
+"""Alert aggregates as events (DESIGN §8): each alert is a stream of its own,
+``alert:{alert_id}``, with ``alert.raised`` at seq 1, then ``alert.acknowledged``
+and ``alert.resolved``.  Events here are built from the condition's own moment and
+identity, never the clock, so building one twice gives the same bytes and the
+store keeps it once."""
+
+import uuid
+from datetime import UTC, datetime
+from typing import Final
+
+from schemas import GENESIS_HASH, SealedEvent, seal
+from schemas.streams import alert_stream
+from services.alerts.conditions import Condition
+
+_NAMESPACE: Final = uuid.UUID("5d0c6f38-2f5c-4d4f-9d55-3b3f6d0b7a11")
+ENGINE: Final = "coreline-alert-engine"
+_OCCURRENCES: Final = frozenset({"session_count_mismatch", "coverage_exceeded"})
+
+
+def alert_id_for(device_id: str, condition: Condition) -> str:
+    """One alert per (device, rule, subject) for things that happened; one per spell
+    for conditions that come and go (a cartridge may be worn, replaced, worn again)."""
+    occurrence = condition.rule.value in _OCCURRENCES or condition.subject.startswith("seq-")
+    spell = "" if occurrence else f"|{_text(condition.since)}"
+    name = f"{device_id}|{condition.rule.value}|{condition.subject}{spell}"
+    return str(uuid.uuid5(_NAMESPACE, name))
+
+
+def raised(device_id: str, clinic_id: str | None, condition: Condition) -> SealedEvent:
+    alert_id = alert_id_for(device_id, condition)
+    return _seal(alert_id, device_id, 1, GENESIS_HASH, "alert.raised", condition.since, {
+        "alert_id": alert_id,
+        "rule": condition.rule.value,
+        "subject": condition.subject,
+        "severity": condition.severity.value,
+        "clinic_id": clinic_id,
+        "message": condition.message[:2000],
+        "context": condition.context,
+    })  # fmt: skip
+
+
+def resolved(
+    alert_id: str, device_id: str, seq: int, prev_hash: str, at: datetime, note: str
+) -> SealedEvent:
+    return _seal(alert_id, device_id, seq, prev_hash, "alert.resolved", at, {
+        "alert_id": alert_id, "by": ENGINE, "note": note,
+    })  # fmt: skip
+
+
+def _seal(
+    alert_id: str,
+    device_id: str,
+    seq: int,
+    prev_hash: str,
+    kind: str,
+    at: datetime,
+    data: dict[str, object],
+) -> SealedEvent:
+    return seal(
+        {
+            "event_id": str(uuid.uuid5(_NAMESPACE, f"{alert_id}|{seq}")),
+            "device_id": device_id,
+            "seq": seq,
+            "type": kind,
+            "occurred_at": _text(at),
+            "schema_version": 1,
+            "data": data,
+            "prev_hash": prev_hash,
+        },
+        alert_stream(alert_id),
+    )
+
+
+def _text(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,47 @@
+"""Alert thresholds: DESIGN §7's defaults, which a clinic's policy may override."""
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from services.projections.maintenance import MaintenancePolicy
+
+
+class PolicyError(ValueError):
+    """A policy override that cannot work; the message names the field."""
+
+
+class AlertPolicy(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    needle_life_low_pct: float = Field(80.0, gt=0, le=100)
+    needle_end_of_life_pct: float = Field(95.0, gt=0, le=100)
+    coverage_max_pct: float = Field(8.0, gt=0, le=100)
+    service_interval: int = Field(250_000, ge=1)
+    service_due_fraction: float = Field(0.9, gt=0, le=1)
+    offline_after_s: float = Field(300.0, gt=0)
+    """No message for this long while a session is open: ``device_offline``."""
+    gap_grace_s: float = Field(600.0, gt=0)
+    """How long events may wait behind a gap before it counts (``integrity``) and a
+    session ended behind it is reconciled with what arrived."""
+
+    def maintenance(self) -> MaintenancePolicy:
+        return MaintenancePolicy(
+            cartridge_low_pct=self.needle_life_low_pct,
+            cartridge_exhausted_pct=self.needle_end_of_life_pct,
+            service_interval=self.service_interval,
+            service_due_fraction=self.service_due_fraction,
+        )
+
+    @classmethod
+    def with_overrides(cls, overrides: Mapping[str, Any]) -> "AlertPolicy":
+        try:
+            return cls(**overrides)
+        except ValidationError as error:
+            problem = error.errors(include_url=False, include_input=False)[0]
+            field = ".".join(str(part) for part in problem["loc"])
+            raise PolicyError(f"{field}: {problem['msg']}") from None
+
+
+DEFAULT_ALERT_POLICY = AlertPolicy()

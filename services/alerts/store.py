@@ -1,0 +1,111 @@
+"""The alert engine's own tables: the book of holding conditions, and clinic
+policies.  Not read models: a replay rebuilds ``read_alerts`` from alert events but
+keeps the book, so the live engine carries on without raising anything twice."""
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    MetaData,
+    Table,
+    Text,
+    and_,
+    delete,
+    select,
+)
+
+from services.alerts.engine import AlertDecisions, Key
+from services.alerts.policy import DEFAULT_ALERT_POLICY, AlertPolicy
+
+metadata = MetaData()
+alert_conditions = Table(
+    "alert_conditions",
+    metadata,
+    Column("device_id", Text, primary_key=True),
+    Column("rule", Text, primary_key=True),
+    Column("subject", Text, primary_key=True),
+    Column("alert_id", Text, nullable=False),
+)
+alert_policies = Table(
+    "alert_policies",
+    metadata,
+    Column("clinic_id", Text, primary_key=True),
+    Column("overrides", JSON, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def create_tables(engine: Engine) -> None:
+    metadata.create_all(engine)
+
+
+def load_book(connection: Connection, device_ids: Iterable[str]) -> dict[str, dict[Key, str]]:
+    book: dict[str, dict[Key, str]] = {device_id: {} for device_id in device_ids}
+    rows = connection.execute(
+        select(alert_conditions).where(alert_conditions.c.device_id.in_(list(book)))
+    )
+    for row in rows:
+        book[row.device_id][(row.rule, row.subject)] = row.alert_id
+    return book
+
+
+def save_decisions(connection: Connection, decisions: AlertDecisions) -> None:
+    for device_id, rule, subject in decisions.removed:
+        connection.execute(
+            delete(alert_conditions).where(
+                and_(
+                    alert_conditions.c.device_id == device_id,
+                    alert_conditions.c.rule == rule,
+                    alert_conditions.c.subject == subject,
+                )
+            )
+        )
+    for (device_id, rule, subject), alert_id in decisions.added.items():
+        connection.execute(
+            delete(alert_conditions).where(
+                and_(
+                    alert_conditions.c.device_id == device_id,
+                    alert_conditions.c.rule == rule,
+                    alert_conditions.c.subject == subject,
+                )
+            )
+        )
+        connection.execute(
+            alert_conditions.insert().values(
+                device_id=device_id, rule=rule, subject=subject, alert_id=alert_id
+            )
+        )
+
+
+def load_policies(connection: Connection) -> dict[str, AlertPolicy]:
+    rows = connection.execute(select(alert_policies.c.clinic_id, alert_policies.c.overrides))
+    return {clinic: AlertPolicy.with_overrides(overrides) for clinic, overrides in rows}
+
+
+def set_policy(engine: Engine, clinic_id: str, overrides: dict[str, Any]) -> AlertPolicy:
+    """Store a clinic's overrides (validated first: a bad one is refused, not stored)."""
+    policy = AlertPolicy.with_overrides(overrides)
+    with engine.begin() as connection:
+        connection.execute(delete(alert_policies).where(alert_policies.c.clinic_id == clinic_id))
+        connection.execute(
+            alert_policies.insert().values(
+                clinic_id=clinic_id, overrides=overrides, updated_at=datetime.now(UTC)
+            )
+        )
+    return policy
+
+
+class PolicyLookup:
+    def __init__(self, policies: dict[str, AlertPolicy]) -> None:
+        self._policies = policies
+
+    def __call__(self, clinic_id: str | None) -> AlertPolicy:
+        if clinic_id is None:
+            return DEFAULT_ALERT_POLICY
+        return self._policies.get(clinic_id, DEFAULT_ALERT_POLICY)

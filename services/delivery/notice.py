@@ -1,0 +1,93 @@
+"""The alert notice: the JSON document sent to a clinic's MQTT topic and webhooks for
+every alert state change (DESIGN §8).  Pure: built from stored events, no I/O."""
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Final
+
+import orjson
+
+from schemas.platform_events import AlertAcknowledged, AlertRaised, AlertResolved, ContextValue
+
+AlertChange = AlertRaised | AlertAcknowledged | AlertResolved
+"""An event of an alert's own stream."""
+
+ALERT_STREAM_PREFIX: Final = "alert:"
+
+
+class AlertState(StrEnum):
+    RAISED = "raised"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+_STATE_OF_TYPE: Final = {
+    "alert.raised": AlertState.RAISED,
+    "alert.acknowledged": AlertState.ACKNOWLEDGED,
+    "alert.resolved": AlertState.RESOLVED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AlertNotice:
+    """One alert state change, as receivers see it.
+
+    ``event_id`` names the state-change event: a notice may arrive more than once
+    (delivery is at least once), never with another ``event_id``.
+    """
+
+    alert_id: str
+    device_id: str
+    clinic_id: str | None
+    rule: str
+    subject: str
+    severity: str
+    state: AlertState
+    message: str
+    at: str
+    """When the state changed, RFC 3339 UTC with a ``Z``."""
+    event_id: str
+    seq: int
+    """The change's place in the alert's stream: 1 raised, then 2, 3."""
+    context: dict[str, ContextValue] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        """The document, keys in the documented order."""
+        return orjson.dumps(self)
+
+
+def is_alert_stream(stream_id: str) -> bool:
+    return stream_id.startswith(ALERT_STREAM_PREFIX)
+
+
+def state_of(event_type: str) -> AlertState | None:
+    """The state an event type moves its alert to (``None``: not an alert event)."""
+    return _STATE_OF_TYPE.get(event_type)
+
+
+def build_notice(change: AlertChange, raised: AlertRaised) -> AlertNotice:
+    """The notice of ``change``; the alert's clinic, rule, subject, severity, message
+    and context come from its ``alert.raised`` event, since later changes carry only
+    who did what.  The message stays the alert's own, so a receiver that only sees
+    the ``resolved`` notice still knows which condition ended."""
+    alert = raised.data
+    return AlertNotice(
+        alert_id=str(alert.alert_id),
+        device_id=change.device_id,
+        clinic_id=alert.clinic_id,
+        rule=alert.rule.value,
+        subject=alert.subject,
+        severity=alert.severity.value,
+        state=_STATE_OF_TYPE[change.type],
+        message=alert.message,
+        at=rfc3339(change.occurred_at),
+        event_id=str(change.event_id),
+        seq=change.seq,
+        context=dict(alert.context),
+    )
+
+
+def rfc3339(moment: datetime) -> str:
+    """Milliseconds, UTC, ``Z``: the protocol's one timestamp form."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,90 @@
+"""The webhook registry and the webhook delivery log, one definition for SQLite and
+PostgreSQL.
+
+Unlike the read models these are not derived from events: a webhook is operator
+configuration and the log is the record of what was sent, so a replay never
+touches them.  Secrets are not here at all (see ``signature``).
+"""
+
+import weakref
+from enum import StrEnum
+from typing import Final, NamedTuple
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+_MOMENT: Final = DateTime(timezone=True)
+_ROW_ID: Final = BigInteger().with_variant(Integer(), "sqlite")
+"""SQLite numbers rows itself only for an ``INTEGER PRIMARY KEY``."""
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class DeliveryTables(NamedTuple):
+    metadata: MetaData
+    webhooks: Table
+    deliveries: Table
+
+
+def delivery_tables() -> DeliveryTables:
+    metadata = MetaData()
+    webhooks = Table(
+        "webhooks",
+        metadata,
+        Column("id", Text, primary_key=True),
+        Column("clinic_id", Text, nullable=False),
+        Column("url", Text, nullable=False),
+        Column("secret_version", Integer, nullable=False),
+        Column("created_at", _MOMENT, nullable=False),
+        Column("active", Boolean, nullable=False),
+        Index("webhooks_clinic_active", "clinic_id", "active"),
+    )
+    deliveries = Table(
+        "webhook_deliveries",
+        metadata,
+        Column("id", _ROW_ID, primary_key=True, autoincrement=True),
+        Column("webhook_id", Text, ForeignKey("webhooks.id"), nullable=False),
+        Column("event_id", Text, nullable=False),
+        Column("alert_id", Text, nullable=False),
+        # The exact bytes every attempt sends, so retries are signed over the same body.
+        Column("payload", Text, nullable=False),
+        Column("attempts", Integer, nullable=False),
+        Column("state", Text, nullable=False),
+        Column("last_status", Integer),
+        Column("last_error", Text),
+        Column("next_attempt_at", _MOMENT),
+        Column("delivered_at", _MOMENT),
+        Column("created_at", _MOMENT, nullable=False),
+        # Enqueueing a batch twice (a crash before its checkpoint moved) adds nothing.
+        UniqueConstraint("webhook_id", "event_id", name="webhook_deliveries_once"),
+        Index("webhook_deliveries_due", "state", "next_attempt_at"),
+        Index("webhook_deliveries_event", "event_id"),
+    )
+    return DeliveryTables(metadata, webhooks, deliveries)
+
+
+TABLES: Final = delivery_tables()
+_ensured: "weakref.WeakSet[Engine]" = weakref.WeakSet()
+
+
+def ensure_delivery_tables(engine: Engine) -> None:
+    """Create the tables where they are missing (once per engine and process)."""
+    if engine not in _ensured:
+        TABLES.metadata.create_all(engine)
+        _ensured.add(engine)
