@@ -53,7 +53,10 @@ def standing(
         held[condition.key] = condition
 
     cartridge = projection.cartridge
-    if cartridge is not None:
+    if cartridge is not None and (
+        cartridge.life_used_pct() >= min(policy.needle_life_low_pct, policy.needle_end_of_life_pct)
+        or cartridge.actuations > cartridge.rated_actuations
+    ):
         view = cartridge.view()
         life = view.life_used_pct
         context: dict[str, ContextValue] = {
@@ -62,9 +65,10 @@ def standing(
             "actuations": view.actuations,
             "rated_actuations": view.rated_actuations,
         }
-        forecast = projection.forecast()
-        left = f"; {forecast_message(forecast)}" if forecast is not None else ""
+        left = ""
         if life >= policy.needle_life_low_pct:
+            forecast = projection.forecast()
+            left = f"; {forecast_message(forecast)}" if forecast is not None else ""
             hold(Condition(
                 AlertRule.NEEDLE_LIFE_LOW, view.cartridge_id, Severity.WARNING,
                 f"cartridge {view.cartridge_id} is {life:.0f} % worn{left}", since, context,
@@ -160,4 +164,13 @@ def finding_occurrence(finding: Finding, at: datetime) -> Condition:
     return Condition(
         AlertRule.INTEGRITY, f"seq-{finding.seq}-{finding.kind.value}", Severity.CRITICAL,
         finding.detail, at, {"seq": finding.seq, "kind": finding.kind.value},
+    )  # fmt: skip
+
+
+def conflict_occurrence(device_id: str, seq: int, detail: str, at: datetime) -> Condition:
+    """A seq conflict or chain break the store refused (a dead letter, DESIGN §5)."""
+    return Condition(
+        AlertRule.INTEGRITY, f"seq-{seq}-refused", Severity.CRITICAL,
+        f"{device_id} sent a second, different event {seq}, or one that does not chain: "
+        f"{detail}", at, {"seq": seq},
     )  # fmt: skip

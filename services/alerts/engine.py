@@ -14,6 +14,7 @@ from datetime import datetime
 from schemas import SealedEvent
 from services.alerts.conditions import (
     Condition,
+    conflict_occurrence,
     finding_occurrence,
     session_occurrences,
     standing,
@@ -86,9 +87,23 @@ class AlertEngine:
                     projection.device_id, clinic_id, finding_occurrence(change.finding, at)
                 )
             elif isinstance(change, SessionChanged | SessionClosed):
-                audit = projection.session_audit(change.session_id)
-                for condition in session_occurrences(audit, policy) if audit else ():
-                    self._occurred(projection.device_id, clinic_id, condition)
+                tally = projection.sessions.get(change.session_id)
+                book = self.book.get(projection.device_id, {})
+                # The audit is built only when it may raise something: once per punch
+                # is too dear.
+                if tally is not None and (
+                    (
+                        tally.reconciled is False
+                        and ("session_count_mismatch", tally.session_id) not in book
+                    )
+                    or (
+                        tally.coverage_pct > policy.coverage_max_pct
+                        and ("coverage_exceeded", tally.session_id) not in book
+                    )
+                ):
+                    audit = tally.audit(projection.device_id)
+                    for condition in session_occurrences(audit, policy):
+                        self._occurred(projection.device_id, clinic_id, condition)
         # The device just spoke: silence is over; a gap may have been filled.
         held = standing(projection, policy, at) | timed(projection, policy, at, at)
         self._settle(projection.device_id, clinic_id, held, at, {"standing", "timed"})
@@ -97,6 +112,12 @@ class AlertEngine:
         """After a change from outside the device's stream (a service visit)."""
         held = standing(projection, self._policy_of(clinic_id), at)
         self._settle(projection.device_id, clinic_id, held, at, {"standing"})
+
+    def refused(
+        self, device_id: str, seq: int, detail: str, at: datetime, clinic_id: str | None
+    ) -> None:
+        """An integrity dead letter: the store refused one of the device's events."""
+        self._occurred(device_id, clinic_id, conflict_occurrence(device_id, seq, detail, at))
 
     def tick(
         self,

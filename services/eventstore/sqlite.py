@@ -321,7 +321,8 @@ def _timestamp(moment: datetime) -> str:
 
 
 def _parse_timestamp(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    # fromisoformat reads the "Z" form (Python 3.11) in C: strptime costs 20 µs a call.
+    return datetime.fromisoformat(text)
 
 
 def _stored_event(row: Any) -> StoredEvent:

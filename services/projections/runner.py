@@ -21,7 +21,7 @@ from schemas.streams import alert_stream, is_device_stream
 from services.alerts import events as alert_events
 from services.alerts import store as alert_store
 from services.alerts.engine import AlertDecisions, AlertEngine
-from services.eventstore import EventStore, StoredEvent
+from services.eventstore import Cursor, EventStore, StoredEvent
 from services.projections.changes import Applied, SessionChanged, SessionClosed
 from services.projections.device import DeviceProjection
 from services.projections.facts import fact_from_body, parse_timestamp
@@ -31,6 +31,7 @@ from services.projections.read_store import (
     ReadModelUpdate,
     RegistryEntry,
     document,
+    save_checkpoint,
     snapshot,
 )
 from services.projections.session import SessionAudit
@@ -42,6 +43,8 @@ PROJECTOR: Final = "projector"
 _REGISTRY_PREFIX: Final = "registry:"
 _ALERT_PREFIX: Final = "alert:"
 _TICK_EVERY_S: Final = 1.0
+_DEAD_LETTERS: Final = "alert-engine-dead-letters"
+"""Checkpoint (its position is a dead-letter id) of the integrity refusals judged."""
 
 
 class Folder:
@@ -68,10 +71,11 @@ class Folder:
         update = ReadModelUpdate()
         touched: set[str] = set()
         sessions: dict[str, SessionAudit] = {}
+        changed_sessions: dict[str, set[str]] = {}
         registry_changed: set[str] = set()
         for event in stored:
             if is_device_stream(event.stream_id):
-                self._fold_device_event(event, update, sessions)
+                self._fold_device_event(event, update, changed_sessions)
                 touched.add(event.device_id)
             elif event.stream_id.startswith(_REGISTRY_PREFIX) and self._fold_registry_event(event):
                 registry_changed.add(event.device_id)
@@ -80,8 +84,14 @@ class Folder:
                 _fold_alert_event(event, update)
         for device_id in touched:
             projection = self._projection(device_id)
+            # Audits once per session per batch: ended ones as the fold lets them go,
+            # open ones as they stand.
             for audit in projection.forget_ended_sessions():
                 sessions[audit.session_id] = audit
+            for session_id in changed_sessions.get(device_id, ()):
+                open_audit = projection.session_audit(session_id)
+                if open_audit is not None:
+                    sessions[session_id] = open_audit
             if device_rows:
                 update.devices.append(self.device_row(projection))
         update.sessions = [self._session_row(audit) for audit in sessions.values()]
@@ -89,7 +99,7 @@ class Folder:
         return update
 
     def _fold_device_event(
-        self, event: StoredEvent, update: ReadModelUpdate, sessions: dict[str, SessionAudit]
+        self, event: StoredEvent, update: ReadModelUpdate, changed_sessions: dict[str, set[str]]
     ) -> None:
         projection = self._projection(event.device_id)
         fact = fact_from_body(event.body, event.hash, event.received_at)
@@ -100,9 +110,7 @@ class Folder:
             )
         for change in changes:
             if isinstance(change, SessionChanged | SessionClosed):
-                audit = projection.session_audit(change.session_id)
-                if audit is not None:
-                    sessions[change.session_id] = audit
+                changed_sessions.setdefault(event.device_id, set()).add(change.session_id)
             elif isinstance(change, Applied) and change.fact.type == "cartridge.installed":
                 clinic = self._entry(event.device_id).clinic_id or ""
                 key = (clinic, iso_week(change.fact.occurred_at))
@@ -256,29 +264,47 @@ class Projector:
         return len(stored)
 
     def tick(self) -> None:
-        """Clock-driven rules: silence during a session, gaps past their grace."""
+        """Clock-driven rules (silence during a session, gaps past their grace) and the
+        store's integrity refusals (seq conflicts, chain breaks)."""
         if not self.alerts:
             return
         now = self.clock()
         quiet = self.read_models.devices_to_watch()
-        if not quiet:
+        letters_from = self.read_models.checkpoint(_DEAD_LETTERS).position
+        new_letters = self.events.dead_letters(after_id=letters_from, limit=1000)
+        last_letter = new_letters[-1].id if new_letters else letters_from
+        letters = [
+            letter
+            for letter in new_letters
+            if letter.reason == "integrity" and letter.device_id and letter.seq
+        ]
+        devices = {*quiet, *(str(letter.device_id) for letter in letters)}
+        if not devices and last_letter == letters_from:
             return
-        engine = self._engine(quiet)
-        projections = self.read_models.projections(quiet)
-        registry = self.read_models.registry(quiet)
-        for device_id, projection in projections.items():
-            heard = [projection.last_received_at]
-            beats = self.events.latest_heartbeats(device_id, 1)
-            if beats:
-                heard.append(beats[0].sampled_at)
-            last_heard = max((moment for moment in heard if moment is not None), default=None)
-            clinic = registry.get(device_id, RegistryEntry(device_id)).clinic_id
-            engine.tick(projection, now, last_heard, clinic)
+        engine = self._engine(devices)
+        registry = self.read_models.registry(devices)
+
+        def clinic(device_id: str) -> str | None:
+            return registry.get(device_id, RegistryEntry(device_id)).clinic_id
+
+        for device_id, projection in self.read_models.projections(quiet).items():
+            engine.tick(projection, now, self._last_heard(projection), clinic(device_id))
+        for letter in letters:
+            device_id = str(letter.device_id)
+            engine.refused(device_id, int(letter.seq or 0), letter.detail, letter.received_at,
+                           clinic(device_id))  # fmt: skip
         decisions = engine.decisions
-        if decisions.raised or decisions.resolved:
-            self._append_alert_events(decisions)
-            with self.read_models.engine.begin() as connection:
-                alert_store.save_decisions(connection, decisions)
+        self._append_alert_events(decisions)
+        with self.read_models.engine.begin() as connection:
+            alert_store.save_decisions(connection, decisions)
+            save_checkpoint(connection, _DEAD_LETTERS, Cursor(0, last_letter))
+
+    def _last_heard(self, projection: DeviceProjection) -> datetime | None:
+        heard = [projection.last_received_at]
+        beats = self.events.latest_heartbeats(projection.device_id, 1)
+        if beats:
+            heard.append(beats[0].sampled_at)
+        return max((moment for moment in heard if moment is not None), default=None)
 
     def run(self, stop: threading.Event, idle_wait_s: float = 1.0) -> None:
         next_tick = 0.0

@@ -19,6 +19,7 @@ from services.eventstore import EventStore, open_event_store
 from services.projections.read_store import ReadModelStore
 from services.projections.replay import replay
 from services.projections.runner import Projector
+from tests.support.streams import device_stream, punch_data, reseal
 from tests.support.vectors import STREAM_DEVICES, batch_payload, load_stream
 
 
@@ -190,3 +191,21 @@ def test_the_projector_refuses_to_start_without_a_webhook_master_key(store_url: 
     )  # fmt: skip
     assert result.returncode == 2
     assert "CORELINE_WEBHOOK_MASTER_KEY" in result.stderr
+
+
+def test_a_seq_conflict_refused_by_the_store_raises_an_integrity_alert(
+    store: EventStore, store_url: str
+) -> None:
+    original = device_stream("HP-000321", 5)
+    store.append(original)
+    forged = reseal(original[4], data=punch_data(5, actuations=13))
+    result = store.append([forged])
+    assert len(result.rejected) == 1  # kept out, dead-lettered
+    read_models = ReadModelStore(store_url)
+    projector = Projector(store, read_models)
+    _catch_up(projector)
+    projector.tick()
+    projector.tick()  # judged once
+    _catch_up(projector)
+    assert _alerts(read_models) == [("HP-000321", "integrity", "seq-5-refused", "open")]
+    read_models.close()
