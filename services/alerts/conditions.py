@@ -136,7 +136,34 @@ def timed(
                     overdue_from, {"missing_seq": waiting},
                 )  # fmt: skip
                 held[condition.key] = condition
+            ended = _ended_behind_gap(projection, overdue_from, now)
+            if ended is not None:
+                held[ended.key] = ended
     return held
+
+
+def _ended_behind_gap(
+    projection: DeviceProjection, overdue_from: datetime, now: datetime
+) -> Condition | None:
+    """A session whose ``session.ended`` waits behind a gap past the grace period is
+    reconciled with what arrived (DESIGN §7): a shortfall raises the mismatch."""
+    session = projection.open_session
+    if session is None or now < overdue_from:
+        return None
+    for fact in projection.pending.values():
+        if fact.type == "session.ended" and fact.data.get("session_id") == session.session_id:
+            reported = fact.data.get("cores_total")
+            if reported == session.cores_counted:
+                return None
+            return Condition(
+                AlertRule.SESSION_COUNT_MISMATCH, session.session_id, Severity.CRITICAL,
+                f"session {session.session_id}: {session.cores_counted} cores arrived, the "
+                f"device reported {reported}, and events are still missing after the grace "
+                "period", overdue_from,
+                {"session_id": session.session_id, "cores_counted": session.cores_counted,
+                 "cores_reported": reported},
+            )  # fmt: skip
+    return None
 
 
 def session_occurrences(audit: SessionAudit, policy: AlertPolicy) -> list[Condition]:

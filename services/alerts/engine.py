@@ -86,7 +86,16 @@ class AlertEngine:
                 self._occurred(
                     projection.device_id, clinic_id, finding_occurrence(change.finding, at)
                 )
-            elif isinstance(change, SessionChanged | SessionClosed):
+            elif isinstance(change, SessionClosed) and change.reconciled:
+                # Decided on what had arrived after the grace period, then the missing
+                # events came after all: the session reconciles, so the alert was wrong.
+                self._retract(
+                    projection.device_id,
+                    ("session_count_mismatch", change.session_id),
+                    at,
+                    "the missing events arrived and the session reconciles",
+                )
+            if isinstance(change, SessionChanged | SessionClosed):
                 tally = projection.sessions.get(change.session_id)
                 book = self.book.get(projection.device_id, {})
                 # The audit is built only when it may raise something: once per punch
@@ -154,6 +163,14 @@ class AlertEngine:
             self.decisions.resolved.append(
                 Resolution(alert_id, device_id, at, "the condition no longer holds")
             )
+
+    def _retract(self, device_id: str, key: Key, at: datetime, note: str) -> None:
+        book = self.book.get(device_id, {})
+        alert_id = book.pop(key, None)
+        if alert_id is not None:
+            self.decisions.removed.add((device_id, *key))
+            self.decisions.added.pop((device_id, *key), None)
+            self.decisions.resolved.append(Resolution(alert_id, device_id, at, note))
 
     def _raise(self, device_id: str, clinic_id: str | None, condition: Condition) -> None:
         alert_id = alert_id_for(device_id, condition)

@@ -34,6 +34,7 @@ from services.eventstore.append_plan import StoredLink, StreamKey, neighbour_ran
 from services.eventstore.database_url import unreachable
 from services.eventstore.errors import SchemaMissingError
 from services.eventstore.migrations import SCHEMA_REVISION
+from services.eventstore.portable import PortableQueries
 from services.eventstore.ports import (
     DEAD_LETTER_RAW_LIMIT,
     AppendResult,
@@ -131,7 +132,7 @@ _NO_LIMIT: Final = 2**62
 APPENDS_CHANNEL: Final = "coreline_appends"
 
 
-class PostgresEventStore:
+class PostgresEventStore(PortableQueries):
     """The event store in PostgreSQL (or TimescaleDB).  One connection; one thread."""
 
     def __init__(self, conninfo: str) -> None:
@@ -199,23 +200,6 @@ class PostgresEventStore:
             (stream_id, from_seq, _NO_LIMIT if to_seq is None else to_seq, limit or _NO_LIMIT),
         )
         return [_stored_event(row) for row in rows]
-
-    def count_events(self) -> int:
-        row = self._connection.execute("SELECT count(*) FROM events").fetchone()
-        return int(row[0]) if row else 0
-
-    def stream_ids(self) -> list[str]:
-        # A loose index scan: one probe of the (stream_id, seq) index per stream,
-        # however many events each holds, instead of reading every entry to DISTINCT.
-        rows = self._connection.execute(
-            "WITH RECURSIVE streams (stream_id) AS ("
-            " SELECT min(stream_id) FROM events"
-            " UNION ALL"
-            " SELECT (SELECT min(e.stream_id) FROM events e WHERE e.stream_id > s.stream_id)"
-            " FROM streams s WHERE s.stream_id IS NOT NULL"
-            ") SELECT stream_id FROM streams WHERE stream_id IS NOT NULL"
-        ).fetchall()
-        return [row[0] for row in rows]
 
     def dead_letters(self, after_id: int = 0, limit: int = 100) -> list[StoredDeadLetter]:
         rows = self._connection.execute(

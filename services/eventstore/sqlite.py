@@ -23,6 +23,7 @@ from services.eventstore.append_plan import (
     plan_append,
 )
 from services.eventstore.errors import SchemaMissingError
+from services.eventstore.portable import PortableQueries
 from services.eventstore.ports import (
     DEAD_LETTER_RAW_LIMIT,
     AppendResult,
@@ -70,7 +71,7 @@ SELECT coalesce(
 """
 
 
-class SqliteEventStore:
+class SqliteEventStore(PortableQueries):
     """The event store in one SQLite file (WAL, ``synchronous=FULL``: an append that
     returned survives power loss, which is what lets the gateway acknowledge it)."""
 
@@ -143,23 +144,6 @@ class SqliteEventStore:
             (stream_id, from_seq, to_seq if to_seq is not None else 2**62, limit or -1),
         ).fetchall()
         return [_stored_event(row) for row in rows]
-
-    def count_events(self) -> int:
-        row = self._connection.execute("SELECT count(*) FROM events").fetchone()
-        return int(row[0]) if row else 0
-
-    def stream_ids(self) -> list[str]:
-        # A loose index scan: one probe of the (stream_id, seq) index per stream,
-        # however many events each holds, instead of reading every entry to DISTINCT.
-        rows = self._connection.execute(
-            "WITH RECURSIVE streams (stream_id) AS ("
-            " SELECT min(stream_id) FROM events"
-            " UNION ALL"
-            " SELECT (SELECT min(e.stream_id) FROM events e WHERE e.stream_id > s.stream_id)"
-            " FROM streams s WHERE s.stream_id IS NOT NULL"
-            ") SELECT stream_id FROM streams WHERE stream_id IS NOT NULL"
-        ).fetchall()
-        return [row[0] for row in rows]
 
     def dead_letters(self, after_id: int = 0, limit: int = 100) -> list[StoredDeadLetter]:
         rows = self._connection.execute(

@@ -236,3 +236,21 @@ def test_alert_events_are_the_same_bytes_when_decided_twice() -> None:
     assert [e.body for e in one.engine.decisions.raised] == [
         e.body for e in two.engine.decisions.raised
     ]
+
+
+def test_a_session_ended_behind_a_gap_is_reconciled_after_the_grace_period() -> None:
+    whole = Bench(AlertPolicy(gap_grace_s=60))
+    whole.feed(
+        boot(), install(), start(), punch(5), punch(5), end(cores_total=10, actuations_total=10)
+    )
+    facts = whole.facts
+    bench = Bench(AlertPolicy(gap_grace_s=60))
+    for fact in [*facts[:4], facts[5]]:  # the second punch (seq 5) never arrives
+        bench.apply(fact)
+    bench.clock = facts[5].occurred_at
+    bench.tick(timedelta(seconds=59))
+    assert "session_count_mismatch" not in bench.raised_rules()
+    bench.tick(timedelta(seconds=60))
+    assert ("session_count_mismatch", SESSION) in bench.open_rules()
+    bench.apply(facts[4])  # the punch arrives at last: the session reconciles after all
+    assert bench.open_rules() == []
