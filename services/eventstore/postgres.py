@@ -24,7 +24,7 @@ read-classify-write of ``plan_append`` race-free without locking whole tables.
 import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import psycopg
 from psycopg import sql
@@ -40,7 +40,6 @@ from services.eventstore.ports import (
     AppendResult,
     Cursor,
     DeadLetter,
-    Gap,
     Presence,
     StoredDeadLetter,
     StoredEvent,
@@ -101,39 +100,17 @@ _RECORD_PRESENCE: Final = (
     "SET online = excluded.online, changed_at = excluded.changed_at "
     "WHERE excluded.changed_at >= stored.changed_at"
 )
-# ``stored`` pairs each seq above the cut-off with the one before it, the first
-# one's predecessor being the cut-off itself, so a missing start shows up like any
-# other hole.  The range on the (stream_id, seq) primary key keeps the cost to the
-# tail above ``after_seq``.
-_FIND_GAPS: Final = """
-WITH stored AS (
-    SELECT seq, lag(seq, 1, %(after_seq)s::bigint) OVER (ORDER BY seq) AS prev_seq
-    FROM events
-    WHERE stream_id = %(stream_id)s AND seq > %(after_seq)s
-)
-SELECT prev_seq + 1, seq - 1 FROM stored WHERE seq > prev_seq + 1 ORDER BY seq
-"""
-# The seq before the first hole; with no hole, the last stored seq; with nothing
-# stored above the cut-off, the cut-off itself.  The window runs in index order,
-# so the first subquery stops at the first hole and the second is one index probe.
-_CONTIGUOUS_THROUGH: Final = """
-WITH stored AS (
-    SELECT seq, lag(seq, 1, %(after_seq)s::bigint) OVER (ORDER BY seq) AS prev_seq
-    FROM events
-    WHERE stream_id = %(stream_id)s AND seq > %(after_seq)s
-)
-SELECT coalesce(
-    (SELECT prev_seq FROM stored WHERE seq > prev_seq + 1 ORDER BY seq LIMIT 1),
-    (SELECT max(seq) FROM events WHERE stream_id = %(stream_id)s AND seq > %(after_seq)s),
-    %(after_seq)s::bigint
-)
-"""
 _NO_LIMIT: Final = 2**62
 APPENDS_CHANNEL: Final = "coreline_appends"
 
 
 class PostgresEventStore(PortableQueries):
     """The event store in PostgreSQL (or TimescaleDB).  One connection; one thread."""
+
+    PARAMETERS: ClassVar[dict[str, str]] = {
+        "stream": "%(stream_id)s",
+        "after": "%(after_seq)s::bigint",
+    }
 
     def __init__(self, conninfo: str) -> None:
         # Autocommit: reads are single statements and never sit idle in a transaction
@@ -280,19 +257,6 @@ class PostgresEventStore(PortableQueries):
                 (list(device_ids),),
             )
         return {row[0]: Presence(row[1], row[2]) for row in rows}
-
-    def find_gaps(self, stream_id: str, after_seq: int = 0) -> list[Gap]:
-        rows = self._connection.execute(
-            _FIND_GAPS, {"stream_id": stream_id, "after_seq": after_seq}
-        )
-        return [Gap(stream_id, from_seq, to_seq) for from_seq, to_seq in rows]
-
-    def contiguous_through(self, stream_id: str, after_seq: int = 0) -> int:
-        through: int
-        [(through,)] = self._connection.execute(
-            _CONTIGUOUS_THROUGH, {"stream_id": stream_id, "after_seq": after_seq}
-        ).fetchall()
-        return through
 
     def load_checkpoint(self, name: str) -> Cursor:
         row = self._connection.execute(

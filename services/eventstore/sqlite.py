@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 from uuid import UUID
 
 from schemas import Heartbeat, SealedEvent
@@ -29,7 +29,6 @@ from services.eventstore.ports import (
     AppendResult,
     Cursor,
     DeadLetter,
-    Gap,
     Presence,
     StoredDeadLetter,
     StoredEvent,
@@ -43,37 +42,12 @@ _EVENT_COLUMNS: Final = (
     "hash, prev_hash, body"
 )
 
-# Gap queries (window functions: SQLite >= 3.25).  ``stored`` pairs each seq above
-# the cut-off with the one before it, the first one's predecessor being the cut-off
-# itself, so a missing start shows up like any other hole.  The range on the
-# UNIQUE (stream_id, seq) index keeps the cost to the tail above ``after_seq``.
-_FIND_GAPS: Final = """
-WITH stored AS (
-    SELECT seq, lag(seq, 1, :after_seq) OVER (ORDER BY seq) AS prev_seq
-    FROM events
-    WHERE stream_id = :stream_id AND seq > :after_seq
-)
-SELECT prev_seq + 1, seq - 1 FROM stored WHERE seq > prev_seq + 1 ORDER BY seq
-"""
-# The seq before the first hole; with no hole, the last stored seq; with nothing
-# stored above the cut-off, the cut-off itself.
-_CONTIGUOUS_THROUGH: Final = """
-WITH stored AS (
-    SELECT seq, lag(seq, 1, :after_seq) OVER (ORDER BY seq) AS prev_seq
-    FROM events
-    WHERE stream_id = :stream_id AND seq > :after_seq
-)
-SELECT coalesce(
-    (SELECT prev_seq FROM stored WHERE seq > prev_seq + 1 ORDER BY seq LIMIT 1),
-    (SELECT max(seq) FROM events WHERE stream_id = :stream_id AND seq > :after_seq),
-    :after_seq
-)
-"""
-
 
 class SqliteEventStore(PortableQueries):
     """The event store in one SQLite file (WAL, ``synchronous=FULL``: an append that
     returned survives power loss, which is what lets the gateway acknowledge it)."""
+
+    PARAMETERS: ClassVar[dict[str, str]] = {"stream": ":stream_id", "after": ":after_seq"}
 
     def __init__(self, path: Path) -> None:
         self._connection = connect(path)
@@ -230,19 +204,6 @@ class SqliteEventStore(PortableQueries):
                 (json.dumps(list(device_ids)),),
             )
         return {row[0]: Presence(bool(row[1]), _parse_timestamp(row[2])) for row in rows}
-
-    def find_gaps(self, stream_id: str, after_seq: int = 0) -> list[Gap]:
-        rows = self._connection.execute(
-            _FIND_GAPS, {"stream_id": stream_id, "after_seq": after_seq}
-        )
-        return [Gap(stream_id, from_seq, to_seq) for from_seq, to_seq in rows]
-
-    def contiguous_through(self, stream_id: str, after_seq: int = 0) -> int:
-        through: int
-        [(through,)] = self._connection.execute(
-            _CONTIGUOUS_THROUGH, {"stream_id": stream_id, "after_seq": after_seq}
-        ).fetchall()
-        return through
 
     def load_checkpoint(self, name: str) -> Cursor:
         row = self._connection.execute(
