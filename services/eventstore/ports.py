@@ -18,7 +18,7 @@ Contract (DESIGN §5), proven for every adapter by ``tests/contract``:
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar, Protocol, Self
+from typing import ClassVar, NamedTuple, Protocol, Self
 from uuid import UUID
 
 from schemas import Heartbeat, Rejection, SealedEvent, unseal
@@ -59,6 +59,20 @@ class StoredEvent:
 
     def sealed(self) -> SealedEvent:
         return unseal(self.body, self.hash, self.stream_id)
+
+
+class EventRecord(NamedTuple):
+    """The part of a stored event that folds read, fetched in bulk by replays: no
+    event id, no device-clock time, no ``prev_hash`` column (the body has them)."""
+
+    cursor: Cursor
+    stream_id: str
+    device_id: str
+    seq: int
+    type: str
+    received_at: datetime
+    hash: str
+    body: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +145,10 @@ class EventStore(Protocol):
 
     def read(self, after: Cursor, limit: int = 1000) -> list[StoredEvent]:
         """Events after ``after`` in global order, at most ``limit``."""
+        ...
+
+    def read_records(self, after: Cursor, limit: int = 10_000) -> list[EventRecord]:
+        """``read``, but only what folds need: a replay's bulk read."""
         ...
 
     def read_stream(

@@ -40,6 +40,7 @@ from services.eventstore.ports import (
     AppendResult,
     Cursor,
     DeadLetter,
+    EventRecord,
     Presence,
     StoredDeadLetter,
     StoredEvent,
@@ -57,6 +58,13 @@ _READ_AFTER: Final = sql.SQL(
     # key, and PostgreSQL would sort every later row instead of walking the index.
     "ORDER BY events.tx_id, events.position LIMIT %s"
 ).format(columns=_EVENT_COLUMNS)
+_READ_RECORDS: Final = (
+    "SELECT tx_id::text::bigint, position, stream_id, device_id, seq, type, received_at, "
+    "hash, body FROM events "
+    "WHERE (tx_id, position) > (%s::text::xid8, %s) "
+    "AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) "
+    "ORDER BY events.tx_id, events.position LIMIT %s"
+)
 _READ_STREAM: Final = sql.SQL(
     "SELECT {columns} FROM events WHERE stream_id = %s AND seq BETWEEN %s AND %s "
     "ORDER BY seq LIMIT %s"
@@ -168,6 +176,16 @@ class PostgresEventStore(PortableQueries):
             _READ_AFTER, (str(after.commit), after.position, limit), binary=True
         ).fetchall()
         return [_stored_event(row) for row in rows]
+
+    def read_records(self, after: Cursor, limit: int = 10_000) -> list[EventRecord]:
+        rows = self._connection.execute(
+            _READ_RECORDS, (str(after.commit), after.position, limit), binary=True
+        ).fetchall()
+        return [
+            EventRecord(Cursor(row[0], row[1]), row[2], row[3], row[4], row[5], row[6], row[7],
+                        bytes(row[8]))
+            for row in rows
+        ]  # fmt: skip
 
     def read_stream(
         self, stream_id: str, from_seq: int = 1, to_seq: int | None = None, limit: int | None = None

@@ -29,6 +29,7 @@ from services.eventstore.ports import (
     AppendResult,
     Cursor,
     DeadLetter,
+    EventRecord,
     Presence,
     StoredDeadLetter,
     StoredEvent,
@@ -108,6 +109,18 @@ class SqliteEventStore(PortableQueries):
             (after.position, limit),
         ).fetchall()
         return [_stored_event(row) for row in rows]
+
+    def read_records(self, after: Cursor, limit: int = 10_000) -> list[EventRecord]:
+        rows = self._connection.execute(
+            "SELECT position, stream_id, device_id, seq, type, received_at, hash, body "
+            "FROM events WHERE position > ? ORDER BY position LIMIT ?",
+            (after.position, limit),
+        ).fetchall()
+        return [
+            EventRecord(Cursor(0, row[0]), row[1], row[2], row[3], row[4],
+                        _parse_timestamp(row[5]), row[6], bytes(row[7]))
+            for row in rows
+        ]  # fmt: skip
 
     def read_stream(
         self, stream_id: str, from_seq: int = 1, to_seq: int | None = None, limit: int | None = None

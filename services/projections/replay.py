@@ -17,7 +17,7 @@ from typing import Final
 
 from sqlalchemy import Connection, text
 
-from services.eventstore import Backend, Cursor, EventStore, StoredEvent
+from services.eventstore import Backend, Cursor, EventRecord, EventStore
 from services.projections.read_store import ReadModelStore, ReadModelUpdate, save_checkpoint
 from services.projections.runner import PROJECTOR, Folder
 from services.projections.tables import read_tables
@@ -66,15 +66,15 @@ def replay(
     return ReplayResult(total, len(folder.projections), time.perf_counter() - started)
 
 
-def _prefetched(events: EventStore, batch_size: int) -> Iterator[list[StoredEvent]]:
+def _prefetched(events: EventStore, batch_size: int) -> Iterator[list[EventRecord]]:
     """Batches in order, the next one read while the last is folded: the database's
     time overlaps the fold's (the reading thread waits with the GIL released)."""
-    ready: queue.Queue[list[StoredEvent] | BaseException] = queue.Queue(maxsize=2)
+    ready: queue.Queue[list[EventRecord] | BaseException] = queue.Queue(maxsize=2)
 
     def read_all() -> None:
         try:
             cursor = Cursor.START
-            while batch := events.read(cursor, batch_size):
+            while batch := events.read_records(cursor, batch_size):
                 ready.put(batch)
                 cursor = batch[-1].cursor
             ready.put([])

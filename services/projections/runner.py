@@ -21,7 +21,7 @@ from schemas.streams import alert_stream, is_device_stream
 from services.alerts import events as alert_events
 from services.alerts import store as alert_store
 from services.alerts.engine import AlertDecisions, AlertEngine
-from services.eventstore import Cursor, EventStore, StoredEvent
+from services.eventstore import Cursor, EventRecord, EventStore, StoredEvent
 from services.projections.changes import Applied, SessionChanged, SessionClosed
 from services.projections.device import DeviceProjection
 from services.projections.facts import fact_from_body, parse_timestamp
@@ -37,6 +37,9 @@ from services.projections.read_store import (
 from services.projections.session import SessionAudit
 
 log = logging.getLogger(__name__)
+
+Stored = StoredEvent | EventRecord
+"""What a fold reads: a stored event, or the lean record a replay fetches."""
 
 PROJECTOR: Final = "projector"
 """The live projector's checkpoint name."""
@@ -63,7 +66,7 @@ class Folder:
         self.projections: dict[str, DeviceProjection] = {}
         self.registry: dict[str, RegistryEntry] = {}
 
-    def fold(self, stored: Sequence[StoredEvent], *, device_rows: bool = True) -> ReadModelUpdate:
+    def fold(self, stored: Sequence[Stored], *, device_rows: bool = True) -> ReadModelUpdate:
         """Fold one batch; the rows of every device (unless ``device_rows`` is off: a
         replay writes each device once, at the end), session and registry entry it
         changed."""
@@ -99,7 +102,7 @@ class Folder:
         return update
 
     def _fold_device_event(
-        self, event: StoredEvent, update: ReadModelUpdate, changed_sessions: dict[str, set[str]]
+        self, event: Stored, update: ReadModelUpdate, changed_sessions: dict[str, set[str]]
     ) -> None:
         projection = self._projection(event.device_id)
         fact = fact_from_body(event.body, event.hash, event.received_at)
@@ -116,7 +119,7 @@ class Folder:
                 key = (clinic, iso_week(change.fact.occurred_at))
                 update.cartridges_installed[key] = update.cartridges_installed.get(key, 0) + 1
 
-    def _fold_registry_event(self, event: StoredEvent) -> bool:
+    def _fold_registry_event(self, event: Stored) -> bool:
         body = orjson.loads(event.body)
         data, device_id = body["data"], event.device_id
         entry = self._entry(device_id)
@@ -138,7 +141,7 @@ class Folder:
             return False
         return True
 
-    def _load_for(self, stored: Sequence[StoredEvent]) -> None:
+    def _load_for(self, stored: Sequence[Stored]) -> None:
         wanted = {event.device_id for event in stored} - self.projections.keys()
         if wanted:
             found = self._load_projections(wanted)
@@ -190,7 +193,7 @@ class Folder:
         }
 
 
-def _fold_alert_event(event: StoredEvent, update: ReadModelUpdate) -> None:
+def _fold_alert_event(event: Stored, update: ReadModelUpdate) -> None:
     """Alert aggregates into ``read_alerts``: raised rows, then their state changes."""
     body = orjson.loads(event.body)
     data, at = body["data"], parse_timestamp(body["occurred_at"])
