@@ -33,7 +33,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from bench.append import fleet_events
 from bench.ingest import messages, percentile
 from bench.report import machine, print_table
-from schemas import GENESIS_HASH, SealedEvent, seal
+from schemas import GENESIS_HASH, SealedEvent, seal, utc_text
 from schemas.streams import registry_stream
 from services.eventstore import open_event_store, upgrade_schema
 from tests.support.mosquitto import TemporaryMosquitto
@@ -44,10 +44,6 @@ SESSION = "6f1c2a4e-6d1f-4c3e-9a7e-2f1f0c9d8e11"
 _NAMESPACE = uuid.UUID("2b1c0c3e-9a7e-4c3e-8d1f-6f1c2a4e6d1f")
 
 
-def _text(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _chain(
     device: str, steps: list[tuple[str, dict[str, Any]]], stream: str | None = None
 ) -> list[SealedEvent]:
@@ -55,7 +51,7 @@ def _chain(
     for seq, (kind, data) in enumerate(steps, start=1):
         event = seal({
             "event_id": str(uuid.uuid5(_NAMESPACE, f"{stream or device}:{seq}")),
-            "device_id": device, "seq": seq, "type": kind, "occurred_at": _text(moment),
+            "device_id": device, "seq": seq, "type": kind, "occurred_at": utc_text(moment),
             "schema_version": 1, "data": data, "prev_hash": prev_hash,
         }, stream)  # fmt: skip
         events.append(event)
@@ -67,7 +63,7 @@ def probe_stream(device: str) -> list[SealedEvent]:
     """Boot, a 1,000-actuation cartridge, a session, 900 actuations, then the 96 %
     wear report (the last event: the one that is timed)."""
     now = datetime.now(UTC)
-    window = {"window_start": _text(now), "window_end": _text(now + timedelta(seconds=1))}
+    window = {"window_start": utc_text(now), "window_end": utc_text(now + timedelta(seconds=1))}
     steps: list[tuple[str, dict[str, Any]]] = [
         ("agent.started", {"firmware_version": "2.4.1", "agent_version": "1.0.0", "boot_id": "b"}),
         ("cartridge.installed", {"cartridge_id": "CT-P", "lot": "L", "needles": 1,

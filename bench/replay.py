@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from bench.report import machine, print_table
 from edge_agent.simulator import HandpieceSimulator, fleet_device_ids
-from schemas import GENESIS_HASH, Heartbeat, SealedEvent, seal
+from schemas import GENESIS_HASH, Heartbeat, SealedEvent, seal, utc_text
 from services.eventstore import Cursor, open_event_store, upgrade_schema
 from services.projections.replay import replay
 from tests.support.postgres import TemporaryPostgres
@@ -43,8 +43,7 @@ def sealed_fleet(total: int, devices: int = 400) -> list[list[SealedEvent]]:
                 event = seal({
                     "event_id": str(uuid.uuid5(_NAMESPACE, f"{simulator.device_id}:{seq}")),
                     "device_id": simulator.device_id, "seq": seq, "type": reading.type,
-                    "occurred_at": reading.occurred_at.isoformat(timespec="milliseconds")
-                    .replace("+00:00", "Z"),
+                    "occurred_at": utc_text(reading.occurred_at),
                     "schema_version": 1, "data": dict(reading.data), "prev_hash": prev_hash,
                 })  # fmt: skip
                 streams[index].append(event)

@@ -14,7 +14,7 @@ import orjson
 from pydantic import ValidationError
 
 from edge_agent.device import DeviceReading
-from schemas import Heartbeat
+from schemas import Heartbeat, describe
 
 
 class FirmwareLineError(ValueError):
@@ -45,8 +45,7 @@ def _heartbeat(sample: Any, device_id: str) -> Heartbeat:
     try:
         return Heartbeat.model_validate_json(orjson.dumps({"device_id": device_id, **sample}))
     except ValidationError as error:
-        problem = error.errors(include_url=False, include_input=False)[0]
-        raise FirmwareLineError(f"heartbeat {problem['loc']}: {problem['msg']}") from None
+        raise FirmwareLineError(f"heartbeat {describe(error)}") from None
 
 
 def _utc(text: Any) -> datetime:

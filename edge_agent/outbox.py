@@ -24,7 +24,7 @@ from typing import Final
 from pydantic import ValidationError
 
 from edge_agent.device import DeviceReading
-from schemas import DEVICE_EVENT_TYPES, GENESIS_HASH, SealedEvent, seal
+from schemas import DEVICE_EVENT_TYPES, GENESIS_HASH, SealedEvent, describe, seal, utc_text
 
 OUTBOX_FULL_FAULT: Final = "E-OUTBOX-FULL"
 
@@ -112,7 +112,7 @@ class Outbox:
     ) -> dict[str, list[SealedEvent]]:
         """Seal and store the readings of many devices in one transaction: one fsync
         for a whole simulated fleet's tick instead of one per device."""
-        now = _timestamp(datetime.now(UTC))
+        now = utc_text(datetime.now(UTC))
         sealed_by_device: dict[str, list[SealedEvent]] = {}
         with self._transaction() as connection:
             for device_id, device_readings in readings.items():
@@ -175,7 +175,7 @@ class Outbox:
                 connection.execute(
                     "UPDATE outbox SET sent_at = ? WHERE device_id = ? AND seq BETWEEN ? AND ? "
                     "AND sent_at IS NULL",
-                    (_timestamp(datetime.now(UTC)), device_id, first_seq, last_seq),
+                    (utc_text(datetime.now(UTC)), device_id, first_seq, last_seq),
                 )
         finally:
             self._connection.execute(f"PRAGMA synchronous = {self._durability.value.upper()}")
@@ -201,7 +201,7 @@ class Outbox:
         with self._transaction() as connection:
             connection.execute(
                 "DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?",
-                (_timestamp(moment - self._resend_window),),
+                (utc_text(moment - self._resend_window),),
             )
             while self._used_bytes() > self._budget_bytes:
                 deleted = connection.execute(
@@ -248,11 +248,9 @@ class Outbox:
         try:
             return self._seal_valid(device_id, seq, prev_hash, reading)
         except ValidationError as error:
-            problem = error.errors(include_url=False, include_input=False)[0]
-            where = ".".join(str(part) for part in problem["loc"][1:])
-            raise InvalidReadingError(
-                f"{reading.type} (would be seq {seq}): {where}: {problem['msg']}"
-            ) from None
+            # The union's tag (the event type) leads the location: the message names it.
+            where = describe(error, skip=1)
+            raise InvalidReadingError(f"{reading.type} (would be seq {seq}): {where}") from None
 
     def _seal_valid(
         self, device_id: str, seq: int, prev_hash: str, reading: DeviceReading
@@ -263,7 +261,7 @@ class Outbox:
                 "device_id": device_id,
                 "seq": seq,
                 "type": reading.type,
-                "occurred_at": _timestamp(reading.occurred_at),
+                "occurred_at": utc_text(reading.occurred_at),
                 "schema_version": 1,
                 "data": dict(reading.data),
                 "prev_hash": prev_hash,
@@ -321,7 +319,3 @@ def _within_bytes(entries: list[OutboxEntry], max_bytes: int | None) -> list[Out
             break
         kept.append(entry)
     return kept
-
-
-def _timestamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -19,6 +19,7 @@ from schemas import (
     RejectionReason,
     StatusMessage,
     decode_event_batch,
+    describe,
     parse_device_topic,
 )
 from schemas.telemetry import Presence
@@ -64,7 +65,7 @@ def _heartbeat(device_id: str, payload: bytes) -> Heartbeat | Rejection:
     try:
         sample = Heartbeat.model_validate_json(payload)
     except ValidationError as error:
-        return Rejection(RejectionReason.SCHEMA, _describe(error), payload, device_id)
+        return Rejection(RejectionReason.SCHEMA, describe(error), payload, device_id)
     if sample.device_id != device_id:
         return Rejection(
             RejectionReason.IDENTITY,
@@ -83,11 +84,5 @@ def _presence(
     try:
         status = StatusMessage.model_validate_json(payload)
     except ValidationError as error:
-        return Rejection(RejectionReason.SCHEMA, _describe(error), payload, device_id)
+        return Rejection(RejectionReason.SCHEMA, describe(error), payload, device_id)
     return PresenceChange(device_id, online=status.state is Presence.ONLINE, at=received_at)
-
-
-def _describe(error: ValidationError) -> str:
-    problem = error.errors(include_url=False, include_input=False)[0]
-    where = ".".join(str(part) for part in problem["loc"]) or "message"
-    return f"{where}: {problem['msg']}"

@@ -28,6 +28,7 @@ from schemas.device_events import (
     TreatmentArea,
 )
 from schemas.events import DEVICE_EVENT_ADAPTER, EVENT_ADAPTER, Event
+from schemas.fields import utc_text
 from schemas.platform_events import (
     AlertAcknowledged,
     AlertRaised,
@@ -51,6 +52,7 @@ from schemas.topics import (
     parse_device_topic,
     shared_subscription,
 )
+from schemas.validation import describe
 
 __all__ = [
     "DEVICE_EVENT_ADAPTER",
@@ -102,6 +104,7 @@ __all__ = [
     "clinic_alerts_topic",
     "decode_device_event",
     "decode_event_batch",
+    "describe",
     "device_stream",
     "device_topic",
     "event_hash",
@@ -112,5 +115,6 @@ __all__ = [
     "seal",
     "shared_subscription",
     "unseal",
+    "utc_text",
     "verify_chain",
 ]

@@ -18,6 +18,7 @@ from schemas.fields import FROZEN_STRICT_SHAPE, DeviceId
 from schemas.rejection import Rejection, RejectionReason
 from schemas.sealed import SealedEvent
 from schemas.streams import device_stream
+from schemas.validation import describe
 
 MAX_BATCH_BYTES: Final = 256 * 1024
 MAX_BATCH_EVENTS: Final = 500
@@ -64,7 +65,7 @@ def decode_event_batch(topic_device_id: str, payload: bytes) -> DecodedBatch:
     try:
         batch = _BATCH_ADAPTER.validate_python(document)
     except ValidationError as error:
-        return _whole(RejectionReason.SCHEMA, _describe(error), payload, topic_device_id)
+        return _whole(RejectionReason.SCHEMA, describe(error), payload, topic_device_id)
     if batch.device_id != topic_device_id:
         return _whole(
             RejectionReason.IDENTITY,
@@ -92,7 +93,7 @@ def decode_device_event(device_id: str, raw_event: Any) -> SealedEvent | Rejecti
     try:
         event: DeviceEvent = DEVICE_EVENT_ADAPTER.validate_python(raw_event)
     except ValidationError as error:
-        return reject(RejectionReason.SCHEMA, _describe(error))
+        return reject(RejectionReason.SCHEMA, describe(error))
     if not isinstance(raw_event, dict):  # pragma: no cover - validation refuses non-objects
         return reject(RejectionReason.SCHEMA, "an event must be a JSON object")
     if event.device_id != device_id:
@@ -120,18 +121,6 @@ def decode_device_event(device_id: str, raw_event: Any) -> SealedEvent | Rejecti
 def _whole(reason: RejectionReason, detail: str, payload: bytes, device_id: str) -> DecodedBatch:
     rejection = Rejection(reason, detail[:_MAX_DETAIL], payload, device_id)
     return DecodedBatch(events=(), rejections=(rejection,))
-
-
-def _describe(error: ValidationError) -> str:
-    """The first problem, located: ``cores.punched.data.actuations: Input should be ≥ 1``."""
-    first = error.errors(include_url=False, include_input=False)[0]
-    if first["type"] == "union_tag_invalid":
-        tag = (first.get("ctx") or {}).get("tag")
-        return f"type: unknown event type {tag!r}"
-    location = ".".join(str(part) for part in first["loc"]) or "document"
-    more = error.error_count() - 1
-    suffix = f" (and {more} more)" if more else ""
-    return f"{location}: {first['msg']}{suffix}"
 
 
 def _raw_bytes(raw_event: Any) -> bytes:

@@ -5,7 +5,7 @@ firmware that sends ``"seq": "41"`` has a bug worth hearing about, and what is
 hashed must be exactly what is validated.
 """
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 from uuid import UUID
 
@@ -39,6 +39,13 @@ LongText = Annotated[str, StringConstraints(max_length=2000)]
 Hash64 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 EventUuid = Annotated[UUID, Field()]
 UtcTimestamp = Annotated[datetime, BeforeValidator(_require_utc_text)]
+
+
+def utc_text(moment: datetime) -> str:
+    """``moment`` as the wire writes timestamps (DESIGN §4): RFC 3339 in UTC, to the
+    millisecond, ending in ``Z``."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
 
 Count = Annotated[int, Strict(), Field(ge=0, le=MAX_SEQ)]
 PositiveCount = Annotated[int, Strict(), Field(ge=1, le=MAX_SEQ)]

@@ -5,10 +5,10 @@ identity, never the clock, so building one twice gives the same bytes and the
 store keeps it once."""
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Final
 
-from schemas import GENESIS_HASH, SealedEvent, seal
+from schemas import GENESIS_HASH, SealedEvent, seal, utc_text
 from schemas.streams import alert_stream
 from services.alerts.conditions import Condition
 
@@ -21,7 +21,7 @@ def alert_id_for(device_id: str, condition: Condition) -> str:
     """One alert per (device, rule, subject) for things that happened; one per spell
     for conditions that come and go (a cartridge may be worn, replaced, worn again)."""
     occurrence = condition.rule.value in _OCCURRENCES or condition.subject.startswith("seq-")
-    spell = "" if occurrence else f"|{_text(condition.since)}"
+    spell = "" if occurrence else f"|{utc_text(condition.since)}"
     name = f"{device_id}|{condition.rule.value}|{condition.subject}{spell}"
     return str(uuid.uuid5(_NAMESPACE, name))
 
@@ -62,14 +62,10 @@ def _seal(
             "device_id": device_id,
             "seq": seq,
             "type": kind,
-            "occurred_at": _text(at),
+            "occurred_at": utc_text(at),
             "schema_version": 1,
             "data": data,
             "prev_hash": prev_hash,
         },
         alert_stream(alert_id),
     )
-
-
-def _text(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -5,6 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from schemas import describe
 from services.projections.maintenance import MaintenancePolicy
 
 
@@ -39,9 +40,7 @@ class AlertPolicy(BaseModel):
         try:
             return cls(**overrides)
         except ValidationError as error:
-            problem = error.errors(include_url=False, include_input=False)[0]
-            field = ".".join(str(part) for part in problem["loc"])
-            raise PolicyError(f"{field}: {problem['msg']}") from None
+            raise PolicyError(describe(error)) from None
 
 
 DEFAULT_ALERT_POLICY = AlertPolicy()

@@ -2,12 +2,12 @@
 every alert state change (DESIGN §8).  Pure: built from stored events, no I/O."""
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Final
 
 import orjson
 
+from schemas import utc_text
 from schemas.platform_events import AlertAcknowledged, AlertRaised, AlertResolved, ContextValue
 
 AlertChange = AlertRaised | AlertAcknowledged | AlertResolved
@@ -81,13 +81,8 @@ def build_notice(change: AlertChange, raised: AlertRaised) -> AlertNotice:
         severity=alert.severity.value,
         state=_STATE_OF_TYPE[change.type],
         message=alert.message,
-        at=rfc3339(change.occurred_at),
+        at=utc_text(change.occurred_at),
         event_id=str(change.event_id),
         seq=change.seq,
         context=dict(alert.context),
     )
-
-
-def rfc3339(moment: datetime) -> str:
-    """Milliseconds, UTC, ``Z``: the protocol's one timestamp form."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, event, select, text
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from schemas import utc_text
 from services.eventstore import Backend, Cursor, DatabaseUrl
 from services.projections.device import DeviceProjection
 from services.projections.tables import ReadTables, read_tables
@@ -191,7 +192,7 @@ def save_checkpoint(connection: Connection, name: str, cursor: Cursor) -> None:
     connection.execute(
         _SAVE_CHECKPOINT,
         {"name": name, "commit": cursor.commit, "position": cursor.position,
-         "updated": _now_text()},
+         "updated": utc_text(datetime.now(UTC))},
     )  # fmt: skip
 
 
@@ -207,10 +208,6 @@ def document(value: Any) -> Any:
 def _registry_row(entry: RegistryEntry) -> dict[str, Any]:
     return {"device_id": entry.device_id, "clinic_id": entry.clinic_id, "model": entry.model,
             "registered": entry.registered}  # fmt: skip
-
-
-def _now_text() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _sqlite_settings(connection: Any, _record: Any) -> None:

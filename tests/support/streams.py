@@ -4,13 +4,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from schemas import GENESIS_HASH, SealedEvent, seal
+from schemas import GENESIS_HASH, SealedEvent, seal, utc_text
+
+timestamp = utc_text
+"""Wire timestamps, as the tests name them."""
 
 EPOCH = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
-
-
-def timestamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def event_fields(
