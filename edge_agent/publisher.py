@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from paho.mqtt.enums import MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 
 from edge_agent.backoff import Backoff
+from edge_agent.mqtt_session import persistent_client, resume_session
 from edge_agent.outbox import Outbox, OutboxEntry
 from schemas import (
     MAX_BATCH_BYTES,
@@ -161,17 +160,9 @@ class DeviceLink:
     # -- connection --------------------------------------------------------
 
     def _new_client(self) -> mqtt.Client:
-        v5 = self._protocol == MQTTProtocolVersion.MQTTv5
-        client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=f"agent-{self.device_id}",
-            protocol=self._protocol,
-            clean_session=None if v5 else False,
-        )
+        client = persistent_client(f"agent-{self.device_id}", self._broker, self._protocol)
         client.max_inflight_messages_set(self._settings.max_inflight + 4)
-        client.max_queued_messages_set(0)
         client.will_set(self._status_topic, OFFLINE, qos=1, retain=True)
-        self._broker.configure(client)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
@@ -200,17 +191,10 @@ class DeviceLink:
         if now < self._retry_at:
             return
         try:
-            if self._protocol == MQTTProtocolVersion.MQTTv5:
-                expiry = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-                expiry.SessionExpiryInterval = _SESSION_EXPIRY_S
-                self.client.connect(
-                    self._broker.host, self._broker.port, self._settings.keepalive_s,
-                    clean_start=False, properties=expiry,
-                )  # fmt: skip
-            else:
-                self.client.connect(
-                    self._broker.host, self._broker.port, self._settings.keepalive_s
-                )
+            self.client.connect(
+                self._broker.host, self._broker.port, self._settings.keepalive_s,
+                **resume_session(self.client, _SESSION_EXPIRY_S),
+            )  # fmt: skip
         except OSError as error:
             log.info("%s: broker unreachable (%s)", self.device_id, error)
             self._attempt_failed(now, protocol_suspect=False)

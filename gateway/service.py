@@ -32,12 +32,11 @@ from typing import Any, Final
 
 import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from paho.mqtt.enums import MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent.backoff import Backoff
+from edge_agent.mqtt_session import persistent_client, resume_session
 from gateway import metrics
 from gateway.gaps import GapTracker
 from gateway.inbound import PresenceChange, interpret
@@ -160,17 +159,8 @@ class Gateway:
     # -- MQTT --------------------------------------------------------------
 
     def _new_client(self, protocol: MQTTProtocolVersion) -> mqtt.Client:
-        v5 = protocol == MQTTProtocolVersion.MQTTv5
-        client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=self.options.client_id,
-            protocol=protocol,
-            clean_session=None if v5 else False,
-            manual_ack=True,
-        )
-        client.max_queued_messages_set(0)
+        client = persistent_client(self.options.client_id, self._broker, protocol, manual_ack=True)
         client.reconnect_delay_set(1, 30)
-        self._broker.configure(client)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -179,13 +169,8 @@ class Gateway:
 
     def _connect(self) -> None:
         """Connect with MQTT 5, or 3.1.1 where the broker lacks 5 (an embedded broker)."""
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = _SESSION_EXPIRY_S
-        properties.ReceiveMaximum = self.options.receive_maximum
-        self._client.connect_async(
-            self._broker.host, self._broker.port, keepalive=30, clean_start=False,
-            properties=properties,
-        )  # fmt: skip
+        resume = resume_session(self._client, _SESSION_EXPIRY_S, self.options.receive_maximum)
+        self._client.connect_async(self._broker.host, self._broker.port, keepalive=30, **resume)
 
     def _on_connect(
         self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
@@ -222,7 +207,7 @@ class Gateway:
         log.warning("broker lacks MQTT 5: using 3.1.1 (no receive maximum, no shared groups)")
         self._client.loop_stop()
         self._client = self._new_client(MQTTProtocolVersion.MQTTv311)
-        self._client.connect_async(self._broker.host, self._broker.port, keepalive=30)
+        self._connect()
         self._client.loop_start()
 
     def _on_disconnect(

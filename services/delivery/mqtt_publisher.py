@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from paho.mqtt.enums import MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edge_agent.mqtt_session import persistent_client, resume_session
 from schemas.mqtt_url import BrokerAddress
 
 log = logging.getLogger(__name__)
@@ -124,31 +123,18 @@ class AlertPublisher:
     # -- paho --------------------------------------------------------------
 
     def _new_client(self, protocol: MQTTProtocolVersion) -> mqtt.Client:
-        v5 = protocol == MQTTProtocolVersion.MQTTv5
-        client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=self._client_id,
-            protocol=protocol,
-            clean_session=None if v5 else False,
-        )
-        client.max_queued_messages_set(0)
+        client = persistent_client(self._client_id, self._broker, protocol)
         client.reconnect_delay_set(1, 30)
-        self._broker.configure(client)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         return client
 
     def _connect(self) -> None:
-        if self._client.protocol == MQTTProtocolVersion.MQTTv5:
-            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            properties.SessionExpiryInterval = _SESSION_EXPIRY_S
-            self._client.connect_async(
-                self._broker.host, self._broker.port, keepalive=30, clean_start=False,
-                properties=properties,
-            )  # fmt: skip
-        else:
-            self._client.connect_async(self._broker.host, self._broker.port, keepalive=30)
+        self._client.connect_async(
+            self._broker.host, self._broker.port, keepalive=30,
+            **resume_session(self._client, _SESSION_EXPIRY_S),
+        )  # fmt: skip
 
     def _on_connect(
         self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
