@@ -6,7 +6,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,6 +17,11 @@ from edge_agent.settings import AgentSettings, ConfigurationError, SettingsT, lo
 from edge_agent.simulator import fleet_device_ids
 from schemas.fields import DEVICE_ID_PATTERN
 from schemas.urls import redact
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from services.api import Role
 
 # The platform's modules (database drivers, migrations, web stack) are imported by
 # the commands that use them, so `coreline agent` on a handpiece stays small.
@@ -29,6 +34,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+token_app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
 
 DatabaseOption = Annotated[
     str | None,
@@ -339,3 +346,135 @@ def _print_progress(progress: FleetProgress) -> None:
 
 def _valid_device_id(device_id: str) -> bool:
     return re.fullmatch(DEVICE_ID_PATTERN, device_id) is not None
+
+
+@app.command()
+def api(
+    host: Annotated[
+        str | None,
+        typer.Option(help="Overrides CORELINE_API_HOST (127.0.0.1).", show_default=False),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Overrides CORELINE_API_PORT (8000).", show_default=False)
+    ] = None,
+    database_url: DatabaseOption = None,
+    mqtt_url: MqttOption = None,
+    log_level: LogLevelOption = "info",
+) -> None:
+    """Serve the HTTP API (/api/v1, OpenAPI at /api/v1/docs), the dashboard and /metrics."""
+    import uvicorn  # noqa: PLC0415
+
+    from services.api import ApiSettings, create_app  # noqa: PLC0415
+    from services.eventstore import EventStoreError, open_event_store  # noqa: PLC0415
+
+    settings = _configure(
+        "api", ApiSettings, log_level, database_url=database_url, mqtt_url=mqtt_url,
+        api_host=host, api_port=port,
+    )  # fmt: skip
+    try:
+        open_event_store(settings.database_url).close()
+    except EventStoreError as error:
+        raise _fail("api", error) from None
+    application = create_app(
+        settings.database_url,
+        lambda: open_event_store(settings.database_url),
+        settings.broker(),
+        settings.master_key(),
+        secure_cookies=settings.api_secure_cookies,
+    )
+    typer.echo(
+        f"api: http://{settings.api_host}:{settings.api_port}/ on {redact(settings.database_url)}",
+        err=True,
+    )
+    uvicorn.run(
+        application, host=settings.api_host, port=settings.api_port,
+        log_level=log_level.lower(), access_log=False,
+    )  # fmt: skip
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[str, typer.Option(help="manufacturer, clinic or auditor.")],
+    clinic: Annotated[
+        str | None,
+        typer.Option(
+            "--clinic", help="The clinic the token sees (clinic: required).", show_default=False
+        ),
+    ] = None,
+    label: Annotated[str, typer.Option(help="Who holds it (recorded on what it does).")] = "",
+    database_url: DatabaseOption = None,
+) -> None:
+    """Create a token and print it, alone on the last line.  It is shown this once."""
+    from services.api import TokenError, create_token  # noqa: PLC0415
+
+    engine = _platform_engine("token create", database_url)
+    try:
+        record, token = create_token(engine, _role(role), clinic, label)
+    except TokenError as error:
+        raise _fail("token create", error) from None
+    finally:
+        engine.dispose()
+    scope = f"clinic {record.clinic_id}" if record.clinic_id else "the whole fleet"
+    typer.echo(
+        f"token {record.token_id}: {record.role.value} for {scope} ({record.label})", err=True
+    )
+    typer.echo("store it now: it is not shown again", err=True)
+    typer.echo(token)
+
+
+@token_app.command("list")
+def token_list(database_url: DatabaseOption = None) -> None:
+    """Every token ever created (never the tokens themselves)."""
+    from services.api import list_tokens  # noqa: PLC0415
+
+    engine = _platform_engine("token list", database_url)
+    try:
+        records = list_tokens(engine)
+    finally:
+        engine.dispose()
+    for record in records:
+        state = f"revoked {record.revoked_at:%Y-%m-%d %H:%M}Z" if record.revoked_at else "live"
+        typer.echo(
+            f"{record.token_id}  {record.role.value:<12} {record.clinic_id or '*':<16} "
+            f"{record.created_at:%Y-%m-%d %H:%M}Z  {state:<24} {record.label}"
+        )
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[str, typer.Argument(help="The id `coreline token list` shows.")],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Refuse a token from now on."""
+    from services.api import TokenError, revoke_token  # noqa: PLC0415
+
+    engine = _platform_engine("token revoke", database_url)
+    try:
+        revoke_token(engine, token_id)
+    except TokenError as error:
+        raise _fail("token revoke", error) from None
+    finally:
+        engine.dispose()
+    typer.echo(f"revoked {token_id}")
+
+
+def _role(name: str) -> "Role":
+    from services.api import Role  # noqa: PLC0415
+
+    try:
+        return Role(name)
+    except ValueError:
+        raise _fail(
+            "token", ConfigurationError(f"--role {name!r}: use manufacturer, clinic or auditor")
+        ) from None
+
+
+def _platform_engine(command: str, database_url: str | None) -> "Engine":
+    from services.projections.read_store import ReadModelStore  # noqa: PLC0415
+    from services.settings import load_settings  # noqa: PLC0415
+
+    try:
+        settings = load_settings(database_url=database_url)
+    except ConfigurationError as error:
+        raise _fail(command, error) from None
+    return ReadModelStore(settings.database_url).engine

@@ -101,6 +101,15 @@ def set_policy(engine: Engine, clinic_id: str, overrides: dict[str, Any]) -> Ale
     return policy
 
 
+def policy_overrides(engine: Engine, clinic_id: str) -> dict[str, Any]:
+    """What ``clinic_id`` has set (empty: the defaults hold)."""
+    with engine.connect() as connection:
+        found = connection.execute(
+            select(alert_policies.c.overrides).where(alert_policies.c.clinic_id == clinic_id)
+        ).scalar_one_or_none()
+    return dict(found or {})
+
+
 class PolicyLookup:
     def __init__(self, policies: dict[str, AlertPolicy]) -> None:
         self._policies = policies

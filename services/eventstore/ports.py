@@ -15,7 +15,7 @@ Contract (DESIGN §5), proven for every adapter by ``tests/contract``:
   the stored one is ignored, whatever order the two arrive in.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar, NamedTuple, Protocol, Self
@@ -130,6 +130,10 @@ class AppendResult:
         return cls(0, 0, ())
 
 
+NextEvent = Callable[[StoredEvent | None], SealedEvent | None]
+"""Builds a stream's next event from its newest stored one (see ``append_next``)."""
+
+
 class EventStore(Protocol):
     """One instance is used by one thread at a time; open one per worker."""
 
@@ -141,6 +145,19 @@ class EventStore(Protocol):
         received_at: datetime | None = None,
     ) -> AppendResult:
         """Store ``events`` and ``dead_letters`` in one transaction (see the module doc)."""
+        ...
+
+    def append_next(
+        self, stream_id: str, build: "NextEvent", *, received_at: datetime | None = None
+    ) -> SealedEvent | None:
+        """Append the event ``build`` makes from the stream's newest stored event
+        (``None`` for an empty stream), with no other writer of the stream in between;
+        ``build`` returns ``None`` when nothing is to be appended.
+
+        For platform streams with several writers (an alert is resolved by the engine
+        and acknowledged through the API): reading the head and appending in two steps
+        would let both writers take the same seq, and the loser would be a conflict.
+        """
         ...
 
     def read(self, after: Cursor, limit: int = 1000) -> list[StoredEvent]:

@@ -41,6 +41,7 @@ from services.eventstore.ports import (
     Cursor,
     DeadLetter,
     EventRecord,
+    NextEvent,
     Presence,
     StoredDeadLetter,
     StoredEvent,
@@ -68,6 +69,9 @@ _READ_RECORDS: Final = (
 _READ_STREAM: Final = sql.SQL(
     "SELECT {columns} FROM events WHERE stream_id = %s AND seq BETWEEN %s AND %s "
     "ORDER BY seq LIMIT %s"
+).format(columns=_EVENT_COLUMNS)
+_READ_HEAD: Final = sql.SQL(
+    "SELECT {columns} FROM events WHERE stream_id = %s ORDER BY seq DESC LIMIT 1"
 ).format(columns=_EVENT_COLUMNS)
 _LOCK_STREAMS: Final = (
     "SELECT pg_advisory_xact_lock(k) "
@@ -142,32 +146,55 @@ class PostgresEventStore(PortableQueries):
             return AppendResult.empty()
         received = received_at or datetime.now(UTC)
         with self._connection.transaction(), self._connection.cursor() as cursor:
-            plan = plan_append(events, self._lock_and_fetch_neighbours(cursor, events))
-            if plan.inserts:
-                with cursor.copy(_COPY_EVENTS) as copy:
-                    copy.set_types(EVENT_COPY_TYPES)
-                    for event in plan.inserts:
-                        copy.write_row(
-                            (
-                                event.stream_id,
-                                event.device_id,
-                                event.seq,
-                                event.event_id,
-                                event.type,
-                                event.occurred_at,
-                                received,
-                                event.hash,
-                                event.prev_hash,
-                                event.body,
-                            )
+            return self._append_in(cursor, events, dead_letters, received)
+
+    def append_next(
+        self, stream_id: str, build: NextEvent, *, received_at: datetime | None = None
+    ) -> SealedEvent | None:
+        received = received_at or datetime.now(UTC)
+        with self._connection.transaction(), self._connection.cursor() as cursor:
+            # The stream's lock, held to COMMIT, is what every append of the stream takes.
+            cursor.execute(_LOCK_STREAMS, ([_lock_key(stream_id)],))
+            cursor.execute(_READ_HEAD, (stream_id,))
+            head = cursor.fetchone()
+            event = build(None if head is None else _stored_event(head))
+            if event is not None:
+                self._append_in(cursor, [event], (), received)
+            return event
+
+    def _append_in(
+        self,
+        cursor: psycopg.Cursor[Any],
+        events: Sequence[SealedEvent],
+        dead_letters: Sequence[DeadLetter],
+        received: datetime,
+    ) -> AppendResult:
+        plan = plan_append(events, self._lock_and_fetch_neighbours(cursor, events))
+        if plan.inserts:
+            with cursor.copy(_COPY_EVENTS) as copy:
+                copy.set_types(EVENT_COPY_TYPES)
+                for event in plan.inserts:
+                    copy.write_row(
+                        (
+                            event.stream_id,
+                            event.device_id,
+                            event.seq,
+                            event.event_id,
+                            event.type,
+                            event.occurred_at,
+                            received,
+                            event.hash,
+                            event.prev_hash,
+                            event.body,
                         )
-                # Delivered at commit, to every LISTENing projector.
-                cursor.execute("SELECT pg_notify(%s, '')", (APPENDS_CHANNEL,))
-            letters = [*dead_letters, *plan.rejected]
-            if letters:
-                cursor.executemany(
-                    _INSERT_DEAD_LETTER, [_dead_letter_row(letter, received) for letter in letters]
-                )
+                    )
+            # Delivered at commit, to every LISTENing projector.
+            cursor.execute("SELECT pg_notify(%s, '')", (APPENDS_CHANNEL,))
+        letters = [*dead_letters, *plan.rejected]
+        if letters:
+            cursor.executemany(
+                _INSERT_DEAD_LETTER, [_dead_letter_row(letter, received) for letter in letters]
+            )
         return AppendResult(len(plan.inserts), plan.duplicates, plan.rejected)
 
     def read(self, after: Cursor, limit: int = 1000) -> list[StoredEvent]:

@@ -30,6 +30,7 @@ from services.eventstore.ports import (
     Cursor,
     DeadLetter,
     EventRecord,
+    NextEvent,
     Presence,
     StoredDeadLetter,
     StoredEvent,
@@ -73,34 +74,55 @@ class SqliteEventStore(PortableQueries):
             return AppendResult.empty()
         received_text = _timestamp(received_at or datetime.now(UTC))
         with self._write() as connection:
-            plan = plan_append(events, self._stored_neighbours(connection, events))
-            connection.executemany(
-                "INSERT INTO events (stream_id, device_id, seq, event_id, type, occurred_at, "
-                "received_at, hash, prev_hash, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        event.stream_id,
-                        event.device_id,
-                        event.seq,
-                        str(event.event_id),
-                        event.type,
-                        _timestamp(event.occurred_at),
-                        received_text,
-                        event.hash,
-                        event.prev_hash,
-                        event.body,
-                    )
-                    for event in plan.inserts
-                ],
-            )
-            connection.executemany(
-                "INSERT INTO dead_letters (received_at, topic, reason, detail, device_id, seq, "
-                "raw, raw_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    _dead_letter_row(letter, received_text)
-                    for letter in (*dead_letters, *plan.rejected)
-                ],
-            )
+            return self._append_in(connection, events, dead_letters, received_text)
+
+    def append_next(
+        self, stream_id: str, build: NextEvent, *, received_at: datetime | None = None
+    ) -> SealedEvent | None:
+        received_text = _timestamp(received_at or datetime.now(UTC))
+        with self._write() as connection:  # BEGIN IMMEDIATE: no other writer until COMMIT
+            head = connection.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE stream_id = ? "  # noqa: S608
+                "ORDER BY seq DESC LIMIT 1",
+                (stream_id,),
+            ).fetchone()
+            event = build(None if head is None else _stored_event(head))
+            if event is not None:
+                self._append_in(connection, [event], (), received_text)
+            return event
+
+    def _append_in(
+        self,
+        connection: sqlite3.Connection,
+        events: Sequence[SealedEvent],
+        dead_letters: Sequence[DeadLetter],
+        received_text: str,
+    ) -> AppendResult:
+        plan = plan_append(events, self._stored_neighbours(connection, events))
+        connection.executemany(
+            "INSERT INTO events (stream_id, device_id, seq, event_id, type, occurred_at, "
+            "received_at, hash, prev_hash, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    event.stream_id,
+                    event.device_id,
+                    event.seq,
+                    str(event.event_id),
+                    event.type,
+                    _timestamp(event.occurred_at),
+                    received_text,
+                    event.hash,
+                    event.prev_hash,
+                    event.body,
+                )
+                for event in plan.inserts
+            ],
+        )
+        connection.executemany(
+            "INSERT INTO dead_letters (received_at, topic, reason, detail, device_id, seq, "
+            "raw, raw_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [_dead_letter_row(letter, received_text) for letter in (*dead_letters, *plan.rejected)],
+        )
         return AppendResult(len(plan.inserts), plan.duplicates, plan.rejected)
 
     def read(self, after: Cursor, limit: int = 1000) -> list[StoredEvent]:

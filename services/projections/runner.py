@@ -12,16 +12,19 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Final
 
 import orjson
 from sqlalchemy import Connection
 
+from schemas import SealedEvent
 from schemas.streams import alert_stream, is_device_stream
 from services.alerts import events as alert_events
 from services.alerts import store as alert_store
-from services.alerts.engine import AlertDecisions, AlertEngine
+from services.alerts.engine import AlertDecisions, AlertEngine, Resolution
 from services.eventstore import Cursor, EventRecord, EventStore, StoredEvent
+from services.projections import metrics
 from services.projections.changes import Applied, SessionChanged, SessionClosed
 from services.projections.device import DeviceProjection
 from services.projections.facts import fact_from_body, parse_timestamp
@@ -250,7 +253,9 @@ class Projector:
         cursor = self.read_models.checkpoint(self.name)
         stored = self.events.read(cursor, self.batch_size)
         if not stored:
+            metrics.caught_up()
             return 0
+        started = time.perf_counter()
         engine = self._engine({event.device_id for event in stored}) if self.alerts else None
         # Folds are loaded afresh each batch: a replay may have swapped the tables.
         folder = Folder(self.read_models.projections, self.read_models.registry, engine)
@@ -264,6 +269,8 @@ class Projector:
                 alert_store.save_decisions(connection, decisions)
 
         self.read_models.commit(update, self.name, stored[-1].cursor, also)
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        metrics.batch_committed(len(stored), stored[-1].received_at, stored[-1].cursor)
         return len(stored)
 
     def tick(self) -> None:
@@ -301,6 +308,8 @@ class Projector:
         with self.read_models.engine.begin() as connection:
             alert_store.save_decisions(connection, decisions)
             save_checkpoint(connection, _DEAD_LETTERS, Cursor(0, last_letter))
+        for letter in new_letters:
+            metrics.DEAD_LETTERS_SEEN.labels(letter.reason).inc()
 
     def _last_heard(self, projection: DeviceProjection) -> datetime | None:
         heard = [projection.last_received_at]
@@ -327,15 +336,20 @@ class Projector:
 
     def _append_alert_events(self, decisions: AlertDecisions) -> None:
         if decisions.raised:
-            self.events.append(decisions.raised)
+            appended = self.events.append(decisions.raised).appended
+            metrics.ALERT_EVENTS.labels("alert.raised").inc(appended)
         for resolution in decisions.resolved:
-            head = self.events.read_stream(alert_stream(resolution.alert_id))
-            if not head or head[-1].type == "alert.resolved":
-                continue  # resolved already (by someone, or before a crash)
-            last = head[-1]
-            self.events.append([
-                alert_events.resolved(
-                    resolution.alert_id, resolution.device_id, last.seq + 1, last.hash,
-                    max(resolution.at, last.occurred_at), resolution.note,
-                )
-            ])  # fmt: skip
+            resolved = self.events.append_next(
+                alert_stream(resolution.alert_id), partial(_resolution_after, resolution)
+            )
+            if resolved is not None:
+                metrics.ALERT_EVENTS.labels("alert.resolved").inc()
+
+
+def _resolution_after(resolution: Resolution, head: StoredEvent | None) -> SealedEvent | None:
+    if head is None or head.type == "alert.resolved":
+        return None  # resolved already (by someone, or before a crash)
+    return alert_events.resolved(
+        resolution.alert_id, resolution.device_id, head.seq + 1, head.hash,
+        max(resolution.at, head.occurred_at), resolution.note,
+    )  # fmt: skip

@@ -16,6 +16,7 @@ from schemas import decode_event_batch
 from schemas.canonical import sha256_hex
 from services.eventstore import Backend, DatabaseUrl, open_event_store
 from tests.support.streams import device_stream
+from tests.support.tamper import as_attacker
 from tests.support.vectors import STREAM_DEVICES, batch_payload, load_stream
 
 _ALL_VERIFIED = "3 streams, 95 events: 3 verified, 0 broken, 0 incomplete"
@@ -53,24 +54,6 @@ def _event_id(vectors_dir: Path, device_id: str, seq: int) -> str:
     return event_id
 
 
-def _as_attacker(url: str, *statements: tuple[str, tuple[object, ...]]) -> None:
-    """Run ``statements`` (``%s`` placeholders) after switching the append-only
-    triggers off, in one transaction."""
-    database = DatabaseUrl.parse(url)
-    if database.backend is Backend.SQLITE:
-        with sqlite3.connect(database.sqlite_path) as connection:
-            connection.execute("DROP TRIGGER events_no_update")
-            connection.execute("DROP TRIGGER events_no_delete")
-            for statement, params in statements:
-                connection.execute(statement.replace("%s", "?"), params)
-        connection.close()
-        return
-    with psycopg.connect(url) as pg_connection:
-        pg_connection.execute("ALTER TABLE events DISABLE TRIGGER ALL")
-        for statement, params in statements:
-            pg_connection.execute(statement, params)
-
-
 def _stored_body(url: str, device_id: str, seq: int) -> bytes:
     store = open_event_store(url)
     [stored] = store.read_stream(device_id, seq, seq)
@@ -84,13 +67,13 @@ def _set_body(url: str, device_id: str, seq: int, body: bytes, *, rehash: bool =
     if rehash:
         statement = "UPDATE events SET body = %s, hash = %s WHERE stream_id = %s AND seq = %s"
         params = (body, sha256_hex(body), device_id, seq)
-    _as_attacker(url, (statement, params))
+    as_attacker(url, (statement, params))
 
 
 def _swap_seqs(url: str, device_id: str, first: int, second: int) -> None:
     # The (stream_id, seq) key is checked row by row, so through a spare seq.
     move = "UPDATE events SET seq = %s WHERE stream_id = %s AND seq = %s"
-    _as_attacker(
+    as_attacker(
         url,
         (move, (10**9, device_id, first)),
         (move, (first, device_id, second)),
@@ -176,7 +159,7 @@ def test_a_deleted_row_leaves_the_chain_incomplete(store_url: str, vectors_dir: 
     """A row deleted from the middle: exit 1, naming the missing seq and the event
     after the gap."""
     _store_vectors(store_url, vectors_dir)
-    _as_attacker(
+    as_attacker(
         store_url, ("DELETE FROM events WHERE stream_id = %s AND seq = %s", ("HP-000013", 10))
     )
     result = _verify(store_url, "--all")

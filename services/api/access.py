@@ -1,0 +1,84 @@
+"""Who may do what (DESIGN §9), as pure data: roles, the actions each may take, and
+the clinic scope a token is bound to.
+
+Two different refusals, on purpose: an action the role may never take is ``403``
+whatever the object; an object outside the token's clinic is ``404``, exactly as if
+it did not exist, so a clinic cannot even learn which serials or session ids belong
+to others.
+"""
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+
+class Role(StrEnum):
+    MANUFACTURER = "manufacturer"
+    """The fleet, service and quality teams: everything."""
+    CLINIC = "clinic"
+    """One clinic's staff: its devices, sessions and alerts; acknowledge and resolve."""
+    AUDITOR = "auditor"
+    """Read-only sessions, exports and verification, fleet-wide or for one clinic."""
+
+
+class Action(StrEnum):
+    READ_DEVICES = "read_devices"
+    MANAGE_DEVICES = "manage_devices"
+    """Register, assign to a clinic, record a service visit."""
+    READ_SESSIONS = "read_sessions"
+    READ_ALERTS = "read_alerts"
+    HANDLE_ALERTS = "handle_alerts"
+    """Acknowledge and resolve."""
+    CONFIGURE_CLINIC = "configure_clinic"
+    """Alert policy and webhooks."""
+    AUDIT = "audit"
+    """Session exports and chain verification."""
+    READ_DEAD_LETTERS = "read_dead_letters"
+
+
+_ALLOWED: Final[dict[Role, frozenset[Action]]] = {
+    Role.MANUFACTURER: frozenset(Action),
+    Role.CLINIC: frozenset(
+        {
+            Action.READ_DEVICES,
+            Action.READ_SESSIONS,
+            Action.READ_ALERTS,
+            Action.HANDLE_ALERTS,
+            Action.CONFIGURE_CLINIC,
+            Action.AUDIT,
+        }
+    ),
+    Role.AUDITOR: frozenset({Action.READ_SESSIONS, Action.AUDIT}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The bearer of a valid token."""
+
+    token_id: str
+    role: Role
+    clinic_id: str | None
+    """The one clinic this token sees; ``None``: the whole fleet."""
+    label: str
+    """Who holds the token, recorded as the author of what it does."""
+
+    def may(self, action: Action) -> bool:
+        return action in _ALLOWED[self.role]
+
+    def sees(self, clinic_id: str | None) -> bool:
+        """Whether an object owned by ``clinic_id`` (``None``: no clinic yet) is in scope."""
+        return self.clinic_id is None or clinic_id == self.clinic_id
+
+    @property
+    def author(self) -> str:
+        return f"{self.label} ({self.role.value} token {self.token_id})"[:200]
+
+
+def scope_problem(role: Role, clinic_id: str | None) -> str | None:
+    """Why a token with this role and scope cannot exist, or ``None`` when it can."""
+    if role is Role.CLINIC and clinic_id is None:
+        return "a clinic token needs --clinic (the clinic it belongs to)"
+    if role is Role.MANUFACTURER and clinic_id is not None:
+        return "a manufacturer token sees the whole fleet: leave out --clinic"
+    return None

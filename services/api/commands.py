@@ -1,0 +1,102 @@
+"""The write side of the API: what people do becomes platform events (DESIGN §4),
+appended after the newest event of their stream with no other writer in between
+(``EventStore.append_next``).  Read models show a change once the projector has
+folded its event, usually within a second."""
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from schemas import GENESIS_HASH, SealedEvent, seal, utc_text
+from schemas.streams import alert_stream, registry_stream
+from services.api.models import Accepted
+from services.api.problems import Problem, conflict
+from services.eventstore import EventStore, StoredEvent
+
+_ALERT_MOVES = {"alert.acknowledged": ("open",), "alert.resolved": ("open", "acknowledged")}
+_STATE_AFTER = {
+    "alert.raised": "open",
+    "alert.acknowledged": "acknowledged",
+    "alert.resolved": "resolved",
+}
+
+
+def register_device(store: EventStore, device_id: str, model: str, author: str) -> Accepted:
+    data = {"model": model, "registered_by": author}
+    return _append(store, _after(registry_stream(device_id), device_id, "device.registered", data))
+
+
+def assign_device(
+    store: EventStore, device_id: str, clinic_id: str | None, author: str
+) -> Accepted:
+    data = {"clinic_id": clinic_id, "assigned_by": author}
+    return _append(store, _after(registry_stream(device_id), device_id, "device.assigned", data))
+
+
+def record_service(
+    store: EventStore, device_id: str, notes: str, actuations_at_service: int | None, author: str
+) -> Accepted:
+    data = {"performed_by": author, "notes": notes, "actuations_at_service": actuations_at_service}
+    return _append(store, _after(registry_stream(device_id), device_id, "device.serviced", data))
+
+
+def move_alert(
+    store: EventStore, alert_id: str, device_id: str, kind: str, note: str | None, author: str
+) -> Accepted:
+    """Acknowledge or resolve: decided against the alert's own stream, so a resolution
+    by the alert engine a moment earlier is seen, and the move refused with a 409."""
+    data = {"alert_id": alert_id, "by": author, "note": note}
+    build = _after(alert_stream(alert_id), device_id, kind, data)
+
+    def checked(head: StoredEvent | None) -> SealedEvent:
+        state = _STATE_AFTER.get(head.type, "unknown") if head is not None else "missing"
+        if state not in _ALERT_MOVES[kind]:
+            raise conflict(f"alert {alert_id} is {state}: it cannot be {kind.split('.')[1]}")
+        return build.build(head)
+
+    return _append(store, _Builder(build.stream_id, checked))
+
+
+@dataclass(frozen=True, slots=True)
+class _Builder:
+    stream_id: str
+    build: Callable[[StoredEvent | None], SealedEvent]
+
+
+def _after(stream_id: str, device_id: str, kind: str, data: dict[str, Any]) -> _Builder:
+    def build(head: StoredEvent | None) -> SealedEvent:
+        seq, prev_hash = (1, GENESIS_HASH) if head is None else (head.seq + 1, head.hash)
+        now = datetime.now(UTC)
+        if head is not None and head.occurred_at > now:
+            now = head.occurred_at  # a stream's times never run backwards
+        return seal(
+            {
+                "event_id": str(uuid.uuid4()),
+                "device_id": device_id,
+                "seq": seq,
+                "type": kind,
+                "occurred_at": utc_text(now),
+                "schema_version": 1,
+                "data": data,
+                "prev_hash": prev_hash,
+            },
+            stream_id,
+        )
+
+    return _Builder(stream_id, build)
+
+
+def _append(store: EventStore, builder: _Builder) -> Accepted:
+    appended = store.append_next(builder.stream_id, builder.build)
+    if appended is None:  # the builders here always build; this guards the contract
+        raise Problem(
+            500, "not-recorded", "Not recorded", f"nothing appended to {builder.stream_id}"
+        )
+    return Accepted(
+        stream_id=builder.stream_id,
+        seq=appended.seq,
+        event_id=str(appended.event_id),
+        type=appended.type,
+    )

@@ -1,0 +1,241 @@
+"""What the API says: response and request bodies, documented in the OpenAPI."""
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.fields import ClinicId, DeviceId
+
+DeviceStatus = Literal[
+    "ok", "cartridge_low", "cartridge_exhausted", "fault", "service_due", "offline"
+]
+ChainStatusName = Literal["verified", "broken", "incomplete"]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class CartridgeOut(_Out):
+    cartridge_id: str
+    lot: str
+    needles: int
+    needle_gauge: int
+    core_diameter_mm: float
+    rated_actuations: int
+    installed_at: datetime
+    actuations: int
+    wear_pct: float | None
+    life_used_pct: float = Field(description="max(actuations / rated, wear_pct / 100) × 100")
+
+
+class ForecastOut(_Out):
+    actuations_left: int
+    actuations_per_minute: float | None
+    minutes_left: float | None
+
+
+class FaultOut(_Out):
+    fault_code: str
+    severity: str
+    message: str
+    raised_at: datetime
+
+
+class DeviceOut(_Out):
+    device_id: str
+    clinic_id: str | None
+    model: str | None
+    registered: bool
+    status: DeviceStatus
+    online: bool | None = Field(description="From the device's MQTT status; null: never heard.")
+    last_seen: datetime | None
+    firmware_version: str | None
+    cartridge_life_used_pct: float | None
+    open_faults: int
+
+
+class DeviceDetail(DeviceOut):
+    agent_version: str | None
+    attention: list[DeviceStatus]
+    chain_status: ChainStatusName
+    cartridge: CartridgeOut | None
+    forecast: ForecastOut | None
+    lifetime_actuations: int
+    lifetime_cores: int
+    lifetime_sessions: int
+    actuations_since_service: int
+    last_serviced_at: datetime | None
+    faults: list[FaultOut]
+    open_session_id: str | None
+
+
+class UsageDay(_Out):
+    day: str
+    sessions: int
+    cores: int
+
+
+class EventOut(_Out):
+    seq: int
+    event_id: str
+    type: str
+    occurred_at: datetime
+    received_at: datetime
+    hash: str
+    prev_hash: str
+    data: dict[str, Any]
+
+
+class SessionOut(_Out):
+    session_id: str
+    device_id: str
+    clinic_id: str | None
+    treatment_area: str
+    area_cm2: float
+    started_at: datetime
+    ended_at: datetime | None
+    cores_counted: int
+    cores_reported: int | None
+    reconciled: bool | None = Field(description="null while pending (not ended yet)")
+    coverage_pct: float
+    chain_status: ChainStatusName
+
+
+class SessionCartridge(_Out):
+    cartridge_id: str
+    actuations: int
+    cores: int
+
+
+class SessionDetail(SessionOut):
+    end_reason: str | None
+    actuations_counted: int
+    actuations_reported: int | None
+    cartridges: list[SessionCartridge]
+    events: list[EventOut]
+
+
+class AlertOut(_Out):
+    alert_id: str
+    device_id: str
+    clinic_id: str | None
+    rule: str
+    subject: str
+    severity: str
+    status: Literal["open", "acknowledged", "resolved"]
+    message: str
+    context: dict[str, Any]
+    raised_at: datetime
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    resolved_at: datetime | None
+    resolved_by: str | None
+    note: str | None
+
+
+class Accepted(_Out):
+    """The change is recorded as an event; read models show it once projected."""
+
+    stream_id: str
+    seq: int
+    event_id: str
+    type: str
+
+
+class CountBy(_Out):
+    key: str | None
+    count: int
+
+
+class CartridgeWeek(_Out):
+    clinic_id: str | None
+    week: str
+    installed: int
+
+
+class FleetOverview(_Out):
+    devices: int
+    by_status: list[CountBy]
+    by_firmware: list[CountBy]
+    by_clinic: list[CountBy]
+    open_alerts: int
+    cartridges_per_week: list[CartridgeWeek]
+
+
+class DeadLetterOut(_Out):
+    id: int
+    received_at: datetime
+    topic: str
+    reason: str
+    detail: str
+    device_id: str | None
+    seq: int | None
+    raw_size: int
+    raw_preview: str = Field(description="The first 1 KiB of the refused bytes, as text.")
+
+
+class FindingOut(_Out):
+    defect: str
+    seq: int
+    event_id: str
+    detail: str
+
+
+class VerificationOut(_Out):
+    device_id: str
+    session_id: str | None
+    status: ChainStatusName
+    events_checked: int
+    findings: list[FindingOut]
+
+
+class WebhookOut(_Out):
+    id: str
+    clinic_id: str
+    url: str
+    secret_version: int
+    created_at: datetime
+    active: bool
+
+
+class WebhookSecret(_Out):
+    id: str
+    secret: str = Field(description="Shown this once; HMAC-SHA256 key of the signatures.")
+
+
+class PolicyOut(_Out):
+    clinic_id: str
+    overrides: dict[str, Any]
+    effective: dict[str, Any]
+
+
+# -- requests --------------------------------------------------------------
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RegisterDevice(_In):
+    device_id: DeviceId
+    model: str = Field(min_length=1, max_length=200)
+    clinic_id: ClinicId | None = None
+
+
+class AssignDevice(_In):
+    clinic_id: ClinicId | None = Field(description="null takes the device back from its clinic.")
+
+
+class RecordService(_In):
+    notes: str = Field(default="", max_length=2000)
+    actuations_at_service: int | None = Field(default=None, ge=0)
+
+
+class AlertNote(_In):
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class NewWebhook(_In):
+    url: str = Field(min_length=8, max_length=2000, examples=["https://clinic.example/alerts"])

@@ -1,0 +1,134 @@
+"""Errors as RFC 9457 problem details (``application/problem+json``).
+
+Every refusal the API makes is a ``Problem``: a status, a short title, and a
+detail that says what to change.  Validation errors list each bad field.
+"""
+
+from typing import Any, Final
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON: Final = "application/problem+json"
+_TYPE_BASE: Final = "https://coreline.dev/problems/"
+
+
+class FieldError(BaseModel):
+    location: str
+    message: str
+
+
+class ProblemDetails(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str = Field(description="A URI naming the kind of problem.")
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = Field(
+        default=None, description="Each invalid field of the request (422 only)."
+    )
+
+
+class Problem(Exception):  # noqa: N818 - named for what it is on the wire
+    def __init__(self, status: int, kind: str, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.kind, self.title, self.detail = status, kind, title, detail
+
+
+def not_found(kind: str) -> Problem:
+    """Never names the object: what a clinic may not see, it may not even confirm."""
+    return Problem(404, "not-found", "Not found", f"no such {kind}, or not yours to see")
+
+
+def forbidden(detail: str) -> Problem:
+    return Problem(403, "forbidden", "Forbidden", detail)
+
+
+def bad_request(detail: str) -> Problem:
+    return Problem(400, "bad-request", "Bad request", detail)
+
+
+def conflict(detail: str) -> Problem:
+    return Problem(409, "conflict", "Conflict", detail)
+
+
+def unauthorized(detail: str) -> Problem:
+    return Problem(401, "unauthorized", "Unauthorized", detail)
+
+
+def unprocessable(detail: str) -> Problem:
+    return Problem(422, "invalid-request", "Invalid request", detail)
+
+
+def unavailable(detail: str) -> Problem:
+    return Problem(503, "unavailable", "Service unavailable", detail)
+
+
+ERROR_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    status: {"model": ProblemDetails, "content": {PROBLEM_JSON: {}}, "description": title}
+    for status, title in (
+        (400, "Bad request"),
+        (401, "Missing, unknown or revoked token"),
+        (403, "The token's role may not do this"),
+        (404, "Not found, or outside the token's clinic"),
+        (422, "Invalid request"),
+    )
+}
+
+
+def problem_response(
+    request: Request, problem: Problem, errors: list[FieldError] | None = None
+) -> JSONResponse:
+    body = ProblemDetails(
+        type=_TYPE_BASE + problem.kind,
+        title=problem.title,
+        status=problem.status,
+        detail=problem.detail,
+        errors=errors,
+    )
+    headers = {"WWW-Authenticate": 'Bearer realm="coreline"'} if problem.status == 401 else None
+    return JSONResponse(
+        body.model_dump(exclude_none=True),
+        status_code=problem.status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    async def on_problem(request: Request, error: Exception) -> JSONResponse:
+        if not isinstance(error, Problem):
+            raise error
+        return problem_response(request, error)
+
+    async def on_http_error(request: Request, error: Exception) -> JSONResponse:
+        if not isinstance(error, StarletteHTTPException):
+            raise error
+        titles = {404: "Not found", 405: "Method not allowed"}
+        detail = str(error.detail) if error.detail else titles.get(error.status_code, "Error")
+        if error.status_code == 404:
+            detail = "no such resource: see /api/v1/docs"
+        kind = {404: "not-found", 405: "method-not-allowed"}.get(error.status_code, "http-error")
+        problem = Problem(error.status_code, kind, titles.get(error.status_code, "Error"), detail)
+        return problem_response(request, problem)
+
+    async def on_invalid(request: Request, error: Exception) -> JSONResponse:
+        if not isinstance(error, RequestValidationError):
+            raise error
+        errors = [
+            FieldError(
+                location=".".join(str(part) for part in item.get("loc", ())),
+                message=str(item.get("msg", "invalid")),
+            )
+            for item in error.errors()
+        ]
+        summary = "; ".join(f"{field.location}: {field.message}" for field in errors[:5])
+        return problem_response(request, unprocessable(summary or "invalid request"), errors)
+
+    app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_invalid)

@@ -1,0 +1,210 @@
+"""Devices as a principal may see them: the device read model, the registry and
+the device's MQTT presence, joined."""
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from sqlalchemy import ColumnElement, Connection, Select, and_, case, false, func, or_, select, true
+
+from services.api.access import Principal
+from services.api.models import (
+    CartridgeOut,
+    DeviceDetail,
+    DeviceOut,
+    FaultOut,
+    ForecastOut,
+    UsageDay,
+)
+from services.api.queries.tables import READ, aware, presence, utc
+from services.projections.cartridge import life_used_pct
+
+_devices, _registry, _sessions = READ.devices, READ.registry, READ.sessions
+OFFLINE: Final = "offline"
+
+# Offline outranks every other status (see services.projections.maintenance): the fold
+# cannot know it, presence does.
+effective_status: Final = case(
+    (presence.c.online == false(), OFFLINE), else_=_devices.c.status
+).label("effective_status")
+
+_COLUMNS: Final = (
+    _devices.c.device_id, _devices.c.clinic_id, effective_status, _devices.c.firmware_version,
+    _devices.c.last_seen, _devices.c.summary, _registry.c.model, _registry.c.registered,
+    presence.c.online,
+)  # fmt: skip
+
+
+def scoped(principal: Principal, clinic_column: Any) -> ColumnElement[bool]:
+    return true() if principal.clinic_id is None else clinic_column == principal.clinic_id
+
+
+def _joined(*columns: Any) -> Select[Any]:
+    return (
+        select(*columns)
+        .select_from(_devices)
+        .outerjoin(_registry, _registry.c.device_id == _devices.c.device_id)
+        .outerjoin(presence, presence.c.device_id == _devices.c.device_id)
+    )
+
+
+def status_filter(status: str) -> ColumnElement[bool]:
+    if status == OFFLINE:
+        return presence.c.online == false()
+    return and_(_devices.c.status == status, or_(presence.c.online.is_(None), presence.c.online))
+
+
+def list_devices(
+    connection: Connection,
+    principal: Principal,
+    *,
+    clinic_id: str | None,
+    status: str | None,
+    firmware: str | None,
+    after: str | None,
+    limit: int,
+) -> list[DeviceOut]:
+    """Up to ``limit + 1`` devices in serial order after ``after`` (one extra says
+    whether there is a next page)."""
+    query = _joined(*_COLUMNS).where(scoped(principal, _devices.c.clinic_id))
+    if clinic_id is not None:
+        query = query.where(_devices.c.clinic_id == clinic_id)
+    if status is not None:
+        query = query.where(status_filter(status))
+    if firmware is not None:
+        query = query.where(_devices.c.firmware_version == firmware)
+    if after is not None:
+        query = query.where(_devices.c.device_id > after)
+    rows = connection.execute(query.order_by(_devices.c.device_id).limit(limit + 1)).all()
+    return [_device(row) for row in rows]
+
+
+def find_device(
+    connection: Connection, principal: Principal, device_id: str
+) -> DeviceDetail | None:
+    """The device, or ``None`` when it does not exist or is outside the scope."""
+    row = connection.execute(
+        _joined(*_COLUMNS).where(
+            _devices.c.device_id == device_id, scoped(principal, _devices.c.clinic_id)
+        )
+    ).first()
+    return None if row is None else _detail(row)
+
+
+def device_clinic(connection: Connection, device_id: str) -> tuple[bool, str | None]:
+    """Whether the platform knows the device (it sent events or was registered),
+    and its clinic."""
+    row = connection.execute(
+        select(_devices.c.clinic_id).where(_devices.c.device_id == device_id)
+    ).first()
+    if row is not None:
+        return True, row[0]
+    row = connection.execute(
+        select(_registry.c.clinic_id).where(_registry.c.device_id == device_id)
+    ).first()
+    return (row is not None, None if row is None else row[0])
+
+
+def daily_usage(
+    connection: Connection, device_id: str, days: int = 30, now: datetime | None = None
+) -> list[UsageDay]:
+    """Sessions and cores per UTC day over the last ``days`` days, oldest first."""
+    today = (now or datetime.now(UTC)).date()
+    since = datetime.combine(today - timedelta(days=days - 1), datetime.min.time(), UTC)
+    rows = connection.execute(
+        select(_sessions.c.started_at, _sessions.c.cores_counted).where(
+            _sessions.c.device_id == device_id, _sessions.c.started_at >= utc(since)
+        )
+    )
+    sessions: defaultdict[str, int] = defaultdict(int)
+    cores: defaultdict[str, int] = defaultdict(int)
+    for started_at, counted in rows:
+        day = aware(started_at).date().isoformat()  # type: ignore[union-attr]
+        sessions[day] += 1
+        cores[day] += counted
+    return [
+        UsageDay(day=day, sessions=sessions[day], cores=cores[day])
+        for day in ((today - timedelta(days=back)).isoformat() for back in range(days - 1, -1, -1))
+    ]
+
+
+def count_devices(connection: Connection, principal: Principal) -> int:
+    query = (
+        select(func.count()).select_from(_devices).where(scoped(principal, _devices.c.clinic_id))
+    )
+    return int(connection.execute(query).scalar_one())
+
+
+def _device(row: Any) -> DeviceOut:
+    summary: dict[str, Any] = row.summary
+    cartridge = summary.get("cartridge")
+    return DeviceOut(
+        device_id=row.device_id,
+        clinic_id=row.clinic_id,
+        model=row.model,
+        registered=bool(row.registered),
+        status=row.effective_status,
+        online=row.online,
+        last_seen=aware(row.last_seen),
+        firmware_version=row.firmware_version,
+        cartridge_life_used_pct=None if cartridge is None else _life_used(cartridge),
+        open_faults=len(summary.get("open_faults", ())),
+    )
+
+
+def _detail(row: Any) -> DeviceDetail:
+    summary: dict[str, Any] = row.summary
+    cartridge, forecast = summary.get("cartridge"), summary.get("forecast")
+    attention = list(summary.get("attention", ()))
+    if row.online is False:
+        attention = [OFFLINE, *[status for status in attention if status != OFFLINE]]
+    return DeviceDetail(
+        **_device(row).model_dump(),
+        agent_version=summary.get("agent_version"),
+        attention=attention,
+        chain_status=summary["chain_status"],
+        cartridge=None if cartridge is None else _cartridge(cartridge),
+        forecast=None if forecast is None else ForecastOut(**forecast),
+        lifetime_actuations=summary["lifetime_actuations"],
+        lifetime_cores=summary["lifetime_cores"],
+        lifetime_sessions=summary["lifetime_sessions"],
+        actuations_since_service=summary["actuations_since_service"],
+        last_serviced_at=summary.get("last_serviced_at"),
+        faults=[
+            FaultOut(
+                fault_code=fault["fault_code"],
+                severity=fault["severity"],
+                message=fault["message"],
+                raised_at=fault["raised_at"],
+            )
+            for fault in summary.get("open_faults", ())
+        ],
+        open_session_id=summary.get("open_session_id"),
+    )
+
+
+def _life_used(cartridge: dict[str, Any]) -> float:
+    return life_used_pct(
+        cartridge["actuations"], cartridge["rated_actuations"], cartridge.get("wear_pct")
+    )
+
+
+def _cartridge(cartridge: dict[str, Any]) -> CartridgeOut:
+    fields = {name: cartridge[name] for name in CartridgeOut.model_fields if name in cartridge}
+    return CartridgeOut(**{**fields, "life_used_pct": _life_used(cartridge)})
+
+
+def _fault(fault: dict[str, Any]) -> FaultOut:
+    return FaultOut(
+        fault_code=fault["fault_code"],
+        severity=fault["severity"],
+        message=fault["message"],
+        raised_at=fault["raised_at"],
+    )
+
+
+def is_registered(connection: Connection, device_id: str) -> bool:
+    row = connection.execute(
+        select(_registry.c.registered).where(_registry.c.device_id == device_id)
+    ).first()
+    return bool(row is not None and row[0])

@@ -1,0 +1,47 @@
+"""The fleet overview: counts by status, firmware and clinic; cartridges per week."""
+
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from services.api.access import Principal
+from services.api.models import CartridgeWeek, CountBy, FleetOverview
+from services.api.queries.alerts import count_open_alerts
+from services.api.queries.devices import effective_status, scoped
+from services.api.queries.tables import READ, presence
+
+_devices, _weeks = READ.devices, READ.cartridge_weeks
+
+
+def fleet_overview(connection: Connection, principal: Principal, weeks: int = 12) -> FleetOverview:
+    in_scope = scoped(principal, _devices.c.clinic_id)
+    with_presence = _devices.outerjoin(presence, presence.c.device_id == _devices.c.device_id)
+
+    def counts(column: Any) -> list[CountBy]:
+        query = (
+            select(column, func.count())
+            .select_from(with_presence)
+            .where(in_scope)
+            .group_by(column)
+            .order_by(func.count().desc())
+        )
+        return [CountBy(key=key, count=count) for key, count in connection.execute(query)]
+
+    by_status = counts(effective_status)
+    week_rows = connection.execute(
+        select(_weeks.c.clinic_id, _weeks.c.week, _weeks.c.installed)
+        .where(scoped(principal, _weeks.c.clinic_id))
+        .order_by(_weeks.c.week.desc(), _weeks.c.clinic_id)
+        .limit(weeks * 50)
+    )
+    return FleetOverview(
+        devices=sum(count.count for count in by_status),
+        by_status=by_status,
+        by_firmware=counts(_devices.c.firmware_version),
+        by_clinic=counts(_devices.c.clinic_id),
+        open_alerts=count_open_alerts(connection, principal),
+        cartridges_per_week=[
+            CartridgeWeek(clinic_id=clinic or None, week=week, installed=installed)
+            for clinic, week, installed in week_rows
+        ],
+    )

@@ -1,0 +1,141 @@
+"""Devices: list, detail, event history, register, assign, record service."""
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Path, Query, status
+
+from schemas.fields import CLINIC_ID_PATTERN, DEVICE_ID_PATTERN
+from schemas.streams import device_stream
+from services.api import commands
+from services.api.deps import Db, DeviceManager, DeviceReader, Store
+from services.api.models import (
+    Accepted,
+    AssignDevice,
+    DeviceDetail,
+    DeviceOut,
+    DeviceStatus,
+    EventOut,
+    RecordService,
+    RegisterDevice,
+    UsageDay,
+)
+from services.api.pagination import CursorParam, Limit, Page, decode_cursor, next_cursor
+from services.api.problems import ERROR_RESPONSES, conflict, not_found
+from services.api.queries import devices as queries
+from services.eventstore import StoredEvent
+
+router = APIRouter(prefix="/devices", tags=["devices"], responses=ERROR_RESPONSES)
+DevicePath = Annotated[str, Path(pattern=DEVICE_ID_PATTERN, examples=["HP-000123"])]
+
+
+@router.get("", summary="List devices")
+def list_devices(
+    who: DeviceReader,
+    db: Db,
+    clinic_id: Annotated[str | None, Query(pattern=CLINIC_ID_PATTERN)] = None,
+    status: DeviceStatus | None = None,
+    firmware: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: CursorParam = None,
+    limit: Limit = 100,
+) -> Page[DeviceOut]:
+    """Devices in serial order, filtered by clinic, status and firmware version."""
+    after = decode_cursor(cursor, (str,))
+    rows = queries.list_devices(
+        db, who, clinic_id=clinic_id, status=status, firmware=firmware,
+        after=None if after is None else after[0], limit=limit,
+    )  # fmt: skip
+    return Page(
+        items=rows[:limit], next_cursor=next_cursor(rows, limit, lambda row: [row.device_id])
+    )
+
+
+@router.get("/{device_id}", summary="A device")
+def get_device(who: DeviceReader, db: Db, device_id: DevicePath) -> DeviceDetail:
+    found = queries.find_device(db, who, device_id)
+    if found is None:
+        raise not_found("device")
+    return found
+
+
+@router.get("/{device_id}/usage", summary="A device's daily usage")
+def get_usage(
+    who: DeviceReader,
+    db: Db,
+    device_id: DevicePath,
+    days: Annotated[int, Query(ge=1, le=366)] = 30,
+) -> list[UsageDay]:
+    """Sessions and cores per UTC day, oldest first, today included."""
+    if queries.find_device(db, who, device_id) is None:
+        raise not_found("device")
+    return queries.daily_usage(db, device_id, days)
+
+
+@router.get("/{device_id}/events", summary="A device's event history")
+def list_events(
+    who: DeviceReader,
+    db: Db,
+    store: Store,
+    device_id: DevicePath,
+    cursor: CursorParam = None,
+    limit: Limit = 100,
+) -> Page[EventOut]:
+    """The device's own events in seq order, as it sent them (hash-chained)."""
+    if queries.find_device(db, who, device_id) is None:
+        raise not_found("device")
+    after = decode_cursor(cursor, (int,))
+    from_seq = 1 if after is None else after[0] + 1
+    stored = store.read_stream(device_stream(device_id), from_seq=from_seq, limit=limit + 1)
+    items = [event_out(event) for event in stored]
+    return Page(items=items[:limit], next_cursor=next_cursor(items, limit, lambda e: [e.seq]))
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, summary="Register a device")
+def register_device(who: DeviceManager, db: Db, store: Store, body: RegisterDevice) -> Accepted:
+    """Records ``device.registered`` (and ``device.assigned`` when a clinic is given)."""
+    if queries.is_registered(db, body.device_id):
+        raise conflict(f"device {body.device_id} is registered already")
+    accepted = commands.register_device(store, body.device_id, body.model, who.author)
+    if body.clinic_id is not None:
+        accepted = commands.assign_device(store, body.device_id, body.clinic_id, who.author)
+    return accepted
+
+
+@router.put("/{device_id}/clinic", status_code=status.HTTP_202_ACCEPTED, summary="Assign")
+def assign_device(
+    who: DeviceManager, db: Db, store: Store, device_id: DevicePath, body: AssignDevice
+) -> Accepted:
+    """Assigns the device to a clinic, or (``clinic_id: null``) takes it back."""
+    known, _ = queries.device_clinic(db, device_id)
+    if not known:
+        raise not_found("device")
+    return commands.assign_device(store, device_id, body.clinic_id, who.author)
+
+
+@router.post(
+    "/{device_id}/services", status_code=status.HTTP_202_ACCEPTED, summary="Record a service"
+)
+def record_service(
+    who: DeviceManager, db: Db, store: Store, device_id: DevicePath, body: RecordService
+) -> Accepted:
+    """A service visit: the actuator's count since service starts again."""
+    known, _ = queries.device_clinic(db, device_id)
+    if not known:
+        raise not_found("device")
+    return commands.record_service(
+        store, device_id, body.notes, body.actuations_at_service, who.author
+    )
+
+
+def event_out(event: StoredEvent) -> EventOut:
+    body: dict[str, Any] = orjson.loads(event.body)
+    return EventOut(
+        seq=event.seq,
+        event_id=str(event.event_id),
+        type=event.type,
+        occurred_at=event.occurred_at,
+        received_at=event.received_at,
+        hash=event.hash,
+        prev_hash=event.prev_hash,
+        data=body.get("data", {}),
+    )

@@ -1,0 +1,110 @@
+"""Treatment sessions: list and detail (with cartridges and events)."""
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query
+
+from schemas.fields import CLINIC_ID_PATTERN, DEVICE_ID_PATTERN
+from schemas.streams import device_stream
+from services.api.deps import Db, SessionReader, Store
+from services.api.models import SessionCartridge, SessionDetail, SessionOut
+from services.api.pagination import (
+    CursorParam,
+    Limit,
+    Page,
+    decode_time_cursor,
+    next_cursor,
+    time_key,
+)
+from services.api.problems import ERROR_RESPONSES, bad_request, not_found
+from services.api.queries import sessions as queries
+from services.api.routes.devices import event_out
+
+router = APIRouter(prefix="/sessions", tags=["sessions"], responses=ERROR_RESPONSES)
+_MAX_SESSION_EVENTS = 10_000
+
+DeviceFilter = Annotated[str | None, Query(pattern=DEVICE_ID_PATTERN)]
+ClinicFilter = Annotated[str | None, Query(pattern=CLINIC_ID_PATTERN)]
+From = Annotated[datetime | None, Query(alias="from", description="Started at or after.")]
+To = Annotated[datetime | None, Query(alias="to", description="Started before.")]
+
+
+def filtered(  # the session filters, shared by the list and the CSV export
+    who: SessionReader,
+    device_id: DeviceFilter = None,
+    clinic_id: ClinicFilter = None,
+    started_from: From = None,
+    started_to: To = None,
+) -> Any:
+    if started_from and started_to and started_to <= started_from:
+        raise bad_request("`to` must be later than `from`")
+    for moment, name in ((started_from, "from"), (started_to, "to")):
+        if moment is not None and moment.tzinfo is None:
+            raise bad_request(f"`{name}` needs a time zone, e.g. 2026-11-24T00:00:00Z")
+    return queries.session_query(
+        who, device_id=device_id, clinic_id=clinic_id,
+        started_from=started_from, started_to=started_to,
+    )  # fmt: skip
+
+
+@router.get("", summary="List sessions")
+def list_sessions(
+    db: Db,
+    query: Annotated[Any, Depends(filtered)],
+    cursor: CursorParam = None,
+    limit: Limit = 100,
+) -> Page[SessionOut]:
+    """Session audits, newest first."""
+    key = decode_time_cursor(cursor)
+    rows = queries.list_sessions(db, query, key, limit)
+    return Page(
+        items=rows[:limit],
+        next_cursor=next_cursor(rows, limit, lambda row: time_key(row.started_at, row.session_id)),
+    )
+
+
+@router.get("/{session_id}", summary="A session")
+def get_session(
+    who: SessionReader,
+    db: Db,
+    store: Store,
+    session_id: Annotated[str, Path(max_length=64)],
+) -> SessionDetail:
+    """The session's audit, the cartridges it used and its events."""
+    found = queries.find_session(db, who, session_id)
+    if found is None:
+        raise not_found("session")
+    session, audit = found
+    first = audit["started_seq"]
+    last = audit.get("ended_seq")
+    stored = store.read_stream(
+        device_stream(session.device_id), from_seq=first, to_seq=last, limit=_MAX_SESSION_EVENTS
+    )
+    events = [event for event in map(event_out, stored) if _belongs(event.data, session_id)]
+    return SessionDetail(
+        **session.model_dump(),
+        end_reason=audit.get("end_reason"),
+        actuations_counted=audit["actuations_counted"],
+        actuations_reported=audit.get("actuations_reported"),
+        cartridges=_cartridges(audit["cartridge_ids"], events),
+        events=events,
+    )
+
+
+def _belongs(data: dict[str, Any], session_id: str) -> bool:
+    return data.get("session_id") in (None, session_id)
+
+
+def _cartridges(cartridge_ids: list[str], events: list[Any]) -> list[SessionCartridge]:
+    actuations = dict.fromkeys(cartridge_ids, 0)
+    cores = dict.fromkeys(cartridge_ids, 0)
+    for event in events:
+        if event.type == "cores.punched":
+            cartridge = event.data["cartridge_id"]
+            actuations[cartridge] = actuations.get(cartridge, 0) + event.data["actuations"]
+            cores[cartridge] = cores.get(cartridge, 0) + event.data["cores"]
+    return [
+        SessionCartridge(cartridge_id=cartridge, actuations=actuations[cartridge], cores=count)
+        for cartridge, count in cores.items()
+    ]

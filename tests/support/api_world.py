@@ -1,0 +1,114 @@
+"""A small fleet for API and dashboard tests: simulated handpieces' real event
+streams in a real store, registered and assigned to two clinics through platform
+events, folded by the real projector (alerts included), plus a token per role."""
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from edge_agent.device import DeviceReading
+from edge_agent.simulator import HandpieceSimulator, SimulatorProfile
+from schemas import GENESIS_HASH, SealedEvent, seal, utc_text
+from services.api import Role, commands, create_token
+from services.eventstore import EventStore, open_event_store, upgrade_schema
+from services.projections.read_store import ReadModelStore
+from services.projections.runner import Projector
+
+CLINIC_A = "clinic-alpha"
+CLINIC_B = "clinic-bravo"
+DEVICES = {
+    "HP-000101": CLINIC_A,
+    "HP-000102": CLINIC_A,
+    "HP-000201": CLINIC_B,
+    "HP-000301": None,  # reporting, never registered: owned by no clinic
+}
+START = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+# Busy and fault-prone, so a few simulated hours hold sessions, swaps and alerts.
+PROFILE = SimulatorProfile(faults_per_punching_hour=1.5, mean_idle_gap_s=600, min_idle_gap_s=60)
+
+
+@dataclass
+class World:
+    database_url: str
+    tokens: dict[str, str] = field(default_factory=dict)
+    """By name: manufacturer, clinic_a, clinic_b, auditor (fleet-wide), auditor_a."""
+    event_counts: dict[str, int] = field(default_factory=dict)
+
+    def clinic_of(self, device_id: str) -> str | None:
+        return DEVICES[device_id]
+
+
+def build_world(database_url: str, hours: float = 8.0, seed: int = 7) -> World:
+    """The fleet after ``hours`` of simulated work, projected and ready to query."""
+    upgrade_schema(database_url)
+    store = open_event_store(database_url)
+    read_models = ReadModelStore(database_url)
+    world = World(database_url)
+    try:
+        for device_id, clinic in DEVICES.items():
+            if clinic is not None:
+                commands.register_device(store, device_id, "CX-2", "fleet-ops")
+                commands.assign_device(store, device_id, clinic, "fleet-ops")
+            events = simulated_events(device_id, seed, hours)
+            store.append(events)
+            world.event_counts[device_id] = len(events)
+        clock = START + timedelta(hours=hours)
+        projector = Projector(store, read_models, clock=lambda: clock)
+        while projector.step():
+            pass
+        engine = read_models.engine
+        for name, role, clinic in (
+            ("manufacturer", Role.MANUFACTURER, None),
+            ("clinic_a", Role.CLINIC, CLINIC_A),
+            ("clinic_b", Role.CLINIC, CLINIC_B),
+            ("auditor", Role.AUDITOR, None),
+            ("auditor_a", Role.AUDITOR, CLINIC_A),
+        ):
+            _, world.tokens[name] = create_token(engine, role, clinic, name)
+    finally:
+        store.close()
+        read_models.close()
+    return world
+
+
+def project(database_url: str) -> None:
+    """Fold whatever was appended since the last projection (an API change, say)."""
+    store = open_event_store(database_url)
+    read_models = ReadModelStore(database_url)
+    try:
+        projector = Projector(store, read_models)
+        while projector.step():
+            pass
+    finally:
+        store.close()
+        read_models.close()
+
+
+def simulated_events(device_id: str, seed: int, hours: float) -> list[SealedEvent]:
+    """A simulated handpiece's events over ``hours``, sealed into one chain."""
+    simulator = HandpieceSimulator(device_id, seed, START, PROFILE)
+    readings = [
+        item
+        for item in simulator.advance(START + timedelta(hours=hours))
+        if isinstance(item, DeviceReading)
+    ]
+    # A fault still open at the end, so every device has an open alert to handle.
+    fault = {"fault_code": "E-VAC-LOW", "severity": "warning", "message": "vacuum below 40 kPa"}
+    last = readings[-1].occurred_at if readings else START
+    readings.append(DeviceReading("fault.raised", last + timedelta(seconds=1), fault))
+    sealed: list[SealedEvent] = []
+    prev_hash = GENESIS_HASH
+    for seq, reading in enumerate(readings, start=1):
+        event = seal({
+            "event_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"world:{device_id}:{seq}")),
+            "device_id": device_id, "seq": seq, "type": reading.type,
+            "occurred_at": utc_text(reading.occurred_at), "schema_version": 1,
+            "data": dict(reading.data), "prev_hash": prev_hash,
+        })  # fmt: skip
+        sealed.append(event)
+        prev_hash = event.hash
+    return sealed
+
+
+def event_store(world: World) -> EventStore:
+    return open_event_store(world.database_url)
