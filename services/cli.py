@@ -200,6 +200,13 @@ def verify(
 def projector(
     database_url: DatabaseOption = None,
     mqtt_url: MqttOption = None,
+    metrics_port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Serve /metrics here; 0: off.")
+    ] = 9102,
+    metrics_host: Annotated[
+        str,
+        typer.Option(envvar="CORELINE_PROJECTOR_METRICS_HOST", help="Address /metrics listens on."),
+    ] = "127.0.0.1",
     log_level: LogLevelOption = "info",
 ) -> None:
     """Fold events into the read models, run the alert engine, deliver alerts.
@@ -222,6 +229,10 @@ def projector(
     except EventStoreError as error:
         raise _fail("projector", error) from None
     read_models = ReadModelStore(settings.database_url)
+    if metrics_port:
+        from prometheus_client import start_http_server  # noqa: PLC0415
+
+        start_http_server(metrics_port, metrics_host)
     stop = _stop_on_signals()
     notifier = threading.Thread(
         target=run_notifier,
@@ -478,3 +489,37 @@ def _platform_engine(command: str, database_url: str | None) -> "Engine":
     except ConfigurationError as error:
         raise _fail(command, error) from None
     return ReadModelStore(settings.database_url).engine
+
+
+@app.command()
+def demo(
+    duration: Annotated[
+        float | None, typer.Option(min=1, help="Stop after this many seconds (default: Ctrl-C).")
+    ] = None,
+    devices: Annotated[int, typer.Option(min=1, max=500, help="Simulated handpieces.")] = 24,
+    clinics: Annotated[int, typer.Option(min=1, max=50, help="Clinics they belong to.")] = 3,
+    speed: Annotated[
+        float, typer.Option(min=1, help="Simulated seconds per second (240: 4 hours a minute).")
+    ] = 240.0,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="The dashboard's port.")] = 8000,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keep the database and logs here (default: a temporary directory).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Run everything on the embedded default: broker, gateway, projector, alerts, API
+    with dashboard and a simulated fleet, with a token for each role."""
+    from rich.console import Console  # noqa: PLC0415
+
+    from services.demo import DemoOptions, run_demo  # noqa: PLC0415
+    from services.demo.run import stop_on_signals  # noqa: PLC0415
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    options = DemoOptions(
+        duration_s=duration, devices=devices, clinics=clinics, speed=speed, port=port,
+        data_dir=data_dir,
+    )  # fmt: skip
+    raise typer.Exit(code=run_demo(options, Console(), stop_on_signals()))

@@ -239,3 +239,15 @@ class AlertNote(_In):
 
 class NewWebhook(_In):
     url: str = Field(min_length=8, max_length=2000, examples=["https://clinic.example/alerts"])
+
+
+class DeliveryOut(_Out):
+    """One alert notice to one webhook: its attempts so far."""
+
+    webhook_id: str
+    event_id: str
+    state: str
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+    delivered_at: datetime | None

@@ -57,7 +57,9 @@ class Case:
 def _objects(world: World) -> Objects:
     engine = create_engine(world.database_url.replace("postgresql://", "postgresql+psycopg://"))
     owner_of = {CLINIC_A: "A", CLINIC_B: "B", None: "none"}
-    device, session, alert = {}, {}, {}
+    device: dict[str, str] = {}
+    session: dict[str, str] = {}
+    alert: dict[str, str] = {}
     ids: dict[str | None, set[str]] = {CLINIC_A: {CLINIC_A}, CLINIC_B: {CLINIC_B}, None: set()}
     with engine.connect() as connection:
         for device_id, clinic in DEVICES.items():
@@ -110,6 +112,8 @@ def _cases(objects: Objects) -> list[Case]:
             Case(f"sessions of {owner}", "GET", f"/api/v1/sessions?device_id={device}",
                  "sessions", None),
             Case(f"alert {owner}", "GET", f"/api/v1/alerts/{alert}", "alerts", owner),
+            Case(f"deliveries {owner}", "GET", f"/api/v1/alerts/{alert}/deliveries", "alerts",
+                 owner),
             Case(f"ack {owner}", "POST", f"/api/v1/alerts/{alert}/acknowledge", "handle", owner,
                  {"note": "matrix"}, frozenset({202, 409})),
             Case(f"resolve {owner}", "POST", f"/api/v1/alerts/{alert}/resolve", "handle", owner,

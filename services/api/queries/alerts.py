@@ -6,9 +6,10 @@ from typing import Any
 from sqlalchemy import Connection, func, select, tuple_
 
 from services.api.access import Principal
-from services.api.models import AlertOut
+from services.api.models import AlertOut, DeliveryOut
 from services.api.queries.devices import scoped
 from services.api.queries.tables import READ, aware, utc
+from services.delivery.tables import TABLES
 
 _alerts = READ.alerts
 
@@ -73,3 +74,19 @@ def alert_out(row: Any) -> AlertOut:
         resolved_by=row.resolved_by,
         note=row.note,
     )
+
+
+def deliveries(connection: Connection, alert_id: str) -> list[DeliveryOut]:
+    """The webhook deliveries of an alert's notices, oldest first."""
+    table = TABLES.deliveries
+    rows = connection.execute(
+        select(table).where(table.c.alert_id == alert_id).order_by(table.c.id)
+    ).mappings()
+    return [
+        DeliveryOut(
+            webhook_id=row["webhook_id"], event_id=row["event_id"], state=row["state"],
+            attempts=row["attempts"], last_status=row["last_status"],
+            last_error=row["last_error"], delivered_at=aware(row["delivered_at"]),
+        )
+        for row in rows
+    ]  # fmt: skip

@@ -8,7 +8,7 @@ from schemas.fields import DEVICE_ID_PATTERN
 from services.api import commands
 from services.api.access import Principal
 from services.api.deps import AlertHandler, AlertReader, Db, Store
-from services.api.models import Accepted, AlertNote, AlertOut
+from services.api.models import Accepted, AlertNote, AlertOut, DeliveryOut
 from services.api.pagination import (
     CursorParam,
     Limit,
@@ -48,6 +48,13 @@ def list_alerts(
 @router.get("/{alert_id}", summary="An alert")
 def get_alert(who: AlertReader, db: Db, alert_id: AlertPath) -> AlertOut:
     return _find(who, db, alert_id)
+
+
+@router.get("/{alert_id}/deliveries", summary="An alert's webhook deliveries")
+def get_deliveries(who: AlertReader, db: Db, alert_id: AlertPath) -> list[DeliveryOut]:
+    """Each notice of the alert to each of its clinic's webhooks, with its attempts."""
+    _find(who, db, alert_id)
+    return queries.deliveries(db, alert_id)
 
 
 @router.post("/{alert_id}/acknowledge", status_code=status.HTTP_202_ACCEPTED, summary="Acknowledge")
