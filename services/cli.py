@@ -201,12 +201,9 @@ def projector(
     database_url: DatabaseOption = None,
     mqtt_url: MqttOption = None,
     metrics_port: Annotated[
-        int, typer.Option(min=0, max=65535, help="Serve /metrics here; 0: off.")
-    ] = 9102,
-    metrics_host: Annotated[
-        str,
-        typer.Option(envvar="CORELINE_PROJECTOR_METRICS_HOST", help="Address /metrics listens on."),
-    ] = "127.0.0.1",
+        int | None,
+        typer.Option(help="Serve /metrics here; 0: off (default 9102).", show_default=False),
+    ] = None,
     log_level: LogLevelOption = "info",
 ) -> None:
     """Fold events into the read models, run the alert engine, deliver alerts.
@@ -216,23 +213,25 @@ def projector(
     """
     import threading  # noqa: PLC0415
 
-    from services.delivery import DeliverySettings, run_notifier  # noqa: PLC0415
+    from services.delivery import run_notifier  # noqa: PLC0415
     from services.eventstore import EventStoreError, open_event_store  # noqa: PLC0415
     from services.projections.read_store import ReadModelStore  # noqa: PLC0415
     from services.projections.runner import Projector  # noqa: PLC0415
+    from services.projections.settings import ProjectorSettings  # noqa: PLC0415
 
     settings = _configure(
-        "projector", DeliverySettings, log_level, database_url=database_url, mqtt_url=mqtt_url
-    )
+        "projector", ProjectorSettings, log_level, database_url=database_url, mqtt_url=mqtt_url,
+        projector_metrics_port=metrics_port,
+    )  # fmt: skip
     try:
         events = open_event_store(settings.database_url)
     except EventStoreError as error:
         raise _fail("projector", error) from None
     read_models = ReadModelStore(settings.database_url)
-    if metrics_port:
+    if settings.projector_metrics_port:
         from prometheus_client import start_http_server  # noqa: PLC0415
 
-        start_http_server(metrics_port, metrics_host)
+        start_http_server(settings.projector_metrics_port, settings.projector_metrics_host)
     stop = _stop_on_signals()
     notifier = threading.Thread(
         target=run_notifier,

@@ -5,7 +5,9 @@ from contextlib import asynccontextmanager
 from typing import Final
 
 from fastapi import APIRouter, FastAPI
-from prometheus_client import make_asgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
 
 from schemas.mqtt_url import BrokerAddress
 from services.alerts import store as alert_store
@@ -61,6 +63,10 @@ def create_app(
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(operations.health)
-    app.mount("/metrics", make_asgi_app())
+    app.add_route("/metrics", _metrics, include_in_schema=False)
     install_dashboard(app, secure_cookies=secure_cookies)
     return app
+
+
+def _metrics(_: Request) -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

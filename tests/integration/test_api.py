@@ -268,7 +268,7 @@ def test_readiness_checks_the_broker(world: World) -> None:
             assert down.status_code == 503
             assert down.json()["broker"].startswith("unreachable")
             assert client.get("/healthz").status_code == 200
-            metrics = client.get("/metrics/").text
+            metrics = client.get("/metrics").text
             assert (
                 'coreline_api_requests_total{method="GET",route="/readyz",status="503"}' in metrics
             )

@@ -1,0 +1,382 @@
+"""HTTP API latency and CSV export rate over a large fleet's read models.
+
+    python -m bench.api [--devices 10000] [--sessions 1000000] [--requests 300]
+
+A durable PostgreSQL gets the schema and read-model tables, then a fleet bulk-loaded
+with ``COPY`` (see ``bench.api_fleet``).  A real ``coreline api`` process serves it
+and this process drives it over one keep-alive connection, one request at a time,
+timing device lists (first and deep cursor pages, by clinic, by status), device
+details, session lists (by device, by clinic over a week, first and deep pages) and
+the full CSV export, with the API process's memory sampled during the export.
+
+Two baselines in the same run, on the same requests: the API's query functions
+called in-process (SQLAlchemy and the response models, no HTTP, no token), and the
+very SQL they emit, captured and executed with bare psycopg, which is what the
+database alone costs.  The export's baseline is ``COPY (SELECT …) TO STDOUT`` of the
+same columns in the same order.  Target: p99 ≤ 100 ms for every request.
+"""
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import httpx
+import psycopg
+from sqlalchemy import Connection, Engine, event
+
+from bench.api_fleet import DAYS, STATUSES, Fleet, load_fleet
+from bench.report import machine, print_table
+from services.api.access import Principal, Role
+from services.api.csv_export import CSV_COLUMNS
+from services.api.pagination import encode_cursor, time_key
+from services.api.queries import devices as device_queries
+from services.api.queries import sessions as session_queries
+from services.api.tokens import create_token, ensure_token_table
+from services.eventstore import upgrade_schema
+from services.projections.read_store import ReadModelStore
+from tests.support.postgres import TemporaryPostgres, free_port
+
+PAGE: Final = 100
+TARGET_P99_MS: Final = 100.0
+_MANUFACTURER: Final = Principal("bench", Role.MANUFACTURER, None, "bench")
+_WARM_UP: Final = 20
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request, and the same query called in-process."""
+
+    path: str
+    params: dict[str, str | int]
+    query: Callable[[Connection], object]
+
+
+@dataclass(frozen=True)
+class Latencies:
+    name: str
+    api: list[float]
+    in_process: list[float]
+    psycopg: list[float]
+
+
+@dataclass(frozen=True)
+class Export:
+    rows: int
+    megabytes: float
+    seconds: float
+    first_byte: float
+    rss_before_mb: float = 0.0
+    rss_peak_mb: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.rows / self.seconds
+
+
+def device_list(
+    clinic_id: str | None = None, status: str | None = None, after: str | None = None
+) -> Request:
+    given = {"clinic_id": clinic_id, "status": status}
+    params: dict[str, str | int] = {"limit": PAGE} | {k: v for k, v in given.items() if v}
+    if after is not None:
+        params["cursor"] = encode_cursor([after])
+
+    def query(connection: Connection) -> object:
+        return device_queries.list_devices(
+            connection, _MANUFACTURER, clinic_id=clinic_id, status=status, firmware=None,
+            after=after, limit=PAGE,
+        )  # fmt: skip
+
+    return Request("/api/v1/devices", params, query)
+
+
+def device_detail(device_id: str) -> Request:
+    return Request(
+        f"/api/v1/devices/{device_id}",
+        {},
+        lambda connection: device_queries.find_device(connection, _MANUFACTURER, device_id),
+    )
+
+
+def session_list(
+    after: tuple[datetime, str] | None = None,
+    *,
+    device_id: str | None = None,
+    clinic_id: str | None = None,
+    started_from: datetime | None = None,
+    started_to: datetime | None = None,
+) -> Request:
+    given = {"device_id": device_id, "clinic_id": clinic_id}
+    params: dict[str, str | int] = {"limit": PAGE} | {k: v for k, v in given.items() if v}
+    for name, moment in (("from", started_from), ("to", started_to)):
+        if moment is not None:
+            params[name] = moment.isoformat()
+    if after is not None:
+        params["cursor"] = encode_cursor(time_key(*after))
+
+    def query(connection: Connection) -> object:
+        statement = session_queries.session_query(
+            _MANUFACTURER, device_id=device_id, clinic_id=clinic_id,
+            started_from=started_from, started_to=started_to,
+        )  # fmt: skip
+        return session_queries.list_sessions(connection, statement, after, PAGE)
+
+    return Request("/api/v1/sessions", params, query)
+
+
+def request_kinds(fleet: Fleet, count: int, rng: random.Random) -> list[tuple[str, list[Request]]]:
+    devices, clinics = fleet.device_ids, fleet.clinics
+    statuses = [*STATUSES, "offline"]
+    deep = [rng.choice(devices[len(devices) // 5 :]) for _ in range(count)]
+    ranks = sorted(fleet.newest_first)
+
+    def week(clinic: str) -> Request:
+        start = fleet.now - timedelta(days=rng.uniform(7, DAYS))
+        return session_list(clinic_id=clinic, started_from=start,
+                            started_to=start + timedelta(days=7))  # fmt: skip
+
+    return [
+        ("devices, first page", [device_list() for _ in range(count)]),
+        ("devices, deep page", [device_list(after=d) for d in deep]),
+        ("devices by clinic", [device_list(clinic_id=rng.choice(clinics)) for _ in range(count)]),
+        ("devices by status, first page",
+         [device_list(status=rng.choice(statuses)) for _ in range(count)]),
+        ("devices by status, deep page",
+         [device_list(status=rng.choice(statuses), after=d) for d in deep]),
+        ("device detail", [device_detail(rng.choice(devices)) for _ in range(count)]),
+        ("sessions by device",
+         [session_list(device_id=rng.choice(devices)) for _ in range(count)]),
+        ("sessions by clinic, one week", [week(rng.choice(clinics)) for _ in range(count)]),
+        ("sessions, first page", [session_list() for _ in range(count)]),
+        ("sessions, deep page",
+         [session_list(fleet.newest_first[rank]) for rank in rng.sample(ranks, count)]),
+    ]  # fmt: skip
+
+
+def _timed(items: Sequence[T], run: Callable[[T], object]) -> list[float]:
+    """Milliseconds per call, sorted, after a warm-up on the first few items."""
+    for item in items[:_WARM_UP]:
+        run(item)
+    latencies = []
+    for item in items:
+        started = time.perf_counter()
+        run(item)
+        latencies.append((time.perf_counter() - started) * 1000)
+    return sorted(latencies)
+
+
+def emitted_sql(engine: Engine, requests: Sequence[Request]) -> list[tuple[str, Any]]:
+    """The statement and parameters each request's query sends, as SQLAlchemy sends them."""
+    captured: list[tuple[str, Any]] = []
+
+    def capture(*args: Any) -> None:
+        captured.append((args[2], args[3]))  # statement, parameters
+
+    statements = []
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        with engine.connect() as connection:
+            for request in requests:
+                captured.clear()
+                request.query(connection)
+                (statement,) = captured
+                statements.append(statement)
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    return statements
+
+
+def measure(
+    name: str, requests: list[Request], client: httpx.Client, engine: Engine, url: str
+) -> Latencies:
+    def over_http(request: Request) -> object:
+        response = client.get(request.path, params=request.params)
+        response.raise_for_status()
+        return response.content
+
+    api = _timed(requests, over_http)
+    with engine.connect() as connection:
+        in_process = _timed(requests, lambda request: request.query(connection))
+    with psycopg.connect(url, autocommit=True) as raw, raw.cursor() as cursor:
+
+        def direct(statement: tuple[str, Any]) -> object:
+            cursor.execute(*statement)
+            return cursor.fetchall()
+
+        bare = _timed(emitted_sql(engine, requests), direct)
+    return Latencies(name, api, in_process, bare)
+
+
+def memory_mb(pid: int, field: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} for process {pid}")
+
+
+def _drain(blocks: Iterator[bytes]) -> tuple[int, int, float]:
+    """Bytes, lines and seconds to the first block."""
+    started = time.perf_counter()
+    size = lines = 0
+    first = 0.0
+    for block in blocks:
+        if not size:
+            first = time.perf_counter() - started
+        size += len(block)
+        lines += block.count(b"\n")
+    return size, lines, first
+
+
+def export_over_http(client: httpx.Client, pid: int) -> Export:
+    before = memory_mb(pid, "VmRSS")
+    peak, done = [before], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.02):
+            peak.append(memory_mb(pid, "VmRSS"))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    started = time.perf_counter()
+    with client.stream("GET", "/api/v1/audit/sessions.csv") as response:
+        response.raise_for_status()
+        size, lines, first = _drain(response.iter_raw(1 << 16))
+    seconds = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    peak_mb = max(*peak, memory_mb(pid, "VmRSS"))
+    return Export(lines - 1, size / 1e6, seconds, first, before, peak_mb)
+
+
+def export_with_copy(url: str) -> Export:
+    columns = ", ".join(CSV_COLUMNS)
+    statement = (
+        f"COPY (SELECT {columns} FROM read_sessions ORDER BY started_at, session_id) "
+        "TO STDOUT (FORMAT csv, HEADER)"
+    )
+    with psycopg.connect(url) as connection, connection.cursor() as cursor:
+        started = time.perf_counter()
+        with cursor.copy(statement) as copy:
+            size, lines, first = _drain(bytes(block) for block in copy)
+        seconds = time.perf_counter() - started
+    return Export(lines - 1, size / 1e6, seconds, first)
+
+
+def serve(url: str, logs: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A ``coreline api`` process on a free port, answering."""
+    port = free_port()
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("CORELINE_")}
+    # Nothing listens on the broker's port: only readiness asks, and it is not measured.
+    environment |= {"CORELINE_DATABASE_URL": url,
+                    "CORELINE_MQTT_URL": f"mqtt://127.0.0.1:{free_port()}"}  # fmt: skip
+    with (logs / "api.log").open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services", "api", "--host", "127.0.0.1", "--port", str(port),
+             "--log-level", "warning"],
+            env=environment, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz").status_code == 200:
+                return process, base
+        except httpx.TransportError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError(f"the API did not start: see {logs / 'api.log'}") from None
+        time.sleep(0.2)
+
+
+def _ms(values: list[float]) -> str:
+    return f"{percentile(values, 0.5):.1f} / {percentile(values, 0.99):.1f} ms"
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    return values[min(len(values) - 1, int(fraction * len(values)))]
+
+
+def report(fleet: Fleet, results: list[Latencies], http: Export, copy: Export) -> None:
+    rows = []
+    for result in results:
+        p99 = percentile(result.api, 0.99)
+        rows.append((
+            result.name, _ms(result.api), _ms(result.in_process), _ms(result.psycopg),
+            f"{percentile(result.api, 0.5) / percentile(result.psycopg, 0.5):.1f}x",
+            "met" if p99 <= TARGET_P99_MS else "MISSED",
+        ))  # fmt: skip
+    print_table(
+        f"API latency over {len(fleet.device_ids):,} devices and {fleet.sessions:,} sessions, "
+        f"{len(results[0].api)} requests each, page {PAGE} ({machine()})",
+        ("request", "API p50 / p99", "in-process p50 / p99", "psycopg p50 / p99",
+         "API ÷ psycopg (p50)", "p99 ≤ 100 ms"),
+        rows,
+    )  # fmt: skip
+    print_table(
+        f"CSV export of every session ({http.rows:,} rows, {http.megabytes:,.0f} MB)",
+        ("", "rows/s", "MB/s", "first byte", "total", "API process RSS before → peak"),
+        [
+            ("coreline API (streamed)", f"{http.rate:,.0f}", f"{http.megabytes / http.seconds:.1f}",
+             f"{http.first_byte:.2f} s", f"{http.seconds:.1f} s",
+             f"{http.rss_before_mb:.0f} → {http.rss_peak_mb:.0f} MB"),
+            ("COPY (SELECT …) TO STDOUT", f"{copy.rate:,.0f}",
+             f"{copy.megabytes / copy.seconds:.1f}", f"{copy.first_byte:.2f} s",
+             f"{copy.seconds:.1f} s", ""),
+            ("API ÷ COPY", f"{http.rate / copy.rate:.0%}", "", "", "", ""),
+        ],
+    )  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument("--clinics", type=int, default=200)
+    parser.add_argument("--sessions", type=int, default=1_000_000)
+    parser.add_argument("--requests", type=int, default=300, help="per kind of request")
+    arguments = parser.parse_args()
+    rng = random.Random(5)
+    count = arguments.requests
+    sampled = set(rng.sample(range(arguments.sessions // 10, arguments.sessions), count))
+    logs = Path(tempfile.mkdtemp(prefix="coreline-bench-"))
+    with TemporaryPostgres(durable=True) as server:
+        url = server.create_database("coreline")
+        upgrade_schema(url)
+        read_models = ReadModelStore(url)  # creates the read-model tables
+        engine = read_models.engine
+        ensure_token_table(engine)
+        fleet = load_fleet(url, arguments.devices, arguments.clinics, arguments.sessions, sampled)
+        rows = arguments.devices + arguments.sessions
+        print(f"loaded {arguments.devices:,} devices and {arguments.sessions:,} sessions in "
+              f"{fleet.load_seconds:.0f} s ({rows / fleet.load_seconds:,.0f} rows/s, "
+              "VACUUM ANALYZE included)")  # fmt: skip
+        _, token = create_token(engine, Role.MANUFACTURER, label="bench")
+        process, base = serve(url, logs)
+        try:
+            headers = {"Authorization": f"Bearer {token}"}
+            with httpx.Client(base_url=base, headers=headers, timeout=600) as client:
+                results = [
+                    measure(name, requests, client, engine, url)
+                    for name, requests in request_kinds(fleet, count, rng)
+                ]
+                http = export_over_http(client, process.pid)
+            copy = export_with_copy(url)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+            read_models.close()
+    report(fleet, results, http, copy)
+
+
+if __name__ == "__main__":
+    main()
