@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import IO, Any, Final, TypeVar
 
 import httpx
 import psycopg
@@ -225,9 +225,8 @@ def memory_mb(pid: int, field: str) -> float:
     raise RuntimeError(f"no {field} for process {pid}")
 
 
-def _drain(blocks: Iterator[bytes]) -> tuple[int, int, float]:
-    """Bytes, lines and seconds to the first block."""
-    started = time.perf_counter()
+def _drain(blocks: Iterator[bytes], started: float) -> tuple[int, int, float]:
+    """Bytes, lines and seconds from ``started`` to the first block."""
     size = lines = 0
     first = 0.0
     for block in blocks:
@@ -251,7 +250,7 @@ def export_over_http(client: httpx.Client, pid: int) -> Export:
     started = time.perf_counter()
     with client.stream("GET", "/api/v1/audit/sessions.csv") as response:
         response.raise_for_status()
-        size, lines, first = _drain(response.iter_raw(1 << 16))
+        size, lines, first = _drain(response.iter_raw(1 << 16), started)
     seconds = time.perf_counter() - started
     done.set()
     sampler.join()
@@ -268,24 +267,23 @@ def export_with_copy(url: str) -> Export:
     with psycopg.connect(url) as connection, connection.cursor() as cursor:
         started = time.perf_counter()
         with cursor.copy(statement) as copy:
-            size, lines, first = _drain(bytes(block) for block in copy)
+            size, lines, first = _drain((bytes(block) for block in copy), started)
         seconds = time.perf_counter() - started
     return Export(lines - 1, size / 1e6, seconds, first)
 
 
-def serve(url: str, logs: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """A ``coreline api`` process on a free port, answering."""
+def serve(url: str, log: IO[bytes]) -> tuple[subprocess.Popen[bytes], str]:
+    """A ``coreline api`` process on a free port, answering; its output goes to ``log``."""
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("CORELINE_")}
     # Nothing listens on the broker's port: only readiness asks, and it is not measured.
     environment |= {"CORELINE_DATABASE_URL": url,
                     "CORELINE_MQTT_URL": f"mqtt://127.0.0.1:{free_port()}"}  # fmt: skip
-    with (logs / "api.log").open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "services", "api", "--host", "127.0.0.1", "--port", str(port),
-             "--log-level", "warning"],
-            env=environment, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services", "api", "--host", "127.0.0.1", "--port", str(port),
+         "--log-level", "warning"],
+        env=environment, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -295,7 +293,9 @@ def serve(url: str, logs: Path) -> tuple[subprocess.Popen[bytes], str]:
         except httpx.TransportError:
             if time.monotonic() > deadline or process.poll() is not None:
                 process.kill()
-                raise RuntimeError(f"the API did not start: see {logs / 'api.log'}") from None
+                process.wait()
+                log.seek(0)
+                raise RuntimeError(f"the API did not start:\n{log.read().decode()}") from None
         time.sleep(0.2)
 
 
@@ -348,8 +348,8 @@ def main() -> None:
     rng = random.Random(5)
     count = arguments.requests
     sampled = set(rng.sample(range(arguments.sessions // 10, arguments.sessions), count))
-    logs = Path(tempfile.mkdtemp(prefix="coreline-bench-"))
-    with TemporaryPostgres(durable=True) as server:
+    # The API's output, kept only to explain a failed start: nothing is left behind.
+    with TemporaryPostgres(durable=True) as server, tempfile.TemporaryFile() as log:
         url = server.create_database("coreline")
         upgrade_schema(url)
         read_models = ReadModelStore(url)  # creates the read-model tables
@@ -361,7 +361,7 @@ def main() -> None:
               f"{fleet.load_seconds:.0f} s ({rows / fleet.load_seconds:,.0f} rows/s, "
               "VACUUM ANALYZE included)")  # fmt: skip
         _, token = create_token(engine, Role.MANUFACTURER, label="bench")
-        process, base = serve(url, logs)
+        process, base = serve(url, log)
         try:
             headers = {"Authorization": f"Bearer {token}"}
             with httpx.Client(base_url=base, headers=headers, timeout=600) as client:

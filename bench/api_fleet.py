@@ -10,7 +10,7 @@ Rows go in with ``COPY``, sessions in start order, as a live projector appends t
 import random
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -184,14 +184,19 @@ def session_rows(
         )  # fmt: skip
 
 
-def _copy(connection: psycopg.Connection[Any], table: str, columns: Sequence[str],
-          rows: Iterator[tuple[Any, ...]] | Sequence[tuple[Any, ...]]) -> None:  # fmt: skip
+def _copy(
+    connection: psycopg.Connection[Any],
+    table: str,
+    columns: Sequence[str],
+    rows: Iterable[tuple[Any, ...] | None],
+) -> None:
     with (
         connection.cursor() as cursor,
         cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy,
     ):
         for row in rows:
-            copy.write_row(row)
+            if row is not None:
+                copy.write_row(row)
 
 
 def load_fleet(
@@ -211,9 +216,9 @@ def load_fleet(
         rows = list(device_rows(fleet, templates, rng, clinic_of))
         _copy(connection, "read_devices", _DEVICE_COLUMNS, [row[0] for row in rows])
         _copy(connection, "read_registry", ("device_id", "clinic_id", "model", "registered"),
-              [row[1] for row in rows if row[1] is not None])  # fmt: skip
+              [row[1] for row in rows])  # fmt: skip
         _copy(connection, "presence", ("device_id", "online", "changed_at"),
-              [row[2] for row in rows if row[2] is not None])  # fmt: skip
+              [row[2] for row in rows])  # fmt: skip
         _copy(connection, "read_sessions", _SESSION_COLUMNS,
               session_rows(fleet, templates, rng, clinic_of, sampled))  # fmt: skip
     with psycopg.connect(url, autocommit=True) as connection:

@@ -219,6 +219,8 @@ class DeviceLink:
     def _on_connect(
         self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
     ) -> None:
+        if client is not self.client:
+            return  # a client given up for another protocol version, answering late
         if reason.is_failure:
             log.warning("%s: broker refused the connection: %s", self.device_id, reason)
             self._attempt_failed(
@@ -243,8 +245,12 @@ class DeviceLink:
         )
 
     def _on_disconnect(
-        self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
+        self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
     ) -> None:
+        if client is not self.client:
+            # The client given up on an unanswered MQTT 5 CONNECT closes its socket later:
+            # that says nothing about the connection in use now.
+            return
         was_connected = self.connected
         self.connected = False
         if self._attempt_started is not None:
@@ -289,8 +295,10 @@ class DeviceLink:
         return now - self._lingering_since >= self._settings.linger_s
 
     def _on_publish(
-        self, _client: mqtt.Client, _userdata: Any, mid: int, reason: ReasonCode, _props: Any
+        self, client: mqtt.Client, _userdata: Any, mid: int, reason: ReasonCode, _props: Any
     ) -> None:
+        if client is not self.client:
+            return  # mids belong to one client: another's would mark the wrong batch
         span = self._inflight.pop(mid, None)
         if span is None:
             return  # status, resend or a retransmission from before a reconnect
@@ -301,7 +309,9 @@ class DeviceLink:
         self._outbox.mark_sent(self.device_id, *span)
         self._maybe_unsent = True  # a slot is free for the next batch
 
-    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if client is not self.client:
+            return
         try:
             self._resends.append(ResendCommand.model_validate_json(message.payload))
         except ValidationError as error:

@@ -36,7 +36,7 @@ from paho.mqtt.enums import MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent.backoff import Backoff
-from edge_agent.mqtt_session import persistent_client, resume_session
+from edge_agent.mqtt_session import Mqtt5Probe, persistent_client, resume_session
 from gateway import metrics
 from gateway.gaps import GapTracker
 from gateway.inbound import PresenceChange, interpret
@@ -136,6 +136,8 @@ class Gateway:
                 if batch is not None:
                     self._commit(batch, stop)
                 self._request_missing_events()
+                if self._mqtt5.overdue(self._client):
+                    self._fall_back_to_311()
         finally:
             decoder.join(timeout=5)
             self._client.disconnect()
@@ -159,6 +161,7 @@ class Gateway:
     # -- MQTT --------------------------------------------------------------
 
     def _new_client(self, protocol: MQTTProtocolVersion) -> mqtt.Client:
+        self._mqtt5 = Mqtt5Probe()
         client = persistent_client(self.options.client_id, self._broker, protocol, manual_ack=True)
         client.reconnect_delay_set(1, 30)
         client.on_connect = self._on_connect
@@ -175,10 +178,11 @@ class Gateway:
     def _on_connect(
         self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
     ) -> None:
+        if self._mqtt5.refused(client, reason):
+            self._fall_back_to_311()
+            return
         if reason.is_failure:
             log.error("broker refused the gateway: %s", reason)
-            if "protocol" in str(reason).lower() and client.protocol == MQTTProtocolVersion.MQTTv5:
-                self._fall_back_to_311()
             return
         self._connection += 1
         topics = [(EVENTS_FILTER, 1), (TELEMETRY_FILTER, 0), (STATUS_FILTER, 1)]
@@ -211,10 +215,13 @@ class Gateway:
         self._client.loop_start()
 
     def _on_disconnect(
-        self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
+        self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
     ) -> None:
         self._connected.clear()
         metrics.CONNECTED.set(0)
+        if self._mqtt5.dropped_unanswered(client):
+            self._fall_back_to_311()
+            return
         log.warning("disconnected from the broker (%s); reconnecting", reason)
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:

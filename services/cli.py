@@ -508,6 +508,9 @@ def demo(
             show_default=False,
         ),
     ] = None,
+    broker: Annotated[
+        str, typer.Option(help="auto (Mosquitto if installed, else amqtt), mosquitto or amqtt.")
+    ] = "auto",
 ) -> None:
     """Run everything on the embedded default: broker, gateway, projector, alerts, API
     with dashboard and a simulated fleet, with a token for each role."""
@@ -519,6 +522,10 @@ def demo(
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     options = DemoOptions(
         duration_s=duration, devices=devices, clinics=clinics, speed=speed, port=port,
-        data_dir=data_dir,
+        data_dir=data_dir, broker=broker,
     )  # fmt: skip
+    if broker not in {"auto", "mosquitto", "amqtt"}:
+        raise _fail(
+            "demo", ConfigurationError(f"--broker {broker!r}: use auto, mosquitto or amqtt")
+        )
     raise typer.Exit(code=run_demo(options, Console(), stop_on_signals()))

@@ -19,7 +19,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge_agent.mqtt_session import persistent_client, resume_session
+from edge_agent.mqtt_session import Mqtt5Probe, persistent_client, resume_session
 from schemas.mqtt_url import BrokerAddress
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,8 @@ class AlertPublisher:
         # Outside our lock: paho calls ``_on_publish`` holding its own message lock,
         # which ``publish`` takes too, so nesting them the other way could deadlock.
         # Not connected is fine: paho keeps the message and sends it on reconnect.
+        if self._mqtt5.overdue(self._client):
+            self._fall_back_to_311()
         info = self._client.publish(topic, payload, qos=1)
         with self._changed:
             self._pending[key] = _Pending(info.mid, topic)
@@ -123,6 +125,7 @@ class AlertPublisher:
     # -- paho --------------------------------------------------------------
 
     def _new_client(self, protocol: MQTTProtocolVersion) -> mqtt.Client:
+        self._mqtt5 = Mqtt5Probe()
         client = persistent_client(self._client_id, self._broker, protocol)
         client.reconnect_delay_set(1, 30)
         client.on_connect = self._on_connect
@@ -139,10 +142,11 @@ class AlertPublisher:
     def _on_connect(
         self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
     ) -> None:
+        if self._mqtt5.refused(client, reason):
+            self._fall_back_to_311()
+            return
         if reason.is_failure:
             log.error("broker refused the notifier: %s", reason)
-            if "protocol" in str(reason).lower() and client.protocol == MQTTProtocolVersion.MQTTv5:
-                self._fall_back_to_311()
             return
         self._connected.set()
         log.info("notifier connected to %s:%d", self._broker.host, self._broker.port)
@@ -159,9 +163,12 @@ class AlertPublisher:
         self._client.loop_start()
 
     def _on_disconnect(
-        self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
+        self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
     ) -> None:
         self._connected.clear()
+        if self._mqtt5.dropped_unanswered(client):
+            self._fall_back_to_311()
+            return
         log.warning("notifier disconnected from the broker (%s); reconnecting", reason)
 
     def _on_publish(

@@ -3,6 +3,7 @@
 import socket
 import subprocess
 import time
+import urllib.request
 
 
 def free_port() -> int:
@@ -30,3 +31,22 @@ def wait_for_port(
             return
         time.sleep(0.1)
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout_s:.0f} s")
+
+
+def wait_for_gateway(
+    metrics_port: int, timeout_s: float, process: "subprocess.Popen[bytes]"
+) -> None:
+    """Until the gateway's metrics say it is connected and subscribed."""
+    deadline = time.monotonic() + timeout_s
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the gateway exited ({process.returncode}): see gateway.log")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if b"coreline_gateway_connected 1.0" in response.read():
+                    return
+        except OSError:
+            pass  # not serving yet
+        time.sleep(0.2)
+    raise RuntimeError(f"the gateway did not subscribe within {timeout_s:.0f} s: see gateway.log")

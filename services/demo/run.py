@@ -30,7 +30,7 @@ from schemas.mqtt_url import BrokerAddress
 from services.api import Role, commands, create_token
 from services.delivery import create_webhook
 from services.demo.broker import embedded_broker
-from services.demo.ports import free_port, port_in_use, wait_for_port
+from services.demo.ports import free_port, port_in_use, wait_for_gateway, wait_for_port
 from services.demo.summary import line, render, snapshot
 from services.demo.webhook_sink import WebhookSink
 from services.eventstore import open_event_store, upgrade_schema
@@ -52,6 +52,7 @@ class DemoOptions:
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path | None = None
+    broker: str = "auto"
 
 
 def run_demo(options: DemoOptions, console: Console, stop: threading.Event) -> int:
@@ -66,7 +67,7 @@ def run_demo(options: DemoOptions, console: Console, stop: threading.Event) -> i
         database_url = f"sqlite:///{data_dir / 'coreline.db'}"
         upgrade_schema(database_url)
         mqtt_port = free_port()
-        broker_name = stack.enter_context(embedded_broker(mqtt_port, data_dir))
+        broker_name = stack.enter_context(embedded_broker(mqtt_port, data_dir, options.broker))
         mqtt_url = f"mqtt://127.0.0.1:{mqtt_port}"
         master_key = secrets.token_hex(32)
         sink = WebhookSink(free_port())
@@ -81,8 +82,12 @@ def run_demo(options: DemoOptions, console: Console, stop: threading.Event) -> i
             "CORELINE_MQTT_URL": mqtt_url,
             "CORELINE_WEBHOOK_MASTER_KEY": master_key,
         }
-        children = stack.enter_context(_children(data_dir, environment, options))
+        gateway_metrics = free_port()
+        children = stack.enter_context(_children(data_dir, environment, options, gateway_metrics))
         wait_for_port(options.port, 60.0)
+        # Devices start once the gateway has subscribed: a broker keeps messages only
+        # for sessions it knows, and the gateway's first session starts then.
+        wait_for_gateway(gateway_metrics, 60.0, children["gateway"])
         url = f"http://{options.host}:{options.port}/"
         console.print(
             f"[bold]Coreline demo[/bold]: {len(devices)} handpieces in {len(clinics)} clinics, "
@@ -135,10 +140,10 @@ def _seed(
 
 @contextmanager
 def _children(
-    data_dir: Path, environment: dict[str, str], options: DemoOptions
+    data_dir: Path, environment: dict[str, str], options: DemoOptions, gateway_metrics: int
 ) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
     commands_by_name = {
-        "gateway": ["gateway", "--metrics-port", "0"],
+        "gateway": ["gateway", "--metrics-port", str(gateway_metrics)],
         "projector": ["projector", "--metrics-port", "0"],
         "api": [
             "api",

@@ -320,7 +320,8 @@ def _stored_event(row: Any) -> StoredEvent:
         received_at=_parse_timestamp(received),
         hash=hash_,
         prev_hash=prev,
-        body=bytes(body),
+        # Only tampering stores text here; as bytes it fails verification, not the reader.
+        body=body.encode() if isinstance(body, str) else bytes(body),
     )
 
 

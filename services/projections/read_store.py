@@ -24,7 +24,9 @@ from services.projections.device import DeviceProjection
 from services.projections.tables import ReadTables, read_tables
 
 SNAPSHOT_FORMAT: Final = 1
-"""Bumped when ``DeviceProjection``'s fields change; older snapshots are refolded."""
+"""Bumped when ``DeviceProjection``'s fields change.  Snapshots of another format are
+not used; the release that bumps it says to run ``coreline replay``, which rebuilds
+them all from the event store."""
 
 _SAVE_CHECKPOINT: Final = text(
     "INSERT INTO checkpoints (name, commit_id, position, updated_at) "

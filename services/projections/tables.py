@@ -75,6 +75,9 @@ def read_tables(suffix: str = "") -> ReadTables:
         Column("audit", _DOCUMENT, nullable=False),
         Index(f"read_sessions{suffix}_device_started", "device_id", "started_at"),
         Index(f"read_sessions{suffix}_clinic_started", "clinic_id", "started_at"),
+        # The API's unfiltered session list and CSV export walk (started_at, session_id),
+        # its keyset cursor: without this a page sorts the whole table (bench.api).
+        Index(f"read_sessions{suffix}_started", "started_at", "session_id"),
     )
     cartridge_weeks = Table(
         f"read_cartridge_weeks{suffix}",

@@ -108,20 +108,6 @@ def test_compose_file_follows_the_compose_specification() -> None:
     assert "dependz_on" in refused.stdout + refused.stderr
 
 
-def test_docker_compose_agrees_where_it_exists(local: Path, tmp_path: Path) -> None:
-    """Where the Docker Compose CLI is installed, `docker compose config` accepts the file
-    with the files deploy/init-secrets writes in place (this machine may lack the CLI;
-    the schema test above stands in for it)."""
-    docker = shutil.which("docker")
-    if docker is None or run(docker, "compose", "version").returncode != 0:
-        return
-    shutil.copytree(DEPLOY, tmp_path / "deploy", ignore=shutil.ignore_patterns("local"))
-    shutil.copytree(local, tmp_path / "deploy" / "local")
-    rendered = run(docker, "compose", "-f", str(tmp_path / "deploy" / "compose.yml"), "config")
-    assert rendered.returncode == 0, rendered.stderr
-    assert "gateway-2" in rendered.stdout
-
-
 def test_compose_names_only_files_that_exist_or_that_init_secrets_writes(
     document: dict[str, Any], local: Path
 ) -> None:

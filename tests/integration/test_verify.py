@@ -140,6 +140,22 @@ def test_a_payload_altered_in_place_is_named(store_url: str, vectors_dir: Path) 
     assert lines[3] == "3 streams, 95 events: 2 verified, 1 broken, 0 incomplete"
 
 
+def test_a_payload_rewritten_as_text_is_named(sqlite_url: str, vectors_dir: Path) -> None:
+    """SQLite stores whatever type it is given: a body rewritten as text is reported
+    as altered (exit 1), not a crash of the verifier."""
+    _store_vectors(sqlite_url, vectors_dir)
+    body = _stored_body(sqlite_url, "HP-000012", 7).decode()
+    as_attacker(
+        sqlite_url,
+        ("UPDATE events SET body = %s WHERE stream_id = %s AND seq = %s",
+         (body.replace('"depth_mm":1.5', '"depth_mm":1.9'), "HP-000012", 7)),
+    )  # fmt: skip
+    result = _verify(sqlite_url, "--device", "HP-000012")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "BROKEN at seq 7" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
 def test_an_altered_and_rehashed_payload_breaks_the_next_link(
     postgres_url: str, vectors_dir: Path
 ) -> None:

@@ -1,8 +1,8 @@
 """Dashboard pages: fleet, device, alerts, sessions, a session's audit; login by token.
 
-The session cookie holds the token itself (HttpOnly, SameSite=Strict, so no other
-site can send it along with a form); every page checks it exactly as the API checks
-a bearer token, with the same roles and scopes.
+The session cookie holds the token itself (HttpOnly, so no script reads it;
+SameSite=Lax, so no other site's form post carries it); every page checks it exactly
+as the API checks a bearer token, with the same roles and scopes.
 """
 
 from collections.abc import Iterator
@@ -68,18 +68,25 @@ def _require(who: Principal, action: Action) -> None:
 
 
 @router.get("/login")
-def login_form(request: Request, error: str | None = None) -> Response:
-    return _page(request, "login.html", None, error=error)
+def login_form(request: Request, error: str | None = None, next: str = "/") -> Response:  # noqa: A002
+    return _page(request, "login.html", None, error=error, next=_local(next))
 
 
 @router.post("/login")
-def login(request: Request, api: Api, token: Annotated[str, Form(max_length=200)]) -> Response:
+def login(
+    request: Request,
+    api: Api,
+    token: Annotated[str, Form(max_length=200)],
+    next: Annotated[str, Form(max_length=500)] = "/",  # noqa: A002 - the usual name
+) -> Response:
     who = authenticate(api.engine, token.strip())
     if who is None:
-        return RedirectResponse("/login?error=unknown", status_code=303)
-    response = RedirectResponse("/", status_code=303)
+        return RedirectResponse(f"/login?error=unknown&next={quote(_local(next))}", status_code=303)
+    response = RedirectResponse(_local(next), status_code=303)
+    # Lax: sent when someone follows a link here, never with another site's form posts
+    # (acknowledge and resolve are posts), and never readable by scripts.
     response.set_cookie(
-        SESSION_COOKIE, token.strip(), httponly=True, samesite="strict",
+        SESSION_COOKIE, token.strip(), httponly=True, samesite="lax",
         secure=request.app.state.secure_cookies, max_age=12 * 3600,
     )  # fmt: skip
     return response
@@ -193,6 +200,13 @@ def session_page(request: Request, who: Viewer, api: Api, session_id: str) -> Re
         raise _not_found("session")
     session, audit = found
     return _page(request, "session.html", who, session=session, audit=audit)
+
+
+def _local(target: str) -> str:
+    """Only a path on this server: ``next`` must not send anyone elsewhere."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
 
 
 def _not_found(kind: str) -> PageRefused:
