@@ -81,7 +81,8 @@ def login(
 ) -> Response:
     who = authenticate(api.engine, token.strip())
     if who is None:
-        return RedirectResponse(f"/login?error=unknown&next={quote(_local(next))}", status_code=303)
+        back = "" if _local(next) == "/" else f"&next={quote(_local(next))}"
+        return RedirectResponse(f"/login?error=unknown{back}", status_code=303)
     response = RedirectResponse(_local(next), status_code=303)
     # Lax: sent when someone follows a link here, never with another site's form posts
     # (acknowledge and resolve are posts), and never readable by scripts.
