@@ -517,7 +517,6 @@ def demo(
     from rich.console import Console  # noqa: PLC0415
 
     from services.demo import DemoOptions, run_demo  # noqa: PLC0415
-    from services.demo.run import stop_on_signals  # noqa: PLC0415
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     options = DemoOptions(
@@ -528,4 +527,4 @@ def demo(
         raise _fail(
             "demo", ConfigurationError(f"--broker {broker!r}: use auto, mosquitto or amqtt")
         )
-    raise typer.Exit(code=run_demo(options, Console(), stop_on_signals()))
+    raise typer.Exit(code=run_demo(options, Console(), _stop_on_signals()))

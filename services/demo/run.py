@@ -14,7 +14,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,15 +217,8 @@ def _watch(
                     break
                 if options.duration_s is not None and elapsed() >= options.duration_s:
                     break
+        console.line()  # a redirected Live leaves its last frame unterminated
         console.print(line(snapshot(read_models.engine), elapsed()), highlight=False)
     finally:
         read_models.close()
     return failed
-
-
-def stop_on_signals() -> threading.Event:
-    stop = threading.Event()
-    handler: Callable[..., None] = lambda *_: stop.set()  # noqa: E731
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, handler)
-    return stop
