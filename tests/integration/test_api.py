@@ -303,3 +303,49 @@ def _coreline(*args: str, database_url: str) -> subprocess.CompletedProcess[str]
         [sys.executable, "-m", "services", *args],
         capture_output=True, text=True, env=env, timeout=120, check=False,
     )  # fmt: skip
+
+
+def test_a_reassigned_device_keeps_its_past_with_its_old_clinic(
+    client: TestClient, world: World
+) -> None:
+    """Moved from clinic B to clinic A, a device's history before the move stays B's:
+    A sees only events that arrived since (none of B's session ids) and none of B's
+    usage; B loses the device."""
+    from schemas import seal, utc_text  # noqa: PLC0415
+    from services.eventstore import open_event_store  # noqa: PLC0415
+
+    headers = bearer(world.tokens["manufacturer"])
+    moved = client.put(
+        "/api/v1/devices/HP-000201/clinic", headers=headers, json={"clinic_id": CLINIC_A}
+    )
+    assert moved.status_code == 202
+    project(world.database_url)
+    b_sessions = {
+        s["session_id"] for s in _walk(client, world, "/api/v1/sessions?device_id=HP-000201")
+    }
+    assert b_sessions
+    before = _walk(client, world, "/api/v1/devices/HP-000201/events?limit=50", "clinic_a")
+    assert before == []
+    usage = "/api/v1/devices/HP-000201/usage?days=366"
+    assert sum(day["sessions"] for day in _get(client, world, usage, "clinic_a")) == 0
+    assert sum(day["sessions"] for day in _get(client, world, usage)) == len(b_sessions)
+    store = open_event_store(world.database_url)
+    [head] = store.read_stream("HP-000201", from_seq=world.event_counts["HP-000201"])
+    later = seal({
+        "event_id": "0e4a4f1e-8a7e-4a36-9d4a-3f1b7c1d2e01", "device_id": "HP-000201",
+        "seq": head.seq + 1, "type": "fault.cleared", "occurred_at": utc_text(head.occurred_at),
+        "schema_version": 1, "data": {"fault_code": "E-VAC-LOW"}, "prev_hash": head.hash,
+    })  # fmt: skip
+    store.append([later])
+    store.close()
+    seen = _walk(client, world, "/api/v1/devices/HP-000201/events?limit=50", "clinic_a")
+    assert [event["seq"] for event in seen] == [head.seq + 1]
+    everything = _walk(client, world, "/api/v1/devices/HP-000201/events?limit=500")
+    assert len(everything) == head.seq + 1
+    assert not any(session in str(everything[-1]) for session in b_sessions)
+    assert (
+        client.get(
+            "/api/v1/devices/HP-000201", headers=bearer(world.tokens["clinic_b"])
+        ).status_code
+        == 404
+    )

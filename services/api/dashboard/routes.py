@@ -119,7 +119,7 @@ def device_page(request: Request, who: Viewer, api: Api, device_id: str) -> Resp
         device = device_queries.find_device(db, who, device_id)
         if device is None:
             raise _not_found("device")
-        usage = device_queries.daily_usage(db, device_id, 30)
+        usage = device_queries.daily_usage(db, who, device_id, 30)
         query = session_queries.session_query(who, device_id=device_id)
         recent = session_queries.list_sessions(db, query, None, 10)[:10]
         alerts = alert_queries.list_alerts(

@@ -106,14 +106,21 @@ def device_clinic(connection: Connection, device_id: str) -> tuple[bool, str | N
 
 
 def daily_usage(
-    connection: Connection, device_id: str, days: int = 30, now: datetime | None = None
+    connection: Connection,
+    principal: Principal,
+    device_id: str,
+    days: int = 30,
+    now: datetime | None = None,
 ) -> list[UsageDay]:
-    """Sessions and cores per UTC day over the last ``days`` days, oldest first."""
+    """Sessions and cores per UTC day over the last ``days`` days, oldest first: those
+    of the principal's clinic (a device moved between clinics has two histories)."""
     today = (now or datetime.now(UTC)).date()
     since = datetime.combine(today - timedelta(days=days - 1), datetime.min.time(), UTC)
     rows = connection.execute(
         select(_sessions.c.started_at, _sessions.c.cores_counted).where(
-            _sessions.c.device_id == device_id, _sessions.c.started_at >= utc(since)
+            _sessions.c.device_id == device_id,
+            _sessions.c.started_at >= utc(since),
+            scoped(principal, _sessions.c.clinic_id),
         )
     )
     sessions: defaultdict[str, int] = defaultdict(int)
