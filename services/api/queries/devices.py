@@ -5,7 +5,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, case, false, func, or_, select, true
+from sqlalchemy import ColumnElement, Connection, Select, and_, case, false, or_, select, true
 
 from services.api.access import Principal
 from services.api.models import (
@@ -133,13 +133,6 @@ def daily_usage(
         UsageDay(day=day, sessions=sessions[day], cores=cores[day])
         for day in ((today - timedelta(days=back)).isoformat() for back in range(days - 1, -1, -1))
     ]
-
-
-def count_devices(connection: Connection, principal: Principal) -> int:
-    query = (
-        select(func.count()).select_from(_devices).where(scoped(principal, _devices.c.clinic_id))
-    )
-    return int(connection.execute(query).scalar_one())
 
 
 def _device(row: Any) -> DeviceOut:
