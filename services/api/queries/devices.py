@@ -91,18 +91,15 @@ def find_device(
     return None if row is None else _detail(row)
 
 
-def device_clinic(connection: Connection, device_id: str) -> tuple[bool, str | None]:
-    """Whether the platform knows the device (it sent events or was registered),
-    and its clinic."""
-    row = connection.execute(
-        select(_devices.c.clinic_id).where(_devices.c.device_id == device_id)
-    ).first()
-    if row is not None:
-        return True, row[0]
-    row = connection.execute(
-        select(_registry.c.clinic_id).where(_registry.c.device_id == device_id)
-    ).first()
-    return (row is not None, None if row is None else row[0])
+def device_visible(connection: Connection, principal: Principal, device_id: str) -> bool:
+    """Whether the platform knows the device (it sent events or was registered) and it
+    lies in the principal's scope: the check every route about one device starts with."""
+    clinic = select(_devices.c.clinic_id).where(_devices.c.device_id == device_id)
+    row = connection.execute(clinic).first()
+    if row is None:
+        registered = select(_registry.c.clinic_id).where(_registry.c.device_id == device_id)
+        row = connection.execute(registered).first()
+    return row is not None and principal.sees(row[0])
 
 
 def daily_usage(

@@ -76,8 +76,7 @@ def verify(
             findings=[] if finding is None else [_finding(finding)],
         )
     assert device_id is not None  # noqa: S101 - one of the two, checked above
-    known, clinic_id = device_queries.device_clinic(db, device_id)
-    if not known or not who.sees(clinic_id):
+    if not device_queries.device_visible(db, who, device_id):
         raise not_found("device")
     audit = audit_stream(store, device_stream(device_id))
     return VerificationOut(

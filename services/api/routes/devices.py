@@ -74,7 +74,7 @@ def get_usage(
     days: Annotated[int, Query(ge=1, le=366)] = 30,
 ) -> list[UsageDay]:
     """Sessions and cores per UTC day, oldest first, today included."""
-    if queries.find_device(db, who, device_id) is None:
+    if not queries.device_visible(db, who, device_id):
         raise not_found("device")
     return queries.daily_usage(db, who, device_id, days)
 
@@ -91,7 +91,7 @@ def list_events(
     """The device's own events in seq order, as it sent them (hash-chained).  A clinic
     sees those that arrived since the device became theirs: what it did at another
     clinic (that clinic's session ids among them) stays that clinic's."""
-    if queries.find_device(db, who, device_id) is None:
+    if not queries.device_visible(db, who, device_id):
         raise not_found("device")
     since = None if who.clinic_id is None else assigned_since(store, device_id, who.clinic_id)
     after = decode_cursor(cursor, (int,))
@@ -132,8 +132,7 @@ def assign_device(
     who: DeviceManager, db: Db, store: Store, device_id: DevicePath, body: AssignDevice
 ) -> Accepted:
     """Assigns the device to a clinic, or (``clinic_id: null``) takes it back."""
-    known, _ = queries.device_clinic(db, device_id)
-    if not known:
+    if not queries.device_visible(db, who, device_id):
         raise not_found("device")
     return commands.assign_device(store, device_id, body.clinic_id, who.author)
 
@@ -145,8 +144,7 @@ def record_service(
     who: DeviceManager, db: Db, store: Store, device_id: DevicePath, body: RecordService
 ) -> Accepted:
     """A service visit: the actuator's count since service starts again."""
-    known, _ = queries.device_clinic(db, device_id)
-    if not known:
+    if not queries.device_visible(db, who, device_id):
         raise not_found("device")
     return commands.record_service(
         store, device_id, body.notes, body.actuations_at_service, who.author
