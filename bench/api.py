@@ -41,7 +41,7 @@ from services.api.csv_export import CSV_COLUMNS
 from services.api.pagination import encode_cursor, time_key
 from services.api.queries import devices as device_queries
 from services.api.queries import sessions as session_queries
-from services.api.tokens import create_token, ensure_token_table
+from services.api.tokens import create_token
 from services.eventstore import upgrade_schema
 from services.projections.read_store import ReadModelStore
 from tests.support.postgres import TemporaryPostgres, free_port
@@ -354,7 +354,6 @@ def main() -> None:
         upgrade_schema(url)
         read_models = ReadModelStore(url)  # creates the read-model tables
         engine = read_models.engine
-        ensure_token_table(engine)
         fleet = load_fleet(url, arguments.devices, arguments.clinics, arguments.sessions, sampled)
         rows = arguments.devices + arguments.sessions
         print(f"loaded {arguments.devices:,} devices and {arguments.sessions:,} sessions in "

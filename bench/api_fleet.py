@@ -19,11 +19,11 @@ import orjson
 import psycopg
 
 from edge_agent.device import DeviceReading
-from edge_agent.simulator import HandpieceSimulator
 from schemas import GENESIS_HASH, seal, utc_text
 from services.projections.device import DeviceProjection
 from services.projections.facts import fact_from_body
 from services.projections.read_store import document, snapshot
+from simulation import HandpieceSimulator
 
 DAYS: Final = 90
 STATUSES: Final = {"ok": 70, "cartridge_low": 12, "service_due": 6, "fault": 6,

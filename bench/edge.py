@@ -37,9 +37,9 @@ from edge_agent.driver import LinkDriver
 from edge_agent.outbox import Durability, Outbox, wire_bytes
 from edge_agent.publisher import DeviceLink, batch_payload, split_batches
 from schemas import MAX_BATCH_BYTES, MAX_BATCH_EVENTS
-from schemas.mqtt_url import BrokerAddress
 from tests.support.mosquitto import TemporaryMosquitto
 from tests.support.streams import device_stream, punch_data, timestamp
+from transport import BrokerAddress
 
 DEVICE: Final = "HP-000001"
 _RSS_SECONDS: Final = 10.0
@@ -107,7 +107,7 @@ def link_publish_rate(directory: Path, broker: TemporaryMosquitto, count: int) -
     while outbox.first_unsent_seq(DEVICE) is not None:
         driver.turn(0.001)
     elapsed = time.perf_counter() - started
-    driver.close()
+    driver.close_links()
     outbox.close()
     return count / elapsed
 

@@ -16,10 +16,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from bench.report import machine, print_table
-from edge_agent.simulator import HandpieceSimulator, fleet_device_ids
 from schemas import GENESIS_HASH, Heartbeat, SealedEvent, seal, utc_text
 from services.eventstore import Cursor, open_event_store, upgrade_schema
-from services.projections.replay import replay
+from services.projector import replay
+from simulation import HandpieceSimulator, fleet_device_ids
 from tests.support.postgres import TemporaryPostgres
 
 START = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)

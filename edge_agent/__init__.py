@@ -1,1 +1,1 @@
-"""Edge agent: runs beside the handpiece firmware (device port, simulator, outbox, publisher)."""
+"""Edge agent: runs beside the handpiece firmware (device port, outbox, link, driver)."""

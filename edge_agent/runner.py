@@ -13,7 +13,7 @@ from edge_agent.firmware_input import FirmwareLineError, parse_line
 from edge_agent.outbox import InvalidReadingError, Outbox
 from edge_agent.publisher import DeviceLink, LinkSettings
 from schemas import Heartbeat
-from schemas.mqtt_url import BrokerAddress
+from transport import BrokerAddress
 
 log = logging.getLogger(__name__)
 

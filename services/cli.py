@@ -5,26 +5,28 @@ import re
 import signal
 import sys
 import threading
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from edge_agent.fleet import FleetPlan, FleetProgress, FleetSimulation
 from edge_agent.outbox import Durability, Outbox
 from edge_agent.runner import run_agent
-from edge_agent.settings import AgentSettings, ConfigurationError, SettingsT, load
-from edge_agent.simulator import fleet_device_ids
+from edge_agent.settings import AgentSettings
 from schemas.fields import DEVICE_ID_PATTERN
 from schemas.urls import redact
+from transport import ConfigurationError, SettingsT, load
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from services.api import Role
+    from simulation import FleetProgress
 
-# The platform's modules (database drivers, migrations, web stack) are imported by
-# the commands that use them, so `coreline agent` on a handpiece stays small.
+# The platform's modules (database drivers, migrations, web stack) and the simulation
+# are imported by the commands that use them, so `coreline agent` on a handpiece
+# stays small.
 
 app = typer.Typer(
     name="coreline",
@@ -61,7 +63,33 @@ OutboxOption = Annotated[
         show_default=False,
     ),
 ]
-LogLevelOption = Annotated[str, typer.Option("--log-level", help="debug, info, warning, error")]
+
+
+class LogLevel(StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"
+
+
+class TokenRole(StrEnum):
+    """``--role``: the API's roles (``services.api.Role``, kept out of this import)."""
+
+    MANUFACTURER = "manufacturer"
+    CLINIC = "clinic"
+    AUDITOR = "auditor"
+
+
+class DemoBroker(StrEnum):
+    AUTO = "auto"
+    MOSQUITTO = "mosquitto"
+    AMQTT = "amqtt"
+
+
+LogLevelOption = Annotated[
+    LogLevel, typer.Option("--log-level", case_sensitive=False, help="How much to log.")
+]
 
 
 def _fail(command: str, error: Exception) -> typer.Exit:
@@ -70,11 +98,9 @@ def _fail(command: str, error: Exception) -> typer.Exit:
 
 
 def _configure(
-    command: str, settings_class: type[SettingsT], log_level: str, **overrides: object
+    command: str, settings_class: type[SettingsT], log_level: LogLevel, **overrides: object
 ) -> SettingsT:
-    level = logging.getLevelNamesMapping().get(log_level.upper())
-    if level is None:
-        raise _fail(command, ConfigurationError(f"--log-level {log_level!r}: use info, debug…"))
+    level = logging.getLevelNamesMapping()[log_level.upper()]
     logging.basicConfig(
         level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -122,9 +148,11 @@ def gateway(
         int | None,
         typer.Option(help="Serve /metrics here; 0: off (default 9101).", show_default=False),
     ] = None,
-    log_level: LogLevelOption = "info",
+    log_level: LogLevelOption = LogLevel.INFO,
 ) -> None:
     """Ingest device events from MQTT into the event store, exactly once in effect."""
+    from gateway.ingest import IngestOptions  # noqa: PLC0415
+    from gateway.mqtt_source import SourceOptions  # noqa: PLC0415
     from gateway.service import Gateway, GatewayOptions  # noqa: PLC0415
     from gateway.settings import GatewaySettings  # noqa: PLC0415
     from services.eventstore import EventStoreError, open_event_store  # noqa: PLC0415
@@ -143,10 +171,13 @@ def gateway(
 
         start_http_server(settings.gateway_metrics_port, settings.gateway_metrics_host)
     options = GatewayOptions(
-        client_id=settings.gateway_client_id,
-        share_group=settings.gateway_share_group,
-        gap_grace_s=settings.gateway_gap_grace_s,
-        gap_max_attempts=settings.gateway_gap_max_attempts,
+        SourceOptions(
+            client_id=settings.gateway_client_id, share_group=settings.gateway_share_group
+        ),
+        IngestOptions(
+            gap_grace_s=settings.gateway_gap_grace_s,
+            gap_max_attempts=settings.gateway_gap_max_attempts,
+        ),
     )
     service = Gateway(lambda: open_event_store(settings.database_url), settings.broker(), options)
     typer.echo(f"gateway: {redact(settings.mqtt_url)} → {redact(settings.database_url)}", err=True)
@@ -204,7 +235,7 @@ def projector(
         int | None,
         typer.Option(help="Serve /metrics here; 0: off (default 9102).", show_default=False),
     ] = None,
-    log_level: LogLevelOption = "info",
+    log_level: LogLevelOption = LogLevel.INFO,
 ) -> None:
     """Fold events into the read models, run the alert engine, deliver alerts.
 
@@ -213,11 +244,13 @@ def projector(
     """
     import threading  # noqa: PLC0415
 
-    from services.delivery import run_notifier  # noqa: PLC0415
     from services.eventstore import EventStoreError, open_event_store  # noqa: PLC0415
     from services.projections.read_store import ReadModelStore  # noqa: PLC0415
-    from services.projections.runner import Projector  # noqa: PLC0415
-    from services.projections.settings import ProjectorSettings  # noqa: PLC0415
+    from services.projector import (  # noqa: PLC0415
+        Projector,
+        ProjectorSettings,
+        run_notifier,
+    )
 
     settings = _configure(
         "projector", ProjectorSettings, log_level, database_url=database_url, mqtt_url=mqtt_url,
@@ -258,10 +291,10 @@ def replay(database_url: DatabaseOption = None) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn  # noqa: PLC0415
 
     from services.eventstore import EventStoreError, open_event_store  # noqa: PLC0415
-    from services.projections.replay import replay as rebuild  # noqa: PLC0415
+    from services.projector import replay as rebuild  # noqa: PLC0415
     from services.settings import Settings  # noqa: PLC0415
 
-    settings = _configure("replay", Settings, "warning", database_url=database_url)
+    settings = _configure("replay", Settings, LogLevel.WARNING, database_url=database_url)
     try:
         events = open_event_store(settings.database_url)
     except EventStoreError as error:
@@ -283,7 +316,7 @@ def agent(
     device_id: Annotated[str, typer.Option("--device-id", help="This handpiece's serial.")],
     mqtt_url: MqttOption = None,
     outbox: OutboxOption = None,
-    log_level: LogLevelOption = "info",
+    log_level: LogLevelOption = LogLevel.INFO,
 ) -> None:
     """Run one handpiece's agent, fed firmware events as JSON lines on stdin.
 
@@ -321,9 +354,11 @@ def simulate(
     first_device: Annotated[int, typer.Option(min=1, help="Serial of the first device.")] = 1,
     mqtt_url: MqttOption = None,
     outbox: OutboxOption = None,
-    log_level: LogLevelOption = "warning",
+    log_level: LogLevelOption = LogLevel.WARNING,
 ) -> None:
     """Simulate a fleet of handpieces, each publishing like a real agent."""
+    from simulation import FleetPlan, FleetSimulation, fleet_device_ids  # noqa: PLC0415
+
     settings = _configure(
         "simulate", AgentSettings, log_level, mqtt_url=mqtt_url, outbox_path=outbox
     )
@@ -345,7 +380,7 @@ def simulate(
     )
 
 
-def _print_progress(progress: FleetProgress) -> None:
+def _print_progress(progress: "FleetProgress") -> None:
     typer.echo(
         f"simulated until {progress.simulated_until:%Y-%m-%d %H:%M:%S}Z: "
         f"{progress.recorded} events recorded, {progress.unsent} unsent, "
@@ -369,7 +404,7 @@ def api(
     ] = None,
     database_url: DatabaseOption = None,
     mqtt_url: MqttOption = None,
-    log_level: LogLevelOption = "info",
+    log_level: LogLevelOption = LogLevel.INFO,
 ) -> None:
     """Serve the HTTP API (/api/v1, OpenAPI at /api/v1/docs), the dashboard and /metrics."""
     import uvicorn  # noqa: PLC0415
@@ -404,7 +439,7 @@ def api(
 
 @token_app.command("create")
 def token_create(
-    role: Annotated[str, typer.Option(help="manufacturer, clinic or auditor.")],
+    role: Annotated[TokenRole, typer.Option(help="What the token may see and do.")],
     clinic: Annotated[
         str | None,
         typer.Option(
@@ -468,24 +503,21 @@ def token_revoke(
     typer.echo(f"revoked {token_id}")
 
 
-def _role(name: str) -> "Role":
+def _role(choice: TokenRole) -> "Role":
     from services.api import Role  # noqa: PLC0415
 
-    try:
-        return Role(name)
-    except ValueError:
-        raise _fail(
-            "token", ConfigurationError(f"--role {name!r}: use manufacturer, clinic or auditor")
-        ) from None
+    return Role(choice.value)
 
 
 def _platform_engine(command: str, database_url: str | None) -> "Engine":
+    from services.eventstore import EventStoreError, open_event_store  # noqa: PLC0415
     from services.projections.read_store import ReadModelStore  # noqa: PLC0415
     from services.settings import load_settings  # noqa: PLC0415
 
     try:
         settings = load_settings(database_url=database_url)
-    except ConfigurationError as error:
+        open_event_store(settings.database_url).close()  # reachable, and migrated
+    except (ConfigurationError, EventStoreError) as error:
         raise _fail(command, error) from None
     return ReadModelStore(settings.database_url).engine
 
@@ -509,8 +541,8 @@ def demo(
         ),
     ] = None,
     broker: Annotated[
-        str, typer.Option(help="auto (Mosquitto if installed, else amqtt), mosquitto or amqtt.")
-    ] = "auto",
+        DemoBroker, typer.Option(help="auto: Mosquitto if installed, else amqtt.")
+    ] = DemoBroker.AUTO,
 ) -> None:
     """Run everything on the embedded default: broker, gateway, projector, alerts, API
     with dashboard and a simulated fleet, with a token for each role."""
@@ -523,8 +555,4 @@ def demo(
         duration_s=duration, devices=devices, clinics=clinics, speed=speed, port=port,
         data_dir=data_dir, broker=broker,
     )  # fmt: skip
-    if broker not in {"auto", "mosquitto", "amqtt"}:
-        raise _fail(
-            "demo", ConfigurationError(f"--broker {broker!r}: use auto, mosquitto or amqtt")
-        )
     raise typer.Exit(code=run_demo(options, Console(), _stop_on_signals()))

@@ -5,8 +5,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator
 
-from edge_agent.settings import ConfigurationError, MqttSettings, load
 from services.eventstore import DatabaseUrl, UnsupportedDatabaseUrlError
+from transport import ConfigurationError, MqttSettings, load
 
 __all__ = ["ConfigurationError", "Settings", "load_settings"]
 

@@ -1,5 +1,5 @@
 """Shared fixtures: a real PostgreSQL server for the session, and an event store per
-test for every adapter."""
+test for every adapter (in memory, SQLite, PostgreSQL)."""
 
 import itertools
 from collections.abc import Iterator
@@ -7,13 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from services.eventstore import EventStore, open_event_store, upgrade_schema
+from services.eventstore import EventStore, InMemoryEventStore, open_event_store, upgrade_schema
 from tests.support.postgres import TemporaryPostgres
 
 SHARED_VECTORS_DIR = Path(__file__).resolve().parents[2] / "shared" / "protocol-vectors"
 VENDORED_VECTORS_DIR = Path(__file__).resolve().parent / "protocol-vectors"
 """A copy of the shared vectors, so a checkout without ``../shared`` still tests them;
 ``tests/unit/test_vectors_copy.py`` keeps the copy identical while both exist."""
+ADAPTERS = ("memory", "sqlite", "postgres")
+DATABASE_ADAPTERS = ("sqlite", "postgres")
+"""The adapters a URL can name: a test that needs ``store_url`` runs on these only."""
 _TEMPLATE = "coreline_template"
 _database_numbers = itertools.count()
 
@@ -53,17 +56,36 @@ def sqlite_url(tmp_path: Path) -> str:
     return url
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest) -> str:
-    """The URL of a fresh store, once per adapter."""
-    fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
-    url: str = request.getfixturevalue(fixture)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run a test that uses a store once per adapter: on all of them when ``store`` is
+    all it needs, on the database ones when it also asks for ``store_url`` (several
+    connections, raw SQL), so that the store and the URL name one database."""
+    if "adapter" in metafunc.fixturenames:
+        needs_url = "store_url" in metafunc.fixturenames
+        metafunc.parametrize("adapter", DATABASE_ADAPTERS if needs_url else ADAPTERS, indirect=True)
+
+
+@pytest.fixture
+def adapter(request: pytest.FixtureRequest) -> str:
+    """The adapter under test (parametrized by ``pytest_generate_tests``)."""
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def store_url(adapter: str, request: pytest.FixtureRequest) -> str:
+    """The URL of a fresh store, once per database adapter."""
+    url: str = request.getfixturevalue(f"{adapter}_url")
     return url
 
 
 @pytest.fixture
-def store(store_url: str) -> Iterator[EventStore]:
-    """An open event store, once per adapter."""
-    opened = open_event_store(store_url)
+def store(adapter: str, request: pytest.FixtureRequest) -> Iterator[EventStore]:
+    """An open event store, once per adapter; on a database, the one ``store_url`` names."""
+    opened: EventStore
+    if adapter == "memory":
+        opened = InMemoryEventStore()
+    else:
+        opened = open_event_store(request.getfixturevalue("store_url"))
     yield opened
     opened.close()

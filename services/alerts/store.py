@@ -1,6 +1,8 @@
 """The alert engine's own tables: the book of holding conditions, and clinic
 policies.  Not read models: a replay rebuilds ``read_alerts`` from alert events but
-keeps the book, so the live engine carries on without raising anything twice."""
+keeps the book, so the live engine carries on without raising anything twice.  Both
+are made by ``coreline db upgrade``, like every table no replay rebuilds
+(``tests/integration/test_migrations.py`` holds the migrations to these definitions)."""
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -39,10 +41,6 @@ alert_policies = Table(
     Column("overrides", JSON, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
-
-
-def create_tables(engine: Engine) -> None:
-    metadata.create_all(engine)
 
 
 def load_book(connection: Connection, device_ids: Iterable[str]) -> dict[str, dict[Key, str]]:

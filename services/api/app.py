@@ -9,18 +9,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from schemas.mqtt_url import BrokerAddress
-from services.alerts import store as alert_store
 from services.api.dashboard.routes import install_dashboard
 from services.api.deps import ApiContext
 from services.api.metrics import record_request
 from services.api.problems import install_problem_handlers
 from services.api.routes import alerts, audit, clinics, devices, operations, sessions
 from services.api.store_pool import StorePool
-from services.api.tokens import ensure_token_table
-from services.delivery import ensure_delivery_tables
 from services.eventstore import EventStore
 from services.projections.read_store import ReadModelStore
+from transport import BrokerAddress
 
 API_PREFIX: Final = "/api/v1"
 
@@ -35,9 +32,6 @@ def create_app(
 ) -> FastAPI:
     read_models = ReadModelStore(database_url)  # creates the read tables when missing
     engine = read_models.engine
-    ensure_token_table(engine)
-    alert_store.create_tables(engine)
-    ensure_delivery_tables(engine)
     stores = StorePool(open_store)
 
     @asynccontextmanager

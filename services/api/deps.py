@@ -9,12 +9,12 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Connection, Engine
 
-from schemas.mqtt_url import BrokerAddress
 from services.api.access import Action, Principal
 from services.api.problems import forbidden, unauthorized
 from services.api.store_pool import StorePool
 from services.api.tokens import authenticate
 from services.eventstore import EventStore
+from transport import BrokerAddress
 
 SESSION_COOKIE: Final = "coreline_session"
 _bearer = HTTPBearer(auto_error=False, description="A token from `coreline token create`.")

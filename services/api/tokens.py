@@ -3,6 +3,10 @@
 A token is shown once, when it is created.  The database keeps its SHA-256 digest:
 a token carries 256 random bits, so no one can search for a preimage, and a slow
 password hash (made for guessable secrets) would only slow every request down.
+
+``api_tokens`` is made by ``coreline db upgrade`` (the PostgreSQL migrations and the
+SQLite schema); the definition here is what queries it, and
+``tests/integration/test_migrations.py`` holds the two to the same columns.
 """
 
 import hashlib
@@ -31,10 +35,9 @@ TOKEN_PREFIX: Final = "clt_"  # noqa: S105 - a marker, not a secret
 _CLINIC_ID: Final = re.compile(CLINIC_ID_PATTERN)
 _MAX_LABEL: Final = 120
 
-_metadata = MetaData()
 api_tokens: Final = Table(
     "api_tokens",
-    _metadata,
+    MetaData(),
     Column("token_id", Text, primary_key=True),
     Column("digest", Text, nullable=False, unique=True),
     Column("role", Text, nullable=False),
@@ -57,10 +60,6 @@ class TokenRecord:
     label: str
     created_at: datetime
     revoked_at: datetime | None
-
-
-def ensure_token_table(engine: Engine) -> None:
-    _metadata.create_all(engine)
 
 
 def digest(token: str) -> str:
@@ -87,7 +86,6 @@ def create_token(
         created_at=datetime.now(UTC),
         revoked_at=None,
     )
-    ensure_token_table(engine)
     with engine.begin() as connection:
         connection.execute(
             api_tokens.insert().values(
@@ -100,7 +98,6 @@ def create_token(
 
 def revoke_token(engine: Engine, token_id: str) -> None:
     """Refuse the token from now on (the record stays, for the audit trail)."""
-    ensure_token_table(engine)
     with engine.begin() as connection:
         changed = connection.execute(
             update(api_tokens)
@@ -112,7 +109,6 @@ def revoke_token(engine: Engine, token_id: str) -> None:
 
 
 def list_tokens(engine: Engine) -> list[TokenRecord]:
-    ensure_token_table(engine)
     with engine.connect() as connection:
         rows = connection.execute(select(api_tokens).order_by(api_tokens.c.created_at)).mappings()
         return [

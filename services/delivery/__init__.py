@@ -2,8 +2,8 @@
 alert topic and to the clinic's webhooks (HMAC-SHA256 signed, retried with backoff,
 logged).
 
-Run it: ``run_notifier(database_url, broker, master_key, stop)``, or build a
-``Notifier`` and call ``run(stop)`` / ``step()``.  Manage webhooks with
+Build a ``Notifier`` and call ``run(stop)`` / ``step()`` (the process that runs it is
+``services.projector.run_notifier``).  Manage webhooks with
 ``create_webhook``, ``rotate_secret``, ``set_webhook_active`` and ``list_webhooks``;
 receivers check requests with ``verify_signature``.
 """
@@ -13,10 +13,9 @@ from services.delivery.errors import DeliveryError, InvalidWebhookError, Webhook
 from services.delivery.notice import AlertNotice, AlertState, build_notice, is_alert_stream
 from services.delivery.notifier import NOTIFIER, Notifier, NotifierOptions
 from services.delivery.retry import PostResult, RetryPolicy, after_attempt, retry_delay
-from services.delivery.service import run_notifier
 from services.delivery.settings import DeliverySettings
 from services.delivery.signature import derive_secret, sign, signed_headers, verify_signature
-from services.delivery.tables import DeliveryState, ensure_delivery_tables
+from services.delivery.tables import DeliveryState
 from services.delivery.webhooks import (
     Webhook,
     create_webhook,
@@ -47,12 +46,10 @@ __all__ = [
     "create_webhook",
     "delivery_log",
     "derive_secret",
-    "ensure_delivery_tables",
     "is_alert_stream",
     "list_webhooks",
     "retry_delay",
     "rotate_secret",
-    "run_notifier",
     "set_webhook_active",
     "sign",
     "signed_headers",

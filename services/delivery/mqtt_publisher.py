@@ -1,5 +1,5 @@
-"""The notifier's MQTT link (the only paho import of delivery): QoS 1 publishes, and
-which of them the broker has acknowledged.
+"""The notifier's MQTT link: QoS 1 publishes, and which of them the broker has
+acknowledged.
 
 A persistent session (MQTT 5 ``clean_start=False`` with a session expiry, or 3.1.1
 ``clean_session=False``) plus paho's own queue mean a notice published while the
@@ -13,14 +13,9 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import MQTTProtocolVersion
-from paho.mqtt.reasoncodes import ReasonCode
-
-from edge_agent.mqtt_session import Mqtt5Probe, persistent_client, resume_session
-from schemas.mqtt_url import BrokerAddress
+from transport import BrokerAddress, MqttClient, SessionListener, SessionOptions
 
 log = logging.getLogger(__name__)
 
@@ -33,26 +28,24 @@ class _Pending:
     topic: str
 
 
-class AlertPublisher:
+class AlertPublisher(SessionListener):
     def __init__(self, broker: BrokerAddress, client_id: str = "coreline-notifier") -> None:
-        self._broker = broker
-        self._client_id = client_id
         self._changed = threading.Condition()
         self._pending: dict[str, _Pending] = {}
-        self._answers: dict[int, ReasonCode | None] = {}
+        self._answers: dict[int, str | None] = {}
         """PUBACKs by packet id: ``None`` accepted, else the broker's refusal."""
         self._connected = threading.Event()
-        self._client = self._new_client(MQTTProtocolVersion.MQTTv5)
+        self._mqtt = MqttClient(
+            broker, SessionOptions(client_id=client_id, session_expiry_s=_SESSION_EXPIRY_S), self
+        )
 
     # -- lifecycle ---------------------------------------------------------
 
     def start(self) -> None:
-        self._connect()
-        self._client.loop_start()
+        self._mqtt.start()
 
     def stop(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+        self._mqtt.stop()
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
@@ -64,14 +57,11 @@ class AlertPublisher:
         with self._changed:
             if key in self._pending:
                 return
-        # Outside our lock: paho calls ``_on_publish`` holding its own message lock,
-        # which ``publish`` takes too, so nesting them the other way could deadlock.
-        # Not connected is fine: paho keeps the message and sends it on reconnect.
-        if self._mqtt5.overdue(self._client):
-            self._fall_back_to_311()
-        info = self._client.publish(topic, payload, qos=1)
+        # Outside our lock: the client calls ``on_published`` from its network thread.
+        # Not connected is fine: the session keeps the message and sends it on reconnect.
+        publication = self._mqtt.publish(topic, payload, qos=1)
         with self._changed:
-            self._pending[key] = _Pending(info.mid, topic)
+            self._pending[key] = _Pending(publication.mid, topic)
 
     def wait_acknowledged(self, keys: Iterable[str], timeout: float) -> bool:
         """Whether the broker accepted every one of ``keys`` within ``timeout``.
@@ -122,58 +112,22 @@ class AlertPublisher:
                 refused.append(key)
         return waiting, refused
 
-    # -- paho --------------------------------------------------------------
+    # -- SessionListener ----------------------------------------------------
 
-    def _new_client(self, protocol: MQTTProtocolVersion) -> mqtt.Client:
-        self._mqtt5 = Mqtt5Probe()
-        client = persistent_client(self._client_id, self._broker, protocol)
-        client.reconnect_delay_set(1, 30)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_publish = self._on_publish
-        return client
-
-    def _connect(self) -> None:
-        self._client.connect_async(
-            self._broker.host, self._broker.port, keepalive=30,
-            **resume_session(self._client, _SESSION_EXPIRY_S),
-        )  # fmt: skip
-
-    def _on_connect(
-        self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
-    ) -> None:
-        if self._mqtt5.refused(client, reason):
-            self._fall_back_to_311()
-            return
-        if reason.is_failure:
-            log.error("broker refused the notifier: %s", reason)
-            return
+    def on_connected(self, connection: int) -> None:
         self._connected.set()
-        log.info("notifier connected to %s:%d", self._broker.host, self._broker.port)
 
-    def _fall_back_to_311(self) -> None:
-        log.warning("broker lacks MQTT 5: the notifier uses 3.1.1")
-        self._client.loop_stop()
+    def on_disconnected(self, reason: str) -> None:
+        self._connected.clear()
+
+    def on_protocol_changed(self) -> None:
+        self._connected.clear()
         with self._changed:
-            # The old client's queue goes with it: what it held is published anew.
+            # The old client's queue went with it: what it held is published anew.
             self._pending.clear()
             self._answers.clear()
-            self._client = self._new_client(MQTTProtocolVersion.MQTTv311)
-        self._connect()
-        self._client.loop_start()
 
-    def _on_disconnect(
-        self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
-    ) -> None:
-        self._connected.clear()
-        if self._mqtt5.dropped_unanswered(client):
-            self._fall_back_to_311()
-            return
-        log.warning("notifier disconnected from the broker (%s); reconnecting", reason)
-
-    def _on_publish(
-        self, _client: mqtt.Client, _userdata: Any, mid: int, reason: ReasonCode, _props: Any
-    ) -> None:
+    def on_published(self, mid: int, refusal: str | None) -> None:
         with self._changed:
-            self._answers[mid] = reason if reason.is_failure else None
+            self._answers[mid] = refusal
             self._changed.notify_all()

@@ -26,16 +26,14 @@ from typing import Final
 from sqlalchemy import Engine
 
 from schemas import AlertAcknowledged, AlertRaised, AlertResolved, clinic_alerts_topic
-from schemas.mqtt_url import BrokerAddress
 from services.delivery.delivery_log import enqueue_deliveries
 from services.delivery.moments import utc_moment
 from services.delivery.mqtt_publisher import AlertPublisher
 from services.delivery.notice import AlertNotice, build_notice, is_alert_stream
 from services.delivery.retry import RetryPolicy
-from services.delivery.tables import ensure_delivery_tables
 from services.delivery.worker import DeliveryWorker
-from services.eventstore import EventStore, StoredEvent
-from services.projections.read_store import save_checkpoint
+from services.eventstore import EventStore, StoredEvent, load_checkpoint, save_checkpoint
+from transport import BrokerAddress
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +68,6 @@ class Notifier:
         self._engine = engine
         self._clock = clock
         self.options = options or NotifierOptions()
-        ensure_delivery_tables(engine)
         self.publisher = (
             AlertPublisher(broker, self.options.client_id) if broker is not None else None
         )
@@ -92,7 +89,9 @@ class Notifier:
         """Handle the next batch; how many events it passed (0: caught up, or the
         broker has not acknowledged the batch's notices yet; it is retried)."""
         self.start()
-        stored = self._store.read(self._store.load_checkpoint(NOTIFIER), self.options.batch_size)
+        with self._engine.connect() as connection:
+            checkpoint = load_checkpoint(connection, NOTIFIER)
+        stored = self._store.read(checkpoint, self.options.batch_size)
         if not stored:
             return 0
         notices = self._notices(stored)

@@ -3,10 +3,11 @@ PostgreSQL.
 
 Unlike the read models these are not derived from events: a webhook is operator
 configuration and the log is the record of what was sent, so a replay never
-touches them.  Secrets are not here at all (see ``signature``).
+touches them, and ``coreline db upgrade`` makes them (the PostgreSQL migrations and
+the SQLite schema; ``tests/integration/test_migrations.py`` holds those to these
+definitions).  Secrets are not here at all (see ``signature``).
 """
 
-import weakref
 from enum import StrEnum
 from typing import Final, NamedTuple
 
@@ -15,7 +16,6 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
-    Engine,
     ForeignKey,
     Index,
     Integer,
@@ -80,11 +80,3 @@ def delivery_tables() -> DeliveryTables:
 
 
 TABLES: Final = delivery_tables()
-_ensured: "weakref.WeakSet[Engine]" = weakref.WeakSet()
-
-
-def ensure_delivery_tables(engine: Engine) -> None:
-    """Create the tables where they are missing (once per engine and process)."""
-    if engine not in _ensured:
-        TABLES.metadata.create_all(engine)
-        _ensured.add(engine)

@@ -17,7 +17,7 @@ from schemas.fields import CLINIC_ID_PATTERN
 from services.delivery.errors import InvalidWebhookError, WebhookNotFoundError
 from services.delivery.moments import aware
 from services.delivery.signature import derive_secret
-from services.delivery.tables import TABLES, ensure_delivery_tables
+from services.delivery.tables import TABLES
 
 _CLINIC_ID: Final = re.compile(CLINIC_ID_PATTERN)
 _MAX_URL_LENGTH: Final = 2000
@@ -36,7 +36,6 @@ class Webhook:
 def create_webhook(engine: Engine, master_key: bytes, clinic_id: str, url: str) -> tuple[str, str]:
     """Register ``url`` for ``clinic_id``'s alert notices; ``(webhook id, secret)``."""
     _check(clinic_id, url)
-    ensure_delivery_tables(engine)
     webhook_id = str(uuid.uuid4())
     with engine.begin() as connection:
         connection.execute(
@@ -54,7 +53,6 @@ def rotate_secret(engine: Engine, master_key: bytes, webhook_id: str) -> str:
     Attempts made from now on, retries of earlier notices included, are signed with
     the new secret.
     """
-    ensure_delivery_tables(engine)
     webhooks = TABLES.webhooks
     with engine.begin() as connection:
         version = connection.execute(
@@ -70,7 +68,6 @@ def rotate_secret(engine: Engine, master_key: bytes, webhook_id: str) -> str:
 
 def set_webhook_active(engine: Engine, webhook_id: str, *, active: bool) -> None:
     """Switch a webhook off (its pending deliveries wait, unsent) or on again."""
-    ensure_delivery_tables(engine)
     webhooks = TABLES.webhooks
     with engine.begin() as connection:
         changed = connection.execute(
@@ -82,7 +79,6 @@ def set_webhook_active(engine: Engine, webhook_id: str, *, active: bool) -> None
 
 def list_webhooks(engine: Engine, clinic_id: str | None = None) -> list[Webhook]:
     """The webhooks of ``clinic_id`` (of every clinic when ``None``), oldest first."""
-    ensure_delivery_tables(engine)
     webhooks = TABLES.webhooks
     query = select(webhooks).order_by(webhooks.c.created_at, webhooks.c.id)
     if clinic_id is not None:

@@ -28,7 +28,6 @@ from services.delivery.http_post import PostNotice, post_notice
 from services.delivery.moments import utc_moment
 from services.delivery.retry import Delivered, GaveUp, RetryPolicy, after_attempt
 from services.delivery.signature import derive_secret, signed_headers
-from services.delivery.tables import ensure_delivery_tables
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +57,6 @@ class DeliveryWorker:
         self._rng_lock = threading.Lock()
         self.wake = threading.Event()
         """Set when deliveries were enqueued, so they go now rather than at the next poll."""
-        ensure_delivery_tables(engine)
 
     def deliver_due(self) -> int:
         """Make every due attempt (up to a batch), in parallel; how many were made."""

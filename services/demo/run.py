@@ -23,10 +23,7 @@ from typing import Final
 from rich.console import Console
 from rich.live import Live
 
-from edge_agent.fleet import FleetPlan, FleetSimulation
 from edge_agent.outbox import Durability, Outbox
-from edge_agent.simulator import SimulatorProfile, fleet_device_ids
-from schemas.mqtt_url import BrokerAddress
 from services.api import Role, commands, create_token
 from services.delivery import create_webhook
 from services.demo.broker import embedded_broker
@@ -35,6 +32,8 @@ from services.demo.summary import line, render, snapshot
 from services.demo.webhook_sink import WebhookSink
 from services.eventstore import open_event_store, upgrade_schema
 from services.projections.read_store import ReadModelStore
+from simulation import FleetPlan, FleetSimulation, SimulatorProfile, fleet_device_ids
+from transport import BrokerAddress
 
 LIVELY: Final = SimulatorProfile(
     faults_per_punching_hour=0.6, mean_idle_gap_s=900, min_idle_gap_s=120

@@ -1,19 +1,26 @@
-"""The append-only event store: one port, a SQLite and a PostgreSQL adapter."""
+"""The append-only event store: small ports, and an in-memory, a SQLite and a PostgreSQL
+adapter that all pass the same contract tests."""
 
 from schemas.urls import redact
+from services.eventstore.checkpoints import load_checkpoint, save_checkpoint
 from services.eventstore.database_url import Backend, DatabaseUrl
 from services.eventstore.errors import (
     DatabaseUnavailableError,
     EventStoreError,
     SchemaMissingError,
+    StoreRefusedValueError,
+    StoreUnavailableError,
     UnsupportedDatabaseUrlError,
 )
 from services.eventstore.factory import open_event_store, upgrade_schema
+from services.eventstore.memory import InMemoryEventStore
 from services.eventstore.ports import (
     DEAD_LETTER_RAW_LIMIT,
     AppendResult,
     Cursor,
     DeadLetter,
+    DeadLetters,
+    EventLog,
     EventRecord,
     EventStore,
     Gap,
@@ -21,6 +28,8 @@ from services.eventstore.ports import (
     Presence,
     StoredDeadLetter,
     StoredEvent,
+    StreamGaps,
+    Telemetry,
 )
 
 __all__ = [
@@ -31,17 +40,26 @@ __all__ = [
     "DatabaseUnavailableError",
     "DatabaseUrl",
     "DeadLetter",
+    "DeadLetters",
+    "EventLog",
     "EventRecord",
     "EventStore",
     "EventStoreError",
     "Gap",
+    "InMemoryEventStore",
     "NextEvent",
     "Presence",
     "SchemaMissingError",
+    "StoreRefusedValueError",
+    "StoreUnavailableError",
     "StoredDeadLetter",
     "StoredEvent",
+    "StreamGaps",
+    "Telemetry",
     "UnsupportedDatabaseUrlError",
+    "load_checkpoint",
     "open_event_store",
     "redact",
+    "save_checkpoint",
     "upgrade_schema",
 ]

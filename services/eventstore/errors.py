@@ -1,4 +1,8 @@
-"""Failures of the event store that callers may handle."""
+"""Failures of the event store that callers may handle.
+
+Adapters raise these, never their driver's exceptions, so a caller decides between
+"wait and retry" and "set this input aside" without knowing which database it has.
+"""
 
 
 class EventStoreError(Exception):
@@ -9,8 +13,17 @@ class SchemaMissingError(EventStoreError):
     """The database has no (or an older) Coreline schema: run ``coreline db upgrade``."""
 
 
-class DatabaseUnavailableError(EventStoreError):
-    """The database did not answer (down, unreachable, or refusing these credentials)."""
+class StoreUnavailableError(EventStoreError):
+    """The database is away, busy, locked or lost the connection: retrying later may work."""
+
+
+DatabaseUnavailableError = StoreUnavailableError
+"""The name this failure had first; the same class, so either name catches it."""
+
+
+class StoreRefusedValueError(EventStoreError):
+    """The database refused a value (a driver's data or integrity error): the same input
+    will be refused again, however often it is retried."""
 
 
 class UnsupportedDatabaseUrlError(EventStoreError):

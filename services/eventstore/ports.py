@@ -1,4 +1,4 @@
-"""The event store's port: what every adapter (SQLite, PostgreSQL) promises.
+"""The event store's ports: what every adapter (in memory, SQLite, PostgreSQL) promises.
 
 Contract (DESIGN §5), proven for every adapter by ``tests/contract``:
 
@@ -134,8 +134,10 @@ NextEvent = Callable[[StoredEvent | None], SealedEvent | None]
 """Builds a stream's next event from its newest stored one (see ``append_next``)."""
 
 
-class EventStore(Protocol):
-    """One instance is used by one thread at a time; open one per worker."""
+class EventLog(Protocol):
+    """The events themselves: append (deduplicated, chain-checked), read in global
+    order or by stream, and wait for more.  What the gateway writes and projectors,
+    the notifier and the audit read."""
 
     def append(
         self,
@@ -183,7 +185,26 @@ class EventStore(Protocol):
         order (the database's)."""
         ...
 
-    def dead_letters(self, after_id: int = 0, limit: int = 100) -> list[StoredDeadLetter]: ...
+    def wait_for_appends(self, timeout: float) -> None:
+        """Return when events may have been appended by anyone since the last call
+        (or the last read), or after ``timeout`` seconds: how a projector waits
+        without polling hard.  PostgreSQL: LISTEN/NOTIFY; SQLite: the file's data
+        version."""
+        ...
+
+
+class DeadLetters(Protocol):
+    """Input refused at the door or by the append's integrity checks, kept with its
+    reason and (a bounded prefix of) its bytes; written only through ``append``."""
+
+    def dead_letters(self, after_id: int = 0, limit: int = 100) -> list[StoredDeadLetter]:
+        """Dead letters with an id above ``after_id``, in id (arrival) order."""
+        ...
+
+
+class Telemetry(Protocol):
+    """What devices report besides events: heartbeat samples and MQTT presence.
+    Neither is hashed nor chained; losing a sample is harmless (QoS 0)."""
 
     def record_heartbeats(
         self, heartbeats: Sequence[Heartbeat], *, received_at: datetime | None = None
@@ -206,6 +227,10 @@ class EventStore(Protocol):
         devices never seen are simply absent."""
         ...
 
+
+class StreamGaps(Protocol):
+    """Which seqs of a stream are missing: what the gateway asks devices to resend."""
+
     def find_gaps(self, stream_id: str, after_seq: int = 0) -> list[Gap]:
         """The missing seq ranges between stored events above ``after_seq``, in order.
 
@@ -224,17 +249,15 @@ class EventStore(Protocol):
         """
         ...
 
-    def load_checkpoint(self, name: str) -> Cursor:
-        """Where the subscriber ``name`` got to; ``Cursor.START`` if it never saved one."""
-        ...
 
-    def save_checkpoint(self, name: str, cursor: Cursor) -> None: ...
+class EventStore(EventLog, DeadLetters, Telemetry, StreamGaps, Protocol):
+    """Every part of the store behind one open handle, which ``close`` releases.
 
-    def wait_for_appends(self, timeout: float) -> None:
-        """Return when events may have been appended by anyone since the last call
-        (or the last read), or after ``timeout`` seconds: how a projector waits
-        without polling hard.  PostgreSQL: LISTEN/NOTIFY; SQLite: the file's data
-        version."""
-        ...
+    One instance is used by one thread at a time; open one per worker.  Failures
+    are the store's own (``StoreUnavailableError``: wait and retry;
+    ``StoreRefusedValueError``: the input will never be taken), never a driver's.
+    Checkpoints are not here: they move in the same transaction as the read models
+    they describe (``services.eventstore.checkpoints``).
+    """
 
     def close(self) -> None: ...

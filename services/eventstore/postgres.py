@@ -32,6 +32,7 @@ from psycopg import sql
 from schemas import Heartbeat, SealedEvent
 from services.eventstore.append_plan import StoredLink, StreamKey, neighbour_ranges, plan_append
 from services.eventstore.database_url import unreachable
+from services.eventstore.driver_errors import DriverErrors
 from services.eventstore.errors import SchemaMissingError
 from services.eventstore.migrations import SCHEMA_REVISION
 from services.eventstore.portable import PortableQueries
@@ -113,6 +114,10 @@ _RECORD_PRESENCE: Final = (
     "WHERE excluded.changed_at >= stored.changed_at"
 )
 _NO_LIMIT: Final = 2**62
+POSTGRES_ERRORS: Final = DriverErrors(
+    refused=(psycopg.DataError, psycopg.IntegrityError), failed=psycopg.Error
+)
+"""How psycopg's exceptions become the store's own."""
 APPENDS_CHANNEL: Final = "coreline_appends"
 
 
@@ -124,6 +129,13 @@ class PostgresEventStore(PortableQueries):
         "after": "%(after_seq)s::bigint",
     }
 
+    # The shared queries reach the database too: they fail like every other method.
+    find_gaps = POSTGRES_ERRORS(PortableQueries.find_gaps)
+    contiguous_through = POSTGRES_ERRORS(PortableQueries.contiguous_through)
+    count_events = POSTGRES_ERRORS(PortableQueries.count_events)
+    stream_ids = POSTGRES_ERRORS(PortableQueries.stream_ids)
+
+    @POSTGRES_ERRORS
     def __init__(self, conninfo: str) -> None:
         # Autocommit: reads are single statements and never sit idle in a transaction
         # (which would hold back other readers' horizon); writes open one explicitly.
@@ -135,6 +147,7 @@ class PostgresEventStore(PortableQueries):
             raise unreachable(conninfo, error) from error
         self._check_schema()
 
+    @POSTGRES_ERRORS
     def append(
         self,
         events: Sequence[SealedEvent],
@@ -148,6 +161,7 @@ class PostgresEventStore(PortableQueries):
         with self._connection.transaction(), self._connection.cursor() as cursor:
             return self._append_in(cursor, events, dead_letters, received)
 
+    @POSTGRES_ERRORS
     def append_next(
         self, stream_id: str, build: NextEvent, *, received_at: datetime | None = None
     ) -> SealedEvent | None:
@@ -197,6 +211,7 @@ class PostgresEventStore(PortableQueries):
             )
         return AppendResult(len(plan.inserts), plan.duplicates, plan.rejected)
 
+    @POSTGRES_ERRORS
     def read(self, after: Cursor, limit: int = 1000) -> list[StoredEvent]:
         # fetchall: psycopg builds every row in one call; iterating costs ~5 µs a row.
         rows = self._connection.execute(
@@ -204,6 +219,7 @@ class PostgresEventStore(PortableQueries):
         ).fetchall()
         return [_stored_event(row) for row in rows]
 
+    @POSTGRES_ERRORS
     def read_records(self, after: Cursor, limit: int = 10_000) -> list[EventRecord]:
         rows = self._connection.execute(
             _READ_RECORDS, (str(after.commit), after.position, limit), binary=True
@@ -214,6 +230,7 @@ class PostgresEventStore(PortableQueries):
             for row in rows
         ]  # fmt: skip
 
+    @POSTGRES_ERRORS
     def read_stream(
         self, stream_id: str, from_seq: int = 1, to_seq: int | None = None, limit: int | None = None
     ) -> list[StoredEvent]:
@@ -223,6 +240,7 @@ class PostgresEventStore(PortableQueries):
         )
         return [_stored_event(row) for row in rows]
 
+    @POSTGRES_ERRORS
     def dead_letters(self, after_id: int = 0, limit: int = 100) -> list[StoredDeadLetter]:
         rows = self._connection.execute(
             "SELECT id, received_at, topic, reason, detail, device_id, seq, raw, raw_size "
@@ -244,6 +262,7 @@ class PostgresEventStore(PortableQueries):
             for row in rows
         ]
 
+    @POSTGRES_ERRORS
     def record_heartbeats(
         self, heartbeats: Sequence[Heartbeat], *, received_at: datetime | None = None
     ) -> None:
@@ -267,6 +286,7 @@ class PostgresEventStore(PortableQueries):
                     )
                 )
 
+    @POSTGRES_ERRORS
     def latest_heartbeats(self, device_id: str, limit: int = 100) -> list[Heartbeat]:
         rows = self._connection.execute(
             "SELECT sampled_at, battery_pct, temperature_c, uptime_s, rssi_dbm FROM heartbeats "
@@ -285,11 +305,13 @@ class PostgresEventStore(PortableQueries):
             for row in rows
         ]
 
+    @POSTGRES_ERRORS
     def record_presence(self, device_id: str, online: bool, at: datetime) -> None:
         # ON CONFLICT locks the stored row and checks the WHERE against its latest
         # version, so two gateways racing still leave the newer status behind.
         self._connection.execute(_RECORD_PRESENCE, (device_id, online, at))
 
+    @POSTGRES_ERRORS
     def presence(self, device_ids: Sequence[str] | None = None) -> dict[str, Presence]:
         if device_ids is None:
             rows = self._connection.execute(
@@ -303,21 +325,7 @@ class PostgresEventStore(PortableQueries):
             )
         return {row[0]: Presence(row[1], row[2]) for row in rows}
 
-    def load_checkpoint(self, name: str) -> Cursor:
-        row = self._connection.execute(
-            "SELECT commit_id, position FROM checkpoints WHERE name = %s", (name,)
-        ).fetchone()
-        return Cursor(row[0], row[1]) if row else Cursor.START
-
-    def save_checkpoint(self, name: str, cursor: Cursor) -> None:
-        self._connection.execute(
-            "INSERT INTO checkpoints (name, commit_id, position, updated_at) "
-            "VALUES (%s, %s, %s, now()) "
-            "ON CONFLICT (name) DO UPDATE SET commit_id = excluded.commit_id, "
-            "position = excluded.position, updated_at = excluded.updated_at",
-            (name, cursor.commit, cursor.position),
-        )
-
+    @POSTGRES_ERRORS
     def wait_for_appends(self, timeout: float) -> None:
         if self._listener is None:
             self._listener = psycopg.connect(self._conninfo, autocommit=True)
@@ -329,6 +337,7 @@ class PostgresEventStore(PortableQueries):
         for _ in self._listener.notifies(timeout=0):
             pass
 
+    @POSTGRES_ERRORS
     def close(self) -> None:
         self._connection.close()
         if self._listener is not None:

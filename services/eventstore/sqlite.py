@@ -22,6 +22,7 @@ from services.eventstore.append_plan import (
     neighbour_ranges,
     plan_append,
 )
+from services.eventstore.driver_errors import DriverErrors
 from services.eventstore.errors import SchemaMissingError
 from services.eventstore.portable import PortableQueries
 from services.eventstore.ports import (
@@ -39,6 +40,10 @@ from services.eventstore.sqlite_schema import SCHEMA_VERSION, connect
 
 _POLL_S: Final = 0.05
 """How often a waiting projector looks at the file (SQLite has no notifications)."""
+SQLITE_ERRORS: Final = DriverErrors(
+    refused=(sqlite3.DataError, sqlite3.IntegrityError), failed=sqlite3.Error
+)
+"""How sqlite3's exceptions become the store's own (also used by the schema upgrade)."""
 _EVENT_COLUMNS: Final = (
     "position, stream_id, device_id, seq, event_id, type, occurred_at, received_at, "
     "hash, prev_hash, body"
@@ -51,6 +56,13 @@ class SqliteEventStore(PortableQueries):
 
     PARAMETERS: ClassVar[dict[str, str]] = {"stream": ":stream_id", "after": ":after_seq"}
 
+    # The shared queries reach the database too: they fail like every other method.
+    find_gaps = SQLITE_ERRORS(PortableQueries.find_gaps)
+    contiguous_through = SQLITE_ERRORS(PortableQueries.contiguous_through)
+    count_events = SQLITE_ERRORS(PortableQueries.count_events)
+    stream_ids = SQLITE_ERRORS(PortableQueries.stream_ids)
+
+    @SQLITE_ERRORS
     def __init__(self, path: Path) -> None:
         self._connection = connect(path)
         version = self._connection.execute("PRAGMA user_version").fetchone()[0]
@@ -63,6 +75,7 @@ class SqliteEventStore(PortableQueries):
             )
         self._data_version: int = self._connection.execute("PRAGMA data_version").fetchone()[0]
 
+    @SQLITE_ERRORS
     def append(
         self,
         events: Sequence[SealedEvent],
@@ -76,6 +89,7 @@ class SqliteEventStore(PortableQueries):
         with self._write() as connection:
             return self._append_in(connection, events, dead_letters, received_text)
 
+    @SQLITE_ERRORS
     def append_next(
         self, stream_id: str, build: NextEvent, *, received_at: datetime | None = None
     ) -> SealedEvent | None:
@@ -125,6 +139,7 @@ class SqliteEventStore(PortableQueries):
         )
         return AppendResult(len(plan.inserts), plan.duplicates, plan.rejected)
 
+    @SQLITE_ERRORS
     def read(self, after: Cursor, limit: int = 1000) -> list[StoredEvent]:
         rows = self._connection.execute(
             f"SELECT {_EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",  # noqa: S608
@@ -132,6 +147,7 @@ class SqliteEventStore(PortableQueries):
         ).fetchall()
         return [_stored_event(row) for row in rows]
 
+    @SQLITE_ERRORS
     def read_records(self, after: Cursor, limit: int = 10_000) -> list[EventRecord]:
         rows = self._connection.execute(
             "SELECT position, stream_id, device_id, seq, type, received_at, hash, body "
@@ -144,6 +160,7 @@ class SqliteEventStore(PortableQueries):
             for row in rows
         ]  # fmt: skip
 
+    @SQLITE_ERRORS
     def read_stream(
         self, stream_id: str, from_seq: int = 1, to_seq: int | None = None, limit: int | None = None
     ) -> list[StoredEvent]:
@@ -154,6 +171,7 @@ class SqliteEventStore(PortableQueries):
         ).fetchall()
         return [_stored_event(row) for row in rows]
 
+    @SQLITE_ERRORS
     def dead_letters(self, after_id: int = 0, limit: int = 100) -> list[StoredDeadLetter]:
         rows = self._connection.execute(
             "SELECT id, received_at, topic, reason, detail, device_id, seq, raw, raw_size "
@@ -175,6 +193,7 @@ class SqliteEventStore(PortableQueries):
             for row in rows
         ]
 
+    @SQLITE_ERRORS
     def record_heartbeats(
         self, heartbeats: Sequence[Heartbeat], *, received_at: datetime | None = None
     ) -> None:
@@ -197,6 +216,7 @@ class SqliteEventStore(PortableQueries):
                 ],
             )
 
+    @SQLITE_ERRORS
     def latest_heartbeats(self, device_id: str, limit: int = 100) -> list[Heartbeat]:
         rows = self._connection.execute(
             "SELECT sampled_at, battery_pct, temperature_c, uptime_s, rssi_dbm FROM heartbeats "
@@ -215,6 +235,7 @@ class SqliteEventStore(PortableQueries):
             for row in rows
         ]
 
+    @SQLITE_ERRORS
     def record_presence(self, device_id: str, online: bool, at: datetime) -> None:
         # Fixed-width UTC text compares in time order, so the guard is a plain >=.
         with self._write() as connection:
@@ -226,6 +247,7 @@ class SqliteEventStore(PortableQueries):
                 (device_id, online, _timestamp(at)),
             )
 
+    @SQLITE_ERRORS
     def presence(self, device_ids: Sequence[str] | None = None) -> dict[str, Presence]:
         if device_ids is None:
             rows = self._connection.execute(
@@ -240,22 +262,7 @@ class SqliteEventStore(PortableQueries):
             )
         return {row[0]: Presence(bool(row[1]), _parse_timestamp(row[2])) for row in rows}
 
-    def load_checkpoint(self, name: str) -> Cursor:
-        row = self._connection.execute(
-            "SELECT commit_id, position FROM checkpoints WHERE name = ?", (name,)
-        ).fetchone()
-        return Cursor(row[0], row[1]) if row else Cursor.START
-
-    def save_checkpoint(self, name: str, cursor: Cursor) -> None:
-        with self._write() as connection:
-            connection.execute(
-                "INSERT INTO checkpoints (name, commit_id, position, updated_at) "
-                "VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET commit_id = excluded.commit_id, "
-                "position = excluded.position, updated_at = excluded.updated_at",
-                (name, cursor.commit, cursor.position, _timestamp(datetime.now(UTC))),
-            )
-
+    @SQLITE_ERRORS
     def wait_for_appends(self, timeout: float) -> None:
         # data_version changes when another connection commits to the file.
         deadline = time.monotonic() + timeout
@@ -266,6 +273,7 @@ class SqliteEventStore(PortableQueries):
                 return
             time.sleep(min(_POLL_S, max(0.0, deadline - time.monotonic())))
 
+    @SQLITE_ERRORS
     def close(self) -> None:
         self._connection.close()
 

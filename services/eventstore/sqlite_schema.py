@@ -71,7 +71,73 @@ CREATE TABLE IF NOT EXISTS presence (
 );
 """
 
-_UPGRADES: Final = (_VERSION_1, _VERSION_2)
+# State no replay rebuilds: API tokens, webhooks and their delivery log, clinic alert
+# policies and the alert engine's book.  Until version 3 SQLAlchemy's ``create_all``
+# made these at run time from the same definitions, so a version 2 file may already
+# hold some of them, with rows: each statement is what ``create_all`` emitted (its
+# declared types, its constraint order, hence the same automatic index names), so a
+# file carried forward and a fresh one end with the same schema.
+_VERSION_3: Final = """
+CREATE TABLE IF NOT EXISTS api_tokens (
+    token_id     TEXT     NOT NULL,
+    digest       TEXT     NOT NULL,
+    role         TEXT     NOT NULL,
+    clinic_id    TEXT,
+    label        TEXT     NOT NULL,
+    created_at   DATETIME NOT NULL,
+    revoked_at   DATETIME,
+    PRIMARY KEY (token_id),
+    UNIQUE (digest)
+);
+
+CREATE TABLE IF NOT EXISTS webhooks (
+    id             TEXT     NOT NULL,
+    clinic_id      TEXT     NOT NULL,
+    url            TEXT     NOT NULL,
+    secret_version INTEGER  NOT NULL,
+    created_at     DATETIME NOT NULL,
+    active         BOOLEAN  NOT NULL,
+    PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS webhooks_clinic_active ON webhooks (clinic_id, active);
+
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    id               INTEGER  NOT NULL,
+    webhook_id       TEXT     NOT NULL,
+    event_id         TEXT     NOT NULL,
+    alert_id         TEXT     NOT NULL,
+    payload          TEXT     NOT NULL,
+    attempts         INTEGER  NOT NULL,
+    state            TEXT     NOT NULL,
+    last_status      INTEGER,
+    last_error       TEXT,
+    next_attempt_at  DATETIME,
+    delivered_at     DATETIME,
+    created_at       DATETIME NOT NULL,
+    PRIMARY KEY (id),
+    CONSTRAINT webhook_deliveries_once UNIQUE (webhook_id, event_id),
+    FOREIGN KEY (webhook_id) REFERENCES webhooks (id)
+);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_event ON webhook_deliveries (event_id);
+
+CREATE TABLE IF NOT EXISTS alert_conditions (
+    device_id    TEXT NOT NULL,
+    rule         TEXT NOT NULL,
+    subject      TEXT NOT NULL,
+    alert_id     TEXT NOT NULL,
+    PRIMARY KEY (device_id, rule, subject)
+);
+
+CREATE TABLE IF NOT EXISTS alert_policies (
+    clinic_id    TEXT     NOT NULL,
+    overrides    JSON     NOT NULL,
+    updated_at   DATETIME NOT NULL,
+    PRIMARY KEY (clinic_id)
+);
+"""
+
+_UPGRADES: Final = (_VERSION_1, _VERSION_2, _VERSION_3)
 """The script that brings a file from ``user_version`` N to N + 1 is ``_UPGRADES[N]``.
 
 Every statement is ``IF NOT EXISTS``: two upgraders can both read the old version
@@ -80,16 +146,19 @@ before either takes the write lock, and the second must then change nothing."""
 SCHEMA_VERSION: Final = len(_UPGRADES)
 
 
-def upgrade_sqlite(path: Path) -> None:
-    """Create or upgrade the schema of the database file at ``path`` (idempotent)."""
+def upgrade_sqlite(path: Path, version: int = SCHEMA_VERSION) -> None:
+    """Create or upgrade the schema of the database file at ``path`` to ``version``
+    (idempotent; a file already there or beyond is left as it is)."""
+    if not 1 <= version <= SCHEMA_VERSION:
+        raise ValueError(f"SQLite schema versions run from 1 to {SCHEMA_VERSION}, not {version}")
     path.parent.mkdir(parents=True, exist_ok=True)
     with _closing(connect(path)) as connection:
-        version = connection.execute("PRAGMA user_version").fetchone()[0]
-        if version < SCHEMA_VERSION:
+        found = connection.execute("PRAGMA user_version").fetchone()[0]
+        if found < version:
             # One transaction for every pending step: a crash leaves the old version whole.
-            steps = "".join(_UPGRADES[version:])
+            steps = "".join(_UPGRADES[found:version])
             connection.executescript(
-                f"BEGIN IMMEDIATE; {steps} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                f"BEGIN IMMEDIATE; {steps} PRAGMA user_version = {version}; COMMIT;"
             )
 
 

@@ -9,17 +9,15 @@ the work is in the fold.
 import pickle
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
 import sqlalchemy
-from sqlalchemy import Connection, Engine, event, select, text
+from sqlalchemy import Connection, Engine, event, select
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from schemas import utc_text
-from services.eventstore import Backend, Cursor, DatabaseUrl
+from services.eventstore import Backend, Cursor, DatabaseUrl, load_checkpoint, save_checkpoint
 from services.projections.device import DeviceProjection
 from services.projections.tables import ReadTables, read_tables
 
@@ -27,13 +25,6 @@ SNAPSHOT_FORMAT: Final = 1
 """Bumped when ``DeviceProjection``'s fields change.  Snapshots of another format are
 not used; the release that bumps it says to run ``coreline replay``, which rebuilds
 them all from the event store."""
-
-_SAVE_CHECKPOINT: Final = text(
-    "INSERT INTO checkpoints (name, commit_id, position, updated_at) "
-    "VALUES (:name, :commit, :position, :updated) "
-    "ON CONFLICT (name) DO UPDATE SET commit_id = excluded.commit_id, "
-    "position = excluded.position, updated_at = excluded.updated_at"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +64,7 @@ class ReadModelStore:
 
     def checkpoint(self, name: str) -> Cursor:
         with self.engine.connect() as connection:
-            row = connection.execute(
-                text("SELECT commit_id, position FROM checkpoints WHERE name = :name"),
-                {"name": name},
-            ).first()
-        return Cursor(int(row[0]), int(row[1])) if row else Cursor.START
+            return load_checkpoint(connection, name)
 
     def projections(self, device_ids: Iterable[str]) -> dict[str, DeviceProjection]:
         """The saved folds of these devices (absent: never seen, or saved by an older
@@ -187,15 +174,6 @@ class ReadModelStore:
 
     def close(self) -> None:
         self.engine.dispose()
-
-
-def save_checkpoint(connection: Connection, name: str, cursor: Cursor) -> None:
-    """Move checkpoint ``name`` inside the caller's transaction."""
-    connection.execute(
-        _SAVE_CHECKPOINT,
-        {"name": name, "commit": cursor.commit, "position": cursor.position,
-         "updated": utc_text(datetime.now(UTC))},
-    )  # fmt: skip
 
 
 def snapshot(projection: DeviceProjection) -> bytes:

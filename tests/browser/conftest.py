@@ -19,7 +19,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_
 
 from services.eventstore import open_event_store
 from services.projections.read_store import ReadModelStore
-from services.projections.runner import Projector
+from services.projector import Projector
 from tests.support import api_world
 from tests.support.api_world import World, build_world
 from tests.support.postgres import free_port

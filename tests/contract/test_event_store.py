@@ -194,18 +194,6 @@ def test_events_and_dead_letters_of_one_message_commit_together(store: EventStor
     assert [d.seq for d in store.dead_letters()] == [4]
 
 
-def test_checkpoints_start_at_the_beginning_and_remember(store: EventStore) -> None:
-    """An unknown subscriber starts at START; a saved cursor is loaded back and can move on."""
-    assert store.load_checkpoint("projector") == Cursor.START
-    store.append(device_stream("HP-000001", 3))
-    last = store.read(Cursor.START)[-1].cursor
-    store.save_checkpoint("projector", last)
-    assert store.load_checkpoint("projector") == last
-    store.save_checkpoint("projector", Cursor(last.commit, last.position + 1))
-    assert store.load_checkpoint("projector").position == last.position + 1
-    assert store.load_checkpoint("other") == Cursor.START
-
-
 def test_heartbeats_are_recorded(store: EventStore) -> None:
     """Telemetry samples are stored and read back newest first."""
     beats = [

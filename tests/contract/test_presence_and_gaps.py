@@ -153,7 +153,7 @@ def test_sqlite_file_at_version_1_is_refused_then_upgraded_in_place(tmp_path: Pa
         open_event_store(url)
 
     upgrade_schema(url)
-    assert _sqlite_schema(path)[0] == SCHEMA_VERSION == 2
+    assert _sqlite_schema(path)[0] == SCHEMA_VERSION == 3
     store = open_event_store(url)
     assert store.contiguous_through(DEVICE) == 5
     store.record_presence(DEVICE, online=True, at=NOON)

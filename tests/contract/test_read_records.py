@@ -5,6 +5,7 @@ from tests.support.streams import device_stream
 
 
 def test_records_match_full_reads(store: EventStore) -> None:
+    """Lean records read in small batches match a full read, field for field and in order."""
     for device in ("HP-000001", "HP-000002"):
         store.append(device_stream(device, 7))
     full = store.read(Cursor.START, 100)

@@ -11,6 +11,7 @@ from tests.support.streams import device_stream
 def test_a_waiting_reader_wakes_on_another_writers_append(
     store: EventStore, store_url: str
 ) -> None:
+    """A waiting reader sleeps out its timeout, and wakes soon after another writer appends."""
     store.wait_for_appends(0)  # start listening
     started = time.monotonic()
     store.wait_for_appends(0.3)  # nothing appended: waits out the timeout

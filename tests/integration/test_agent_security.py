@@ -62,6 +62,7 @@ def tls_broker(tmp_path: Path) -> Iterator[tuple[TemporaryMosquitto, FleetCa, in
 def test_mutual_tls_with_a_fleet_certificate_delivers(
     tls_broker: tuple[TemporaryMosquitto, FleetCa, int], tmp_path: Path
 ) -> None:
+    """An agent holding a fleet-CA device certificate delivers its events over mutual TLS."""
     broker, ca, tls_port = tls_broker
     device = ca.issue(DEVICE)
     with RecordingSubscriber(broker.port, TOPIC) as subscriber:
@@ -76,6 +77,7 @@ def test_mutual_tls_with_a_fleet_certificate_delivers(
 def test_without_a_client_certificate_the_broker_lets_nothing_through(
     tls_broker: tuple[TemporaryMosquitto, FleetCa, int], tmp_path: Path
 ) -> None:
+    """Without a client certificate the TLS broker lets none of the agent's events through."""
     broker, ca, tls_port = tls_broker
     with RecordingSubscriber(broker.port, TOPIC) as subscriber:
         result = _agent(tmp_path, f"mqtts://127.0.0.1:{tls_port}", 4, ca_file=ca.cert)
@@ -85,6 +87,7 @@ def test_without_a_client_certificate_the_broker_lets_nothing_through(
 
 
 def test_per_device_passwords(tmp_path: Path) -> None:
+    """A wrong device password gets nothing through, the right one delivers, neither is logged."""
     broker = TemporaryMosquitto(allow_anonymous=False)
     passwords = broker.root / "passwords"
     for user, secret in ((DEVICE, "s3cret-device"), ("watcher", "s3cret-watcher")):

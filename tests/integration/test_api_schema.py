@@ -11,12 +11,12 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from schemas.mqtt_url import BrokerAddress
 from services.api import create_app
 from services.eventstore import open_event_store
 from tests.support.api_client import MASTER_KEY
 from tests.support.api_world import build_world
 from tests.support.mosquitto import TemporaryMosquitto
+from transport import BrokerAddress
 
 _TOKEN: dict[str, str] = {}
 

@@ -117,3 +117,13 @@ def test_a_store_refuses_a_database_without_schema(
     )
     with pytest.raises(SchemaMissingError, match="coreline db upgrade"):
         open_event_store(url)
+
+
+def test_token_commands_on_a_database_without_the_schema_say_to_upgrade(tmp_path: Path) -> None:
+    """``coreline token create`` on a database never upgraded fails with exit 2 and says
+    to run ``coreline db upgrade``, instead of creating tables or printing a traceback."""
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    result = _coreline("token", "create", "--role", "manufacturer", database_url=url)
+    assert result.returncode == 2, result.stderr
+    assert "coreline db upgrade" in result.stderr
+    assert "Traceback" not in result.stderr

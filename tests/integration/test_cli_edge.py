@@ -52,6 +52,7 @@ def _unique_by_device(messages: list[tuple[str, bytes]]) -> dict[str, list[dict[
 def test_agent_records_and_publishes_firmware_lines(
     broker: TemporaryMosquitto, tmp_path: Path
 ) -> None:
+    """`coreline agent` publishes valid input as one verified chain and logs what it refused."""
     lines = [
         {"type": "cores.punched", "occurred_at": _t(n),
          "data": punch_data(n)}
@@ -84,6 +85,7 @@ def _t(n: int) -> str:
 
 
 def test_agent_refuses_bad_configuration_with_a_clear_message(tmp_path: Path) -> None:
+    """`coreline agent` exits 2 naming the bad MQTT URL or device id it was given."""
     result = _coreline("agent", "--device-id", "HP-000900", "--mqtt-url", "http://broker:80")
     assert result.returncode == 2
     assert b"CORELINE_MQTT_URL" in result.stderr
@@ -96,6 +98,7 @@ def test_agent_refuses_bad_configuration_with_a_clear_message(tmp_path: Path) ->
 def test_simulate_publishes_whole_valid_chains_for_every_device(
     broker: TemporaryMosquitto, tmp_path: Path
 ) -> None:
+    """`coreline simulate` publishes every device's whole outbox as a verified chain."""
     outbox_path = tmp_path / "fleet.db"
     with RecordingSubscriber(broker.port, "coreline/v1/devices/+/events") as subscriber:
         result = _coreline(

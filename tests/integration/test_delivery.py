@@ -15,7 +15,6 @@ import orjson
 import pytest
 
 from schemas import GENESIS_HASH, SealedEvent, clinic_alerts_topic, seal
-from schemas.mqtt_url import BrokerAddress
 from schemas.streams import alert_stream
 from services.delivery import (
     NOTIFIER,
@@ -27,12 +26,19 @@ from services.delivery import (
     delivery_log,
     verify_signature,
 )
-from services.eventstore import Cursor, EventStore, open_event_store
+from services.eventstore import (
+    Cursor,
+    EventStore,
+    load_checkpoint,
+    open_event_store,
+    save_checkpoint,
+)
 from services.projections.read_store import ReadModelStore
 from tests.support.mosquitto import TemporaryMosquitto
 from tests.support.postgres import free_port
 from tests.support.streams import device_stream, event_fields
 from tests.support.subscriber import RecordingSubscriber
+from transport import BrokerAddress
 
 MASTER_KEY = b"integration-master-key-0123456789abcdef"
 POLICY = RetryPolicy(base_s=0.2, cap_s=2.0, max_attempts=4, timeout_s=5.0)
@@ -278,7 +284,8 @@ def test_reprocessing_a_batch_enqueues_nothing_twice(
         try:
             assert notifier.step() == 3
             first_log = delivery_log(database.engine)
-            store.save_checkpoint(NOTIFIER, Cursor.START)
+            with database.engine.begin() as connection:
+                save_checkpoint(connection, NOTIFIER, Cursor.START)
             assert notifier.step() == 3
             assert notifier.step() == 0
         finally:
@@ -303,5 +310,6 @@ def test_the_checkpoint_waits_for_the_broker(store: EventStore, database: ReadMo
         assert notifier.step() == 0
     finally:
         notifier.close()
-    assert store.load_checkpoint(NOTIFIER) == Cursor.START
+    with database.engine.connect() as connection:
+        assert load_checkpoint(connection, NOTIFIER) == Cursor.START
     assert delivery_log(database.engine) == []

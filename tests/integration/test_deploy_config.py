@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 import yaml
 
-from schemas.mqtt_url import BrokerAddress
 from tests.support.deploy import (
     COMPOSE_FILE,
     DEPLOY,
@@ -47,6 +46,7 @@ from tests.support.secured_broker import (
     signed_by,
     wait_listening,
 )
+from transport import BrokerAddress
 
 PROMTOOL_MISSING = "install Debian's prometheus package: apt-get install prometheus"
 KUBECTL_MISSING = "install kubectl (Debian: apt-get install kubernetes-client)"

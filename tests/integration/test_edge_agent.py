@@ -22,10 +22,10 @@ from edge_agent.outbox import Outbox
 from edge_agent.publisher import DeviceLink, LinkSettings
 from schemas import DeviceChannel, decode_event_batch, device_topic
 from schemas.chain import ChainStatus, link_of_wire_event, verify_chain
-from schemas.mqtt_url import BrokerAddress
 from tests.support.mosquitto import TemporaryMosquitto
 from tests.support.streams import punch_data
 from tests.support.subscriber import RecordingSubscriber
+from transport import BrokerAddress
 
 DEVICE = "HP-000777"
 EVENTS_TOPIC = device_topic(DEVICE, DeviceChannel.EVENTS)
@@ -185,6 +185,7 @@ class _RunningAgent:
 def test_events_written_while_the_broker_is_down_arrive_after_it_returns(
     broker: TemporaryMosquitto, tmp_path: Path
 ) -> None:
+    """Events recorded while the broker is down arrive, as one complete chain, once it returns."""
     with (
         RecordingSubscriber(broker.port, EVENTS_TOPIC) as subscriber,
         _RunningAgent(tmp_path / "outbox.db", broker) as agent,
@@ -204,6 +205,7 @@ def test_events_written_while_the_broker_is_down_arrive_after_it_returns(
 def test_a_resend_command_is_answered_with_identical_bytes(
     broker: TemporaryMosquitto, tmp_path: Path
 ) -> None:
+    """A resend command is answered with the requested events, byte for byte as first sent."""
     with (
         RecordingSubscriber(broker.port, EVENTS_TOPIC) as subscriber,
         _RunningAgent(tmp_path / "outbox.db", broker) as agent,
@@ -234,6 +236,7 @@ def test_a_resend_command_is_answered_with_identical_bytes(
 def test_the_agent_announces_itself_and_its_will_says_offline(
     broker: TemporaryMosquitto, tmp_path: Path
 ) -> None:
+    """The agent announces itself online, and its will says offline when it is killed."""
     status = device_topic(DEVICE, DeviceChannel.STATUS)
     with RecordingSubscriber(broker.port, status, client_id="status-watch") as watcher:
         process = _agent_process(tmp_path / "outbox.db", broker, 0)

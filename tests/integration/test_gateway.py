@@ -15,10 +15,10 @@ from typing import Any
 import orjson
 import pytest
 
+from gateway.ingest import IngestOptions
 from gateway.service import Gateway, GatewayOptions
 from schemas import device_topic
 from schemas.chain import ChainLink, ChainStatus, verify_chain
-from schemas.mqtt_url import BrokerAddress
 from schemas.streams import device_stream as stream_of
 from schemas.topics import DeviceChannel
 from services.eventstore import EventStore, open_event_store
@@ -28,6 +28,7 @@ from tests.support.publisher import Publisher
 from tests.support.streams import device_stream
 from tests.support.subscriber import RecordingSubscriber
 from tests.support.vectors import STREAM_DEVICES, batch_payload, load_invalid, load_stream
+from transport import BrokerAddress
 
 
 @pytest.fixture
@@ -58,7 +59,7 @@ class _RunningGateway:
 @pytest.fixture
 def running_gateway(store_url: str, broker: TemporaryMosquitto) -> Callable[..., _RunningGateway]:
     def start(**options: Any) -> _RunningGateway:
-        return _RunningGateway(store_url, broker, GatewayOptions(**options))
+        return _RunningGateway(store_url, broker, GatewayOptions(ingest=IngestOptions(**options)))
 
     return start
 
@@ -144,6 +145,7 @@ def test_telemetry_and_presence_are_recorded(
     broker: TemporaryMosquitto,
     ingest_store: EventStore,
 ) -> None:
+    """Heartbeats and presence are stored; a malformed heartbeat is dead-lettered as schema."""
     device = "HP-000500"
     beat = {"device_id": device, "sampled_at": "2026-11-25T09:00:00.000Z", "battery_pct": 77.0,
             "temperature_c": 31.5, "uptime_s": 3600, "rssi_dbm": -60.0}  # fmt: skip
@@ -166,6 +168,7 @@ def test_a_gap_is_asked_for_again_and_filled(
     broker: TemporaryMosquitto,
     ingest_store: EventStore,
 ) -> None:
+    """A gap in a stream is asked for with a resend command, and once filled no more are sent."""
     device = "HP-000600"
     stream = [orjson.loads(event.wire_json()) for event in device_stream(device, 20)]
     events_topic = device_topic(device, DeviceChannel.EVENTS)
@@ -243,6 +246,7 @@ def _gateway_cli(*args: str) -> list[str]:
 def test_the_gateway_process_serves_metrics(
     postgres_url: str, broker: TemporaryMosquitto, vectors_dir: Path, tmp_path: Path
 ) -> None:
+    """`coreline gateway` serves Prometheus metrics counting appends, dead letters and messages."""
     port = free_port()
     log = tmp_path / "gateway.log"
     with log.open("wb") as output:
@@ -284,6 +288,7 @@ def test_the_gateway_process_serves_metrics(
     ],
 )
 def test_bad_configuration_fails_at_start_up(args: tuple[str, ...], message: str) -> None:
+    """A bad database or MQTT URL stops the gateway at start-up with exit 2 and what to fix."""
     result = subprocess.run(
         _gateway_cli(*args), capture_output=True, text=True, timeout=60, check=False
     )

@@ -104,6 +104,7 @@ def _assert_stored_exactly_once(store: EventStore, heads: dict[str, int]) -> Non
 def test_crashes_and_restarts_under_load_lose_and_double_nothing(
     postgres: TemporaryPostgres, tmp_path: Path
 ) -> None:
+    """Gateway, database and broker crashes under load leave every event stored exactly once."""
     url = postgres.create_database("coreline")
     upgrade_schema(url)
     devices = 30

@@ -15,6 +15,7 @@ DEVICES = ("HP-000101", "HP-000102", "HP-000103")
 
 
 def test_killing_the_writer_at_random_instants_never_breaks_a_chain(tmp_path: Path) -> None:
+    """Killing the outbox writer at random instants leaves every chain intact and growing."""
     path = tmp_path / "outbox.db"
     heads: list[int] = []
     for delay in (0.3, 0.45, 0.2, 0.6, 0.35):

@@ -17,8 +17,7 @@ from sqlalchemy import select
 from schemas import decode_event_batch
 from services.eventstore import EventStore, open_event_store
 from services.projections.read_store import ReadModelStore
-from services.projections.replay import replay
-from services.projections.runner import Projector
+from services.projector import Projector, replay
 from tests.support.streams import device_stream, punch_data, reseal
 from tests.support.vectors import STREAM_DEVICES, batch_payload, load_stream
 
@@ -86,6 +85,7 @@ def _catch_up(projector: Projector) -> None:
 def test_read_models_hold_the_vectors_expected_facts(
     store: EventStore, store_url: str, vectors_dir: Path, order_seed: int | None
 ) -> None:
+    """The vectors, appended in any order, fold into their expected read models; replays agree."""
     _append_vectors(store, vectors_dir, order_seed)
     read_models = ReadModelStore(store_url)
     _catch_up(Projector(store, read_models, batch_size=7))  # many small batches
@@ -101,6 +101,7 @@ def test_read_models_hold_the_vectors_expected_facts(
 def test_a_restarted_projector_resumes_where_it_stopped(
     store: EventStore, store_url: str, vectors_dir: Path
 ) -> None:
+    """A projector restarted after one batch resumes at its checkpoint and ends as expected."""
     _append_vectors(store, vectors_dir, order_seed=3)
     first = ReadModelStore(store_url)
     projector = Projector(store, first, batch_size=10)
@@ -115,6 +116,7 @@ def test_a_restarted_projector_resumes_where_it_stopped(
 def test_replay_runs_beside_a_live_projector(
     store: EventStore, store_url: str, vectors_dir: Path
 ) -> None:
+    """A replay running beside a live projector leaves the read models as expected."""
     _append_vectors(store, vectors_dir, order_seed=None)
     read_models = ReadModelStore(store_url)
     live_events, replay_events = open_event_store(store_url), open_event_store(store_url)
@@ -137,6 +139,7 @@ def test_replay_runs_beside_a_live_projector(
 def test_the_replay_command_reports_its_rate(
     store: EventStore, store_url: str, vectors_dir: Path
 ) -> None:
+    """`coreline replay` rebuilds the read models and reports its rate in events/s."""
     _append_vectors(store, vectors_dir, order_seed=None)
     result = subprocess.run(
         [sys.executable, "-m", "services", "replay", "--database-url", store_url],
@@ -162,6 +165,7 @@ def _alerts(read_models: ReadModelStore) -> list[tuple[str, str, str, str]]:
 def test_vector_sessions_raise_their_alerts_once_however_often_they_are_folded(
     store: EventStore, store_url: str, vectors_dir: Path
 ) -> None:
+    """The vectors' sessions raise their alerts once, however often they are folded or replayed."""
     _append_vectors(store, vectors_dir, order_seed=4)
     read_models = ReadModelStore(store_url)
     _catch_up(Projector(store, read_models, batch_size=6))
@@ -184,6 +188,7 @@ def test_vector_sessions_raise_their_alerts_once_however_often_they_are_folded(
 
 
 def test_the_projector_refuses_to_start_without_a_webhook_master_key(store_url: str) -> None:
+    """`coreline projector` exits 2 naming CORELINE_WEBHOOK_MASTER_KEY when it is unset."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("CORELINE_")}
     result = subprocess.run(
         [sys.executable, "-m", "services", "projector", "--database-url", store_url],
@@ -196,6 +201,7 @@ def test_the_projector_refuses_to_start_without_a_webhook_master_key(store_url: 
 def test_a_seq_conflict_refused_by_the_store_raises_an_integrity_alert(
     store: EventStore, store_url: str
 ) -> None:
+    """A forged event the store refuses for its seq raises one integrity alert, judged once."""
     original = device_stream("HP-000321", 5)
     store.append(original)
     forged = reseal(original[4], data=punch_data(5, actuations=13))

@@ -9,7 +9,7 @@ from prometheus_client import REGISTRY
 from schemas import Rejection, RejectionReason, decode_event_batch
 from services.eventstore import DeadLetter, EventStore, open_event_store, upgrade_schema
 from services.projections.read_store import ReadModelStore
-from services.projections.runner import PROJECTOR, Projector
+from services.projector import PROJECTOR, Projector
 from tests.support.vectors import STREAM_DEVICES, batch_payload, load_stream
 
 

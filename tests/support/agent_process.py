@@ -16,8 +16,8 @@ from edge_agent.device import DeviceReading
 from edge_agent.driver import LinkDriver
 from edge_agent.outbox import Outbox
 from edge_agent.publisher import DeviceLink, LinkSettings
-from schemas.mqtt_url import BrokerAddress
 from tests.support.streams import punch_data
+from transport import BrokerAddress
 
 
 def main() -> None:

@@ -2,10 +2,10 @@
 
 from fastapi.testclient import TestClient
 
-from schemas.mqtt_url import BrokerAddress
 from services.api import create_app
 from services.eventstore import open_event_store
 from tests.support.postgres import free_port
+from transport import BrokerAddress
 
 MASTER_KEY = b"k" * 32
 

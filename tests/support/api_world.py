@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from edge_agent.device import DeviceReading
-from edge_agent.simulator import HandpieceSimulator, SimulatorProfile
 from schemas import GENESIS_HASH, SealedEvent, seal, utc_text
 from services.api import Role, commands, create_token
 from services.eventstore import EventStore, open_event_store, upgrade_schema
 from services.projections.read_store import ReadModelStore
-from services.projections.runner import Projector
+from services.projector import Projector
+from simulation import HandpieceSimulator, SimulatorProfile
 
 CLINIC_A = "clinic-alpha"
 CLINIC_B = "clinic-bravo"

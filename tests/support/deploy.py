@@ -6,6 +6,7 @@ import ast
 import re
 import shutil
 import subprocess
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,12 @@ DEPLOY = REPOSITORY / "deploy"
 COMPOSE_FILE = DEPLOY / "compose.yml"
 LOCAL = "./local/"
 """Compose paths under this prefix are written by ``deploy/init-secrets``, never git."""
-PYTHON_PACKAGES = ("schemas", "edge_agent", "gateway", "services")
+PYTHON_PACKAGES: tuple[str, ...] = tuple(
+    tomllib.loads((REPOSITORY / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"][
+        "wheel"
+    ]["packages"]
+)
+"""The packages the wheel ships, as ``pyproject.toml`` names them."""
 
 _METRIC_CLASSES = {"Counter", "Gauge", "Histogram", "Summary"}
 _METRIC_NAME = re.compile(r"\bcoreline_[a-z0-9_]+\b")

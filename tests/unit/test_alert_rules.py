@@ -109,6 +109,7 @@ def fault(severity: str, code: str = "E-VAC-LOW") -> Step:
 def test_cartridge_rules_fire_at_their_threshold_and_resolve_on_removal(
     rule: str, under: int, at: int
 ) -> None:
+    """Each cartridge rule fires at its threshold, not one under, and resolves on removal."""
     bench = Bench()
     bench.feed(boot(), install(rated=1000), start(area_cm2=2000.0), punch(under))
     assert rule not in bench.raised_rules()
@@ -119,6 +120,7 @@ def test_cartridge_rules_fire_at_their_threshold_and_resolve_on_removal(
 
 
 def test_device_fault_fires_for_warnings_not_info_and_resolves_on_clear() -> None:
+    """A warning fault raises device_fault, an info one does not, and clearing it resolves it."""
     bench = Bench()
     bench.feed(boot(), fault("info"))
     assert bench.raised_rules() == []
@@ -129,6 +131,7 @@ def test_device_fault_fires_for_warnings_not_info_and_resolves_on_clear() -> Non
 
 
 def test_device_offline_after_five_silent_minutes_in_a_session_and_back() -> None:
+    """Five silent minutes in a session raise one device_offline; the next event resolves it."""
     bench = Bench()
     bench.feed(boot(), install(), start(), punch(5))
     bench.tick(timedelta(seconds=299))
@@ -142,6 +145,7 @@ def test_device_offline_after_five_silent_minutes_in_a_session_and_back() -> Non
 
 
 def test_no_offline_alert_outside_a_session() -> None:
+    """A device silent for hours outside a session raises no offline alert."""
     bench = Bench()
     bench.feed(boot(), install())
     bench.tick(timedelta(hours=3))
@@ -149,6 +153,7 @@ def test_no_offline_alert_outside_a_session() -> None:
 
 
 def test_session_count_mismatch_fires_when_totals_differ_and_stays_open() -> None:
+    """Differing session totals raise session_count_mismatch, still open after a new cartridge."""
     agreeing = Bench()
     agreeing.feed(boot(), install(), start(), punch(10), end(cores_total=10, actuations_total=10))
     assert "session_count_mismatch" not in agreeing.raised_rules()
@@ -160,6 +165,7 @@ def test_session_count_mismatch_fires_when_totals_differ_and_stays_open() -> Non
 
 
 def test_coverage_exceeded_just_over_the_policy_maximum_and_stays_open() -> None:
+    """Coverage just over the policy maximum raises one coverage_exceeded that stays open."""
     # One 0.5 mm core is 0.19635 mm²; 8 % of 1 cm² (100 mm²) is 8 mm² ≈ 40.7 cores.
     under = Bench()
     under.feed(boot(), install(rated=10_000), start(area_cm2=1.0), punch(40))
@@ -172,12 +178,14 @@ def test_coverage_exceeded_just_over_the_policy_maximum_and_stays_open() -> None
 
 
 def test_a_clinic_policy_moves_the_coverage_maximum() -> None:
+    """A clinic policy with a higher coverage maximum keeps coverage_exceeded from firing."""
     bench = Bench(AlertPolicy(coverage_max_pct=10.0))
     bench.feed(boot(), install(rated=10_000), start(area_cm2=1.0), punch(45))
     assert "coverage_exceeded" not in bench.raised_rules()
 
 
 def test_service_due_at_ninety_percent_of_the_interval_resolves_after_service() -> None:
+    """service_due fires at 90 % of the service interval and resolves once serviced."""
     policy = AlertPolicy(service_interval=1000)
     bench = Bench(policy)
     bench.feed(boot(), install(rated=100_000), start(area_cm2=2000.0), punch(899))
@@ -190,6 +198,7 @@ def test_service_due_at_ninety_percent_of_the_interval_resolves_after_service() 
 
 
 def test_integrity_fires_on_a_cores_mismatch_and_stays_open() -> None:
+    """Cores not matching actuations × needles raise one integrity alert that stays open."""
     bench = Bench()
     bench.feed(boot(), install(needles=3), start(), punch(4, needles=3))
     assert bench.raised_rules() == []
@@ -202,6 +211,7 @@ def test_integrity_fires_on_a_cores_mismatch_and_stays_open() -> None:
 
 
 def test_integrity_fires_for_a_gap_left_open_past_its_grace_and_resolves_when_filled() -> None:
+    """A gap open past its grace raises an integrity alert that resolves when it is filled."""
     bench = Bench(AlertPolicy(gap_grace_s=60))
     bench.feed(boot(), install(), start(), punch(1), punch(1), punch(1))
     facts = bench.facts
@@ -218,6 +228,7 @@ def test_integrity_fires_for_a_gap_left_open_past_its_grace_and_resolves_when_fi
 
 
 def test_redelivery_never_opens_a_second_alert() -> None:
+    """Every event delivered three more times opens no second alert."""
     bench = Bench()
     bench.feed(boot(), install(rated=1000), start(area_cm2=2000.0), punch(960), fault("critical"))
     first = list(bench.engine.decisions.raised)
@@ -239,6 +250,7 @@ def test_alert_events_are_the_same_bytes_when_decided_twice() -> None:
 
 
 def test_a_session_ended_behind_a_gap_is_reconciled_after_the_grace_period() -> None:
+    """A session ended behind a gap is judged after the grace; filling the gap reconciles it."""
     whole = Bench(AlertPolicy(gap_grace_s=60))
     whole.feed(
         boot(), install(), start(), punch(5), punch(5), end(cores_total=10, actuations_total=10)

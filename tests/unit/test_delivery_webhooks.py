@@ -17,14 +17,17 @@ from services.delivery import (
     set_webhook_active,
 )
 from services.delivery.tables import TABLES
+from services.eventstore import upgrade_schema
 
 MASTER_KEY = b"m" * 32
 
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
-    """A fresh SQLite database (the registry creates its tables itself)."""
-    created = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'delivery.db'}")
+    """A fresh SQLite database, its tables made by ``db upgrade``."""
+    url = f"sqlite:///{tmp_path / 'delivery.db'}"
+    upgrade_schema(url)
+    created = sqlalchemy.create_engine(url)
     yield created
     created.dispose()
 

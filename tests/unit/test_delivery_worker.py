@@ -19,13 +19,13 @@ from services.delivery import (
     create_webhook,
     delivery_log,
     derive_secret,
-    ensure_delivery_tables,
     rotate_secret,
     set_webhook_active,
     verify_signature,
 )
 from services.delivery.delivery_log import claim_attempt, due_deliveries, enqueue_deliveries
 from services.delivery.moments import utc_moment
+from services.eventstore import upgrade_schema
 
 MASTER_KEY = b"m" * 32
 POLICY = RetryPolicy(base_s=1.0, cap_s=60.0, max_attempts=4, timeout_s=5.0)
@@ -56,9 +56,10 @@ class FakeReceiver:
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
-    """A fresh SQLite database holding the delivery tables."""
-    created = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'delivery.db'}")
-    ensure_delivery_tables(created)
+    """A fresh SQLite database holding the delivery tables (made by ``db upgrade``)."""
+    url = f"sqlite:///{tmp_path / 'delivery.db'}"
+    upgrade_schema(url)
+    created = sqlalchemy.create_engine(url)
     yield created
     created.dispose()
 

@@ -19,6 +19,7 @@ def _topic(channel: str, device: str = DEVICE) -> str:
 
 
 def test_event_batches_decode_with_the_topic_as_identity() -> None:
+    """An event batch decodes as its topic's device; on another device's topic it is refused."""
     events = [orjson.loads(e.wire_json()) for e in device_stream(DEVICE, 3)]
     payload = orjson.dumps({"device_id": DEVICE, "events": events})
     outcome = interpret(_topic("events"), payload, NOW)
@@ -30,6 +31,7 @@ def test_event_batches_decode_with_the_topic_as_identity() -> None:
 
 
 def test_heartbeats_and_their_identity() -> None:
+    """A heartbeat decodes on its device's topic; on another's, or malformed, it is refused."""
     beat = {"device_id": DEVICE, "sampled_at": "2026-11-25T09:00:00.000Z", "battery_pct": 50.0}
     assert isinstance(interpret(_topic("telemetry"), orjson.dumps(beat), NOW), Heartbeat)
     other = interpret(_topic("telemetry", "HP-000043"), orjson.dumps(beat), NOW)
@@ -49,6 +51,7 @@ def test_heartbeats_and_their_identity() -> None:
     ],
 )
 def test_status_messages(payload: bytes, expected: PresenceChange | None) -> None:
+    """Online and offline status payloads become presence changes; an empty one is ignored."""
     assert interpret(_topic("status"), payload, NOW) == expected
 
 
@@ -64,12 +67,14 @@ def test_status_messages(payload: bytes, expected: PresenceChange | None) -> Non
 def test_everything_else_is_a_rejection(
     topic: str, payload: bytes, reason: RejectionReason
 ) -> None:
+    """Bad status values, oversize payloads, command topics and bad device ids are rejected."""
     outcome = interpret(topic, payload, NOW)
     assert isinstance(outcome, Rejection)
     assert outcome.reason is reason
 
 
 def test_a_gap_is_requested_after_the_grace_period_then_retried_then_abandoned() -> None:
+    """A gap is requested after its grace, retried on schedule, then abandoned for good."""
     tracker = GapTracker(grace_s=10, retry_every_s=30, max_attempts=2)
     tracker.observe(DEVICE, [(11, 15)], now=0)
     assert tracker.due(now=9.9) == []
@@ -83,6 +88,7 @@ def test_a_gap_is_requested_after_the_grace_period_then_retried_then_abandoned()
 
 
 def test_a_filled_or_narrowed_gap_keeps_or_drops_its_history() -> None:
+    """A narrowed gap keeps its retry schedule; a filled one is dropped."""
     tracker = GapTracker(grace_s=10, retry_every_s=30, max_attempts=5)
     tracker.observe(DEVICE, [(11, 15), (30, 31)], now=0)
     assert len(tracker.due(now=10)) == 2

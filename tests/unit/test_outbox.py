@@ -33,6 +33,7 @@ def outbox(tmp_path: Path) -> Outbox:
 
 
 def test_events_get_consecutive_seqs_and_one_chain(outbox: Outbox) -> None:
+    """Recorded events get consecutive seqs from 1 and form one verified chain."""
     first = outbox.record("HP-000001", _punch())
     assert (first.seq, first.prev_hash) == (1, GENESIS_HASH)
     rest = outbox.record_many("HP-000001", [_punch(n) for n in range(2, 12)])
@@ -42,6 +43,7 @@ def test_events_get_consecutive_seqs_and_one_chain(outbox: Outbox) -> None:
 
 
 def test_devices_sharing_a_file_keep_separate_chains(outbox: Outbox) -> None:
+    """Devices sharing one outbox file each get their own seqs and verified chain."""
     sealed = outbox.record_fleet({"HP-000001": [_punch()] * 3, "HP-000002": [_punch()] * 2})
     assert [e.seq for e in sealed["HP-000001"]] == [1, 2, 3]
     assert [e.seq for e in sealed["HP-000002"]] == [1, 2]
@@ -50,6 +52,7 @@ def test_devices_sharing_a_file_keep_separate_chains(outbox: Outbox) -> None:
 
 
 def test_an_invalid_reading_is_refused_and_nothing_of_its_batch_is_kept(outbox: Outbox) -> None:
+    """An invalid reading is refused with its seq and field, and nothing of its batch is kept."""
     outbox.record("HP-000001", _punch())
     bad = DeviceReading("cores.punched", NOW, {**punch_data(2), "actuations": 0})
     with pytest.raises(InvalidReadingError, match=r"cores\.punched .*seq 3.*actuations"):
@@ -59,6 +62,7 @@ def test_an_invalid_reading_is_refused_and_nothing_of_its_batch_is_kept(outbox: 
 
 
 def test_unsent_respects_order_limits_and_acknowledgements(outbox: Outbox) -> None:
+    """Unsent events come in seq order within count and byte limits, skipping acknowledged ones."""
     outbox.record_many("HP-000001", [_punch(n) for n in range(1, 21)])
     assert [e.seq for e in outbox.unsent("HP-000001", max_events=5)] == [1, 2, 3, 4, 5]
     one_event = len(outbox.unsent("HP-000001", max_events=1)[0].wire)
@@ -73,6 +77,7 @@ def test_unsent_respects_order_limits_and_acknowledgements(outbox: Outbox) -> No
 
 
 def test_sent_events_leave_after_the_resend_window_unsent_ones_never(tmp_path: Path) -> None:
+    """Sent events are pruned once past the resend window; unsent ones never are."""
     outbox = Outbox(tmp_path / "outbox.db", resend_window=timedelta(hours=1))
     outbox.record_many("HP-000001", [_punch(n) for n in range(1, 11)])
     outbox.mark_sent("HP-000001", 1, 6)
@@ -84,6 +89,7 @@ def test_sent_events_leave_after_the_resend_window_unsent_ones_never(tmp_path: P
 
 
 def test_over_budget_the_outbox_keeps_everything_and_says_so_once(tmp_path: Path) -> None:
+    """Over budget the outbox drops nothing, raises one fault, and clears it once drained."""
     outbox = Outbox(tmp_path / "outbox.db", budget_bytes=64 * 1024)
     outbox.record_many("HP-000001", [_punch(n) for n in range(1, 301)])
     outbox.enforce_limits(["HP-000001"])

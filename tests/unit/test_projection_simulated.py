@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from edge_agent.device import DeviceReading
-from edge_agent.simulator import HandpieceSimulator, SimulatorProfile, fleet_device_ids
 from schemas import GENESIS_HASH, ChainStatus, seal
 from services.projections import DeviceProjection, Fact, fact_from_body, fold_device
+from simulation import HandpieceSimulator, SimulatorProfile, fleet_device_ids
 from tests.support.streams import timestamp
 
 START = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)

@@ -14,11 +14,6 @@ import pytest
 
 from edge_agent.device import DeviceReading
 from edge_agent.outbox import wire_bytes
-from edge_agent.simulator import (
-    HandpieceSimulator,
-    SimulatorProfile,
-    fleet_device_ids,
-)
 from schemas import (
     GENESIS_HASH,
     MAX_BATCH_BYTES,
@@ -28,6 +23,7 @@ from schemas import (
     decode_event_batch,
     seal,
 )
+from simulation import HandpieceSimulator, SimulatorProfile, fleet_device_ids
 from tests.support.streams import timestamp
 
 START = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)

@@ -1,27 +1,12 @@
-"""``CORELINE_MQTT_URL`` (DESIGN §10, normative): ``mqtt://user:pass@host:port``, or
-``mqtts://`` for TLS with certificate paths given separately."""
+"""Where the broker is: ``CORELINE_MQTT_URL`` (DESIGN §10, normative),
+``mqtt://user:pass@host:port`` or ``mqtts://`` for TLS, with certificate paths given
+separately.  A plain value: the client applies it to its connection."""
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from schemas.urls import redact
-
-
-class ConfigurableClient(Protocol):
-    """The part of an MQTT client (paho's) that credentials and TLS are set on."""
-
-    def username_pw_set(self, username: str | None, password: str | None = None) -> None: ...
-
-    def tls_set(
-        self,
-        ca_certs: str | None = ...,
-        certfile: str | None = ...,
-        keyfile: str | None = ...,
-        *args: Any,
-        **kwargs: Any,
-    ) -> None: ...
 
 
 class MqttUrlError(ValueError):
@@ -78,14 +63,3 @@ class BrokerAddress:
             cert_file,
             key_file,
         )
-
-    def configure(self, client: ConfigurableClient) -> None:
-        """Give ``client`` this address's credentials and TLS files."""
-        if self.username:
-            client.username_pw_set(self.username, self.password)
-        if self.tls:
-            client.tls_set(
-                ca_certs=str(self.ca_file) if self.ca_file else None,
-                certfile=str(self.cert_file) if self.cert_file else None,
-                keyfile=str(self.key_file) if self.key_file else None,
-            )

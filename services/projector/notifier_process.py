@@ -1,12 +1,14 @@
-"""``run_notifier``: the notifier as a process, for the CLI."""
+"""``run_notifier``: the notifier as a process, beside the projector, for the CLI.
+
+It lives here, above delivery and projections, because it wires the two together:
+the notifier reads its checkpoint through the read-model database's engine."""
 
 import threading
 
-from schemas.mqtt_url import BrokerAddress
-from services.delivery.notifier import Notifier, NotifierOptions
-from services.delivery.retry import RetryPolicy
+from services.delivery import Notifier, NotifierOptions, RetryPolicy
 from services.eventstore import open_event_store
 from services.projections.read_store import ReadModelStore
+from transport import BrokerAddress
 
 
 def run_notifier(

@@ -23,8 +23,7 @@ from schemas.streams import alert_stream, is_device_stream
 from services.alerts import events as alert_events
 from services.alerts import store as alert_store
 from services.alerts.engine import AlertDecisions, AlertEngine, Resolution
-from services.eventstore import Cursor, EventRecord, EventStore, StoredEvent
-from services.projections import metrics
+from services.eventstore import Cursor, EventRecord, EventStore, StoredEvent, save_checkpoint
 from services.projections.changes import Applied, SessionChanged, SessionClosed
 from services.projections.device import DeviceProjection
 from services.projections.facts import fact_from_body, parse_timestamp
@@ -34,10 +33,10 @@ from services.projections.read_store import (
     ReadModelUpdate,
     RegistryEntry,
     document,
-    save_checkpoint,
     snapshot,
 )
 from services.projections.session import SessionAudit
+from services.projector import metrics
 
 log = logging.getLogger(__name__)
 
@@ -245,8 +244,6 @@ class Projector:
         self.batch_size = batch_size
         self.clock = clock
         self.alerts = alerts
-        if alerts:
-            alert_store.create_tables(read_models.engine)
 
     def step(self) -> int:
         """Fold the next batch; how many events it held (0: caught up)."""

@@ -1,8 +1,8 @@
 """Reconnect delays: exponential with full jitter, so a fleet that lost its broker
 does not reconnect in lock-step when it comes back.
 
-A plain value object rather than a retry library: the publisher is a non-blocking
-state machine that asks "when may I try again?", it never sleeps inside a retry.
+A plain value object rather than a retry library: a connection driven by a
+non-blocking loop asks "when may I try again?", it never sleeps inside a retry.
 """
 
 import random

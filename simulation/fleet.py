@@ -17,9 +17,10 @@ from edge_agent.device import DeviceReading
 from edge_agent.driver import LinkDriver
 from edge_agent.outbox import Outbox
 from edge_agent.publisher import DeviceLink, LinkSettings
-from edge_agent.simulator import HandpieceSimulator, SimulatorProfile
 from schemas import Heartbeat
-from schemas.mqtt_url import BrokerAddress
+from simulation.handpiece import HandpieceSimulator
+from simulation.profile import SimulatorProfile
+from transport import BrokerAddress
 
 _STEP_EVERY_S: Final = 0.05
 """How often simulated time is advanced and its events recorded (one transaction

@@ -17,10 +17,10 @@ from typing import Final
 
 from sqlalchemy import Connection, text
 
-from services.eventstore import Backend, Cursor, EventRecord, EventStore
-from services.projections.read_store import ReadModelStore, ReadModelUpdate, save_checkpoint
-from services.projections.runner import PROJECTOR, Folder
+from services.eventstore import Backend, Cursor, EventRecord, EventStore, save_checkpoint
+from services.projections.read_store import ReadModelStore, ReadModelUpdate
 from services.projections.tables import read_tables
+from services.projector.runner import PROJECTOR, Folder
 
 _FRESH: Final = "_next"
 

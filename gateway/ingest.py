@@ -1,0 +1,228 @@
+"""The gateway's ingest core: collect → decode → append → acknowledge.
+
+No MQTT here: messages come from a ``Source`` (the broker adapter, or a fake in
+unit tests) and go into an ``EventStore`` (any adapter, the in-memory one in unit
+tests).  A batch's events and dead letters are committed in one store transaction,
+then its heartbeats and presence changes; only then are its messages acknowledged,
+so a message the broker considers delivered is always stored: a crash at any
+instant leaves unacknowledged messages, which the broker redelivers to the
+persistent session, and the store discards them as duplicates (a retried heartbeat
+may be stored twice; telemetry is best effort).
+
+While the store is away the batch is retried with backoff, never dropped and never
+acknowledged.  A batch the store refuses for a value in it is halved until the
+poisonous message stands alone, and that one is dead-lettered with the store's
+reason, so one bad message never blocks every device behind it.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Final, Protocol
+
+from gateway import metrics
+from gateway.gap_watch import GapWatch
+from gateway.gaps import GapTracker
+from gateway.inbound import PresenceChange, interpret
+from schemas import DecodedBatch, Heartbeat, Rejection, RejectionReason, ResendCommand, SealedEvent
+from schemas.topics import parse_device_topic
+from services.eventstore import (
+    DeadLetter,
+    EventStore,
+    EventStoreError,
+    StoreRefusedValueError,
+)
+from transport import Backoff, Message
+
+log = logging.getLogger(__name__)
+
+_REFUSAL_DETAIL_LIMIT: Final = 500
+
+
+class Source(Protocol):
+    """Where messages come from and where their acknowledgements go."""
+
+    def take(self, max_messages: int, linger_s: float, timeout_s: float) -> list[Message]: ...
+
+    def acknowledge(self, messages: Sequence[Message]) -> None: ...
+
+    def send_command(self, device_id: str, command: ResendCommand) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOptions:
+    linger_s: float = 0.005
+    """How long a batch that is not full waits for more messages before committing."""
+    max_batch_messages: int = 2000
+    gap_grace_s: float = 30.0
+    gap_retry_every_s: float = 60.0
+    gap_max_attempts: int = 5
+
+
+@dataclass(slots=True)
+class Batch:
+    """Messages taken together, and what they decoded to."""
+
+    messages: list[Message] = field(default_factory=list)
+    events: list[SealedEvent] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    heartbeats: list[Heartbeat] = field(default_factory=list)
+    presence: list[PresenceChange] = field(default_factory=list)
+
+
+def decode(messages: Sequence[Message], *, count: bool = True) -> Batch:
+    """What ``messages`` mean; ``count`` them in the metrics the first time only."""
+    batch = Batch(messages=list(messages))
+    for message in messages:
+        if count:
+            parsed = parse_device_topic(message.topic)
+            metrics.MESSAGES.labels(parsed.channel.value if parsed else "other").inc()
+        outcome = interpret(message.topic, message.payload, message.received_at)
+        if isinstance(outcome, DecodedBatch):
+            batch.events.extend(outcome.events)
+            if count:
+                metrics.EVENTS_RECEIVED.inc(len(outcome.events) + len(outcome.rejections))
+            batch.dead_letters.extend(DeadLetter(message.topic, r) for r in outcome.rejections)
+        elif isinstance(outcome, Rejection):
+            batch.dead_letters.append(DeadLetter(message.topic, outcome))
+        elif isinstance(outcome, Heartbeat):
+            batch.heartbeats.append(outcome)
+        elif isinstance(outcome, PresenceChange):
+            batch.presence.append(outcome)
+    return batch
+
+
+class IngestCore:
+    """One instance per gateway: ``collect`` may run on one thread while ``commit``
+    and ``request_missing_events`` run on another (the store is used by that one)."""
+
+    def __init__(
+        self,
+        open_store: Callable[[], EventStore],
+        source: Source,
+        options: IngestOptions | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        store_backoff: Backoff | None = None,
+    ) -> None:
+        self._open_store = open_store
+        self._store: EventStore | None = None
+        self._source = source
+        self.options = options or IngestOptions()
+        self._clock = clock
+        self._gaps = GapWatch(
+            GapTracker(
+                self.options.gap_grace_s,
+                self.options.gap_retry_every_s,
+                self.options.gap_max_attempts,
+            )
+        )
+        self._store_backoff = store_backoff or Backoff(base_s=0.2, cap_s=10.0)
+
+    def collect(self, timeout_s: float = 0.1) -> Batch:
+        """The next batch of messages, decoded (empty when none came within ``timeout_s``)."""
+        messages = self._source.take(
+            self.options.max_batch_messages, self.options.linger_s, timeout_s
+        )
+        return decode(messages)
+
+    def commit(self, batch: Batch, stop: threading.Event) -> None:
+        """Store the batch, retrying while the store is away; then acknowledge it.
+        Returns without acknowledging only when ``stop`` is set first."""
+        while not stop.is_set():
+            try:
+                self._write(batch)
+            except StoreRefusedValueError as error:
+                metrics.STORE_FAILURES.inc()
+                self._drop_store()
+                self._isolate_poison(batch, error, stop)
+                return
+            except EventStoreError as error:  # away, busy, or not migrated yet: wait
+                self._wait_for_store(error, stop)
+                continue
+            self._store_backoff.reset()
+            self._source.acknowledge(batch.messages)
+            return
+
+    def request_missing_events(self) -> None:
+        """Ask devices for the events their stored streams lack, as they fall due."""
+        for request in self._gaps.due(self._clock()):
+            command = ResendCommand(cmd="resend", from_seq=request.from_seq, to_seq=request.to_seq)
+            self._source.send_command(request.device_id, command)
+            metrics.GAPS_REQUESTED.inc()
+            log.info(
+                "asked %s to resend %d..%d (attempt %d)",
+                request.device_id, request.from_seq, request.to_seq, request.attempt,
+            )  # fmt: skip
+
+    def close(self) -> None:
+        self._drop_store()
+
+    # -- storing -----------------------------------------------------------
+
+    def _wait_for_store(self, error: Exception, stop: threading.Event) -> None:
+        metrics.STORE_FAILURES.inc()
+        self._drop_store()
+        delay = self._store_backoff.next_delay()
+        log.warning("store unavailable (%s); retrying in %.1fs", _first_line(error), delay)
+        stop.wait(delay)
+
+    def _isolate_poison(
+        self, batch: Batch, error: StoreRefusedValueError, stop: threading.Event
+    ) -> None:
+        if len(batch.messages) == 1:
+            (message,) = batch.messages
+            log.error("the store refused a message on %s: %s", message.topic, _first_line(error))
+            refusal = Rejection(
+                RejectionReason.SCHEMA,
+                f"the store refused it: {_first_line(error)}"[:_REFUSAL_DETAIL_LIMIT],
+                message.payload,
+                getattr(parse_device_topic(message.topic), "device_id", None),
+            )
+            self.commit(
+                Batch(messages=[message], dead_letters=[DeadLetter(message.topic, refusal)]), stop
+            )
+            return
+        middle = len(batch.messages) // 2
+        for half in (batch.messages[:middle], batch.messages[middle:]):
+            self.commit(decode(half, count=False), stop)
+
+    def _write(self, batch: Batch) -> None:
+        store = self._store_or_open()
+        started = time.perf_counter()
+        result = store.append(batch.events, batch.dead_letters, received_at=datetime.now(UTC))
+        if batch.heartbeats:
+            store.record_heartbeats(batch.heartbeats)
+        for change in batch.presence:
+            store.record_presence(change.device_id, change.online, change.at)
+        metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
+        metrics.BATCH_EVENTS.observe(len(batch.events))
+        metrics.EVENTS_APPENDED.inc(result.appended)
+        metrics.DUPLICATES.inc(result.duplicates)
+        metrics.HEARTBEATS.inc(len(batch.heartbeats))
+        for letter in (*batch.dead_letters, *result.rejected):
+            metrics.DEAD_LETTERS.labels(letter.rejection.reason.value).inc()
+        for letter in result.rejected:
+            log.warning("integrity: %s", letter.rejection.detail)
+        self._gaps.observe(store, batch.events, result.rejected, self._clock())
+
+    def _store_or_open(self) -> EventStore:
+        if self._store is None:
+            self._store = self._open_store()
+        return self._store
+
+    def _drop_store(self) -> None:
+        if self._store is not None:
+            try:
+                self._store.close()
+            except Exception:
+                log.debug("closing a failed store connection failed too", exc_info=True)
+            self._store = None
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,0 +1,24 @@
+"""The projector process (``coreline projector``, ``coreline replay``): reads the event
+store, folds it with ``services.projections``, lets ``services.alerts`` judge each fold,
+and commits the read models with their checkpoint; beside it, the notifier process
+(``run_notifier``) that delivers the alerts.
+
+It sits above the pure packages it wires, so they never import each other sideways:
+``services.projections`` knows nothing of alerts or delivery, and ``services.alerts``
+nothing of this process.
+"""
+
+from services.projector.notifier_process import run_notifier
+from services.projector.replay import ReplayResult, replay
+from services.projector.runner import PROJECTOR, Folder, Projector
+from services.projector.settings import ProjectorSettings
+
+__all__ = [
+    "PROJECTOR",
+    "Folder",
+    "Projector",
+    "ProjectorSettings",
+    "ReplayResult",
+    "replay",
+    "run_notifier",
+]

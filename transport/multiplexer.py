@@ -1,0 +1,65 @@
+"""One thread, one selector, any number of clients driven by ``MqttClient.tick``.
+
+Paho's external-loop interface tells us when each client's socket opens, closes,
+and has bytes to write; the multiplexer keeps those sockets in one selector, so a
+thousand simulated handpieces cost one ``select`` per turn instead of a thousand
+threads.  A real agent uses the same machinery with one client.
+"""
+
+import selectors
+import time
+from typing import Any, Final
+
+from transport.client import MqttClient
+
+_MISC_EVERY_S: Final = 1.0
+"""Paho's housekeeping (keep-alive pings, lost-connection detection)."""
+_READ_PACKETS: Final = 64
+
+
+class SocketMultiplexer:
+    """Moves bytes for every client whose socket it watches; not thread-safe: all
+    of its clients are driven from the thread that calls ``pump``."""
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._clients: list[MqttClient] = []
+        self._misc_due = 0.0
+
+    # -- SocketWatcher -----------------------------------------------------
+
+    def opened(self, client: MqttClient, sock: Any) -> None:
+        self._selector.register(sock, selectors.EVENT_READ, client)
+        if client not in self._clients:
+            self._clients.append(client)
+
+    def closed(self, client: MqttClient, sock: Any) -> None:
+        if sock in self._selector.get_map():
+            self._selector.unregister(sock)
+
+    def want_write(self, client: MqttClient, sock: Any, *, wanted: bool) -> None:
+        if sock not in self._selector.get_map():
+            return  # paho asks before on_socket_open during connect
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if wanted else 0)
+        self._selector.modify(sock, events, client)
+
+    # -- driving -----------------------------------------------------------
+
+    def pump(self, timeout: float = 0.01) -> float:
+        """Move bytes on every ready socket (waiting up to ``timeout``), and run
+        paho's housekeeping when due; returns the time it finished."""
+        for key, mask in self._selector.select(timeout):
+            client: MqttClient = key.data
+            if mask & selectors.EVENT_READ:
+                client.loop_read(_READ_PACKETS)
+            if mask & selectors.EVENT_WRITE:
+                client.loop_write()
+        now = time.monotonic()
+        if now >= self._misc_due:
+            for client in self._clients:
+                client.loop_misc()
+            self._misc_due = now + _MISC_EVERY_S
+        return now
+
+    def close(self) -> None:
+        self._selector.close()
