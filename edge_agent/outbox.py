@@ -5,13 +5,19 @@ stores it and moves the device's chain head, so whatever instant power fails or 
 process is killed, the file holds a chain that is whole up to its head: an event
 either exists with its place in the chain or never existed.
 
-Sent events are kept for ``resend_window`` to answer resend commands, then pruned.
-The disk budget never costs an unsent event: when only unsent events are left and
-the budget is still exceeded, the outbox records an ``E-OUTBOX-FULL`` fault event
-(so the fleet team sees it) and keeps every event it is handed.
+Delivery is end to end (DESIGN §4.2): the broker's PUBACK marks an event *sent*,
+but only a platform ack whose hash matches the device's own chain moves the
+device's *acknowledged watermark*.  An event is kept until it is acknowledged and
+its resend window (counted from when it was sent) has passed.  Over the disk budget,
+acknowledged events go first whatever their age; unacknowledged ones never go:
+when only they are left and the budget is still exceeded, the outbox records one
+``E-OUTBOX-FULL`` fault event per episode (so the fleet team sees it), and a
+``fault.cleared`` once it is no longer so.  Both the watermark and the episode are
+in the file, so a restart neither loses nor repeats them.
 """
 
 import sqlite3
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -21,30 +27,33 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Final
 
-from pydantic import ValidationError
-
+from edge_agent.chain_store import (
+    ChainWriter,
+    InvalidReadingError,
+    advance,
+    anchor_at_genesis,
+    delivery_state,
+    own_hash,
+    wire_bytes,
+)
+from edge_agent.custody import AckVerdict, DeliveryState, judge_ack
 from edge_agent.device import DeviceReading
-from schemas import DEVICE_EVENT_TYPES, GENESIS_HASH, SealedEvent, describe, seal, utc_text
+from edge_agent.outbox_schema import prepare
+from schemas import SealedEvent, utc_text
+
+__all__ = [
+    "OUTBOX_FULL_FAULT",
+    "AckOutcome",
+    "Durability",
+    "InvalidReadingError",
+    "Outbox",
+    "OutboxEntry",
+    "OutboxStats",
+    "wire_bytes",
+]
 
 OUTBOX_FULL_FAULT: Final = "E-OUTBOX-FULL"
-
-_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS chain_heads (
-    device_id  TEXT PRIMARY KEY,
-    last_seq   INTEGER NOT NULL,
-    last_hash  TEXT    NOT NULL
-);
-CREATE TABLE IF NOT EXISTS outbox (
-    device_id   TEXT    NOT NULL,
-    seq         INTEGER NOT NULL,
-    wire        BLOB    NOT NULL,
-    recorded_at TEXT    NOT NULL,
-    sent_at     TEXT,
-    PRIMARY KEY (device_id, seq)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (device_id, seq) WHERE sent_at IS NULL;
-CREATE INDEX IF NOT EXISTS outbox_sent ON outbox (sent_at) WHERE sent_at IS NOT NULL;
-"""
+_PRUNE_CHUNK: Final = 200
 
 
 class Durability(StrEnum):
@@ -66,8 +75,20 @@ class OutboxEntry:
 @dataclass(frozen=True, slots=True)
 class OutboxStats:
     unsent: int
+    """Not yet taken by the broker (no PUBACK)."""
+    unacknowledged: int
+    """Not yet covered by a platform ack (sent or not)."""
     stored: int
     used_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class AckOutcome:
+    verdict: AckVerdict
+    state: DeliveryState
+    """The device's delivery state after the ack was applied."""
+    recorded: bool
+    """New events joined the outbox (a fault, or a re-sync and what it re-sealed)."""
 
 
 class Outbox:
@@ -89,14 +110,15 @@ class Outbox:
         self._connection = sqlite3.connect(
             path, isolation_level=None, check_same_thread=False, timeout=30
         )
-        self._connection.execute("PRAGMA journal_mode = WAL")
+        _set_wal(self._connection)
         self._connection.execute(f"PRAGMA synchronous = {durability.value.upper()}")
-        self._connection.executescript(_SCHEMA)
+        prepare(self._connection)
         self._durability = durability
         self._resend_window = resend_window
         self._budget_bytes = budget_bytes
-        self._event_ids = event_ids
-        self._over_budget: set[str] = set()
+        self._chain = ChainWriter(event_ids)
+
+    # -- recording -----------------------------------------------------------
 
     def record(self, device_id: str, reading: DeviceReading) -> SealedEvent:
         """Seal ``reading`` as the device's next event and store it durably."""
@@ -113,32 +135,21 @@ class Outbox:
         """Seal and store the readings of many devices in one transaction: one fsync
         for a whole simulated fleet's tick instead of one per device."""
         now = utc_text(datetime.now(UTC))
-        sealed_by_device: dict[str, list[SealedEvent]] = {}
         with self._transaction() as connection:
-            for device_id, device_readings in readings.items():
-                sealed_by_device[device_id] = sealed = self._seal_chain(
-                    connection, device_id, device_readings
-                )
-                if not sealed:
-                    continue
-                connection.executemany(
-                    "INSERT INTO outbox (device_id, seq, wire, recorded_at) VALUES (?, ?, ?, ?)",
-                    [(device_id, event.seq, wire_bytes(event), now) for event in sealed],
-                )
-                connection.execute(
-                    "INSERT INTO chain_heads (device_id, last_seq, last_hash) VALUES (?, ?, ?) "
-                    "ON CONFLICT (device_id) DO UPDATE SET last_seq = excluded.last_seq, "
-                    "last_hash = excluded.last_hash",
-                    (device_id, sealed[-1].seq, sealed[-1].hash),
-                )
-        return sealed_by_device
+            return {
+                device_id: self._chain.append(connection, device_id, device_readings, now)
+                for device_id, device_readings in readings.items()
+            }
+
+    # -- reading -------------------------------------------------------------
 
     def head(self, device_id: str) -> tuple[int, str]:
         """The device's last seq and hash (0 and 64 zeros before its first event)."""
-        row = self._connection.execute(
-            "SELECT last_seq, last_hash FROM chain_heads WHERE device_id = ?", (device_id,)
-        ).fetchone()
-        return (row[0], row[1]) if row else (0, GENESIS_HASH)
+        state = self.delivery_state(device_id)
+        return state.head_seq, state.head_hash
+
+    def delivery_state(self, device_id: str) -> DeliveryState:
+        return delivery_state(self._connection, device_id)
 
     def unsent(
         self,
@@ -157,14 +168,45 @@ class Outbox:
         ).fetchall()
         return _within_bytes([OutboxEntry(device_id, seq, wire) for seq, wire in rows], max_bytes)
 
+    def following(
+        self, device_id: str, *, after_seq: int, max_events: int = 500, max_bytes: int | None = None
+    ) -> list[OutboxEntry]:
+        """Stored events after ``after_seq``, sent or not, within the same limits as
+        ``unsent``: what the link publishes next from its cursor (past the watermark
+        every stored event is unacknowledged, so a republish reads the same way)."""
+        rows = self._connection.execute(
+            "SELECT seq, wire FROM outbox WHERE device_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (device_id, after_seq, max_events),
+        ).fetchall()
+        return _within_bytes([OutboxEntry(device_id, seq, wire) for seq, wire in rows], max_bytes)
+
     def first_unsent_seq(self, device_id: str) -> int | None:
         row = self._connection.execute(
             "SELECT min(seq) FROM outbox WHERE device_id = ? AND sent_at IS NULL", (device_id,)
         ).fetchone()
         return row[0] if row else None
 
+    def between(self, device_id: str, from_seq: int, to_seq: int) -> list[OutboxEntry]:
+        """Stored events in a seq range, sent or not, for answering a resend command."""
+        rows = self._connection.execute(
+            "SELECT seq, wire FROM outbox WHERE device_id = ? AND seq BETWEEN ? AND ? ORDER BY seq",
+            (device_id, from_seq, to_seq),
+        ).fetchall()
+        return [OutboxEntry(device_id, seq, wire) for seq, wire in rows]
+
+    def stats(self) -> OutboxStats:
+        unsent, unacknowledged, stored = self._connection.execute(
+            "SELECT count(*) FILTER (WHERE o.sent_at IS NULL), "
+            "count(*) FILTER (WHERE o.seq > coalesce(h.acked_seq, 0)), count(*) "
+            "FROM outbox o LEFT JOIN chain_heads h ON h.device_id = o.device_id"
+        ).fetchone()
+        return OutboxStats(unsent, unacknowledged, stored, self._used_bytes())
+
+    # -- delivery ------------------------------------------------------------
+
     def mark_sent(self, device_id: str, first_seq: int, last_seq: int) -> None:
-        """The broker acknowledged these events (PUBACK): keep them only for resends.
+        """The broker acknowledged these events (PUBACK): not yet delivered, but they
+        need not go again unless the platform's ack fails to cover them.
 
         Committed without its own fsync: if power takes this mark away, the events
         are simply published once more (identical bytes, deduplicated upstream); the
@@ -180,93 +222,101 @@ class Outbox:
         finally:
             self._connection.execute(f"PRAGMA synchronous = {self._durability.value.upper()}")
 
-    def between(self, device_id: str, from_seq: int, to_seq: int) -> list[OutboxEntry]:
-        """Stored events in a seq range, sent or not, for answering a resend command."""
-        rows = self._connection.execute(
-            "SELECT seq, wire FROM outbox WHERE device_id = ? AND seq BETWEEN ? AND ? ORDER BY seq",
-            (device_id, from_seq, to_seq),
-        ).fetchall()
-        return [OutboxEntry(device_id, seq, wire) for seq, wire in rows]
+    def anchor(self, device_id: str) -> DeliveryState:
+        """The platform holds nothing for this id (or never said): the chain starts at
+        genesis, and whatever was recorded meanwhile (sealed from seq 1) stands."""
+        with self._transaction() as connection:
+            anchor_at_genesis(connection, device_id)
+            return delivery_state(connection, device_id)
 
-    def stats(self) -> OutboxStats:
-        unsent, stored = self._connection.execute(
-            "SELECT count(*) FILTER (WHERE sent_at IS NULL), count(*) FROM outbox"
-        ).fetchone()
-        return OutboxStats(unsent=unsent, stored=stored, used_bytes=self._used_bytes())
+    def acknowledge(
+        self, device_id: str, stored_through: int, ack_hash: str, now: datetime | None = None
+    ) -> AckOutcome:
+        """Apply the platform's ack (DESIGN §4.2) in one transaction: move the
+        watermark, anchor or re-base an unanchored chain after the platform's head,
+        or record a chain-mismatch fault once per distinct ack."""
+        moment = now or datetime.now(UTC)
+        with self._transaction() as connection:
+            state = delivery_state(connection, device_id)
+            own = own_hash(connection, device_id, state, stored_through)
+            verdict = judge_ack(state, stored_through, ack_hash, own)
+            recorded = False
+            if verdict is AckVerdict.ADVANCE:
+                advance(connection, device_id, stored_through, moment)
+            elif verdict is AckVerdict.ANCHOR:
+                anchor_at_genesis(connection, device_id)
+            elif verdict is AckVerdict.REBASE:
+                self._chain.rebase(connection, device_id, state, stored_through, ack_hash, moment)
+                recorded = True
+            elif verdict is AckVerdict.MISMATCH:
+                ack = (stored_through, ack_hash, own)
+                recorded = self._chain.raise_mismatch(
+                    connection, device_id, ack, state.head_seq, moment
+                )
+            return AckOutcome(verdict, delivery_state(connection, device_id), recorded)
+
+    # -- limits --------------------------------------------------------------
 
     def enforce_limits(self, device_ids: Iterable[str], now: datetime | None = None) -> None:
-        """Prune sent events past the resend window; over budget, prune older sent
-        events too; if unsent events alone exceed it, raise a fault event once."""
+        """Prune acknowledged events past the resend window; over budget, prune older
+        acknowledged events too; if unacknowledged events alone exceed it, raise a
+        fault event once per episode, and clear it once they no longer do."""
         moment = now or datetime.now(UTC)
         with self._transaction() as connection:
             connection.execute(
-                "DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?",
+                "DELETE FROM outbox WHERE sent_at < ? AND seq <= (SELECT h.acked_seq "
+                "FROM chain_heads h WHERE h.device_id = outbox.device_id)",
                 (utc_text(moment - self._resend_window),),
             )
+            exhausted = False
             while self._used_bytes() > self._budget_bytes:
                 deleted = connection.execute(
-                    "DELETE FROM outbox WHERE (device_id, seq) IN (SELECT device_id, seq "
-                    "FROM outbox WHERE sent_at IS NOT NULL ORDER BY sent_at LIMIT 1000)"
+                    "DELETE FROM outbox WHERE (device_id, seq) IN (SELECT o.device_id, o.seq "
+                    "FROM outbox o JOIN chain_heads h ON h.device_id = o.device_id "
+                    "WHERE o.seq <= h.acked_seq ORDER BY o.sent_at LIMIT ?)",
+                    (_PRUNE_CHUNK,),
                 ).rowcount
                 if deleted == 0:
+                    exhausted = True  # only unacknowledged events are left
                     break
-        for device_id in device_ids:
-            self._report_budget(device_id, moment)
+            self._report_budget(connection, set(device_ids), exhausted, moment)
 
     def close(self) -> None:
         self._connection.close()
 
-    def _report_budget(self, device_id: str, moment: datetime) -> None:
-        over = self._used_bytes() > self._budget_bytes
-        if over and device_id not in self._over_budget:
-            self._over_budget.add(device_id)
-            self.record(device_id, _outbox_fault("fault.raised", moment, self._budget_bytes))
-        elif not over and device_id in self._over_budget:
-            self._over_budget.discard(device_id)
-            self.record(device_id, _outbox_fault("fault.cleared", moment, self._budget_bytes))
+    # -- inside transactions ---------------------------------------------------
 
-    def _seal_chain(
-        self, connection: sqlite3.Connection, device_id: str, readings: Sequence[DeviceReading]
-    ) -> list[SealedEvent]:
-        row = connection.execute(
-            "SELECT last_seq, last_hash FROM chain_heads WHERE device_id = ?", (device_id,)
-        ).fetchone()
-        last_seq, last_hash = row if row else (0, GENESIS_HASH)
-        sealed_events = []
-        for reading in readings:
-            sealed = self._seal(device_id, last_seq + 1, last_hash, reading)
-            sealed_events.append(sealed)
-            last_seq, last_hash = sealed.seq, sealed.hash
-        return sealed_events
-
-    def _seal(
-        self, device_id: str, seq: int, prev_hash: str, reading: DeviceReading
-    ) -> SealedEvent:
-        """Seal (which validates against the wire schema) or refuse the reading."""
-        if reading.type not in DEVICE_EVENT_TYPES:
-            raise InvalidReadingError(f"{reading.type!r} is not an event a device may send")
-        try:
-            return self._seal_valid(device_id, seq, prev_hash, reading)
-        except ValidationError as error:
-            # The union's tag (the event type) leads the location: the message names it.
-            where = describe(error, skip=1)
-            raise InvalidReadingError(f"{reading.type} (would be seq {seq}): {where}") from None
-
-    def _seal_valid(
-        self, device_id: str, seq: int, prev_hash: str, reading: DeviceReading
-    ) -> SealedEvent:
-        return seal(
-            {
-                "event_id": str(self._event_ids()),
-                "device_id": device_id,
-                "seq": seq,
-                "type": reading.type,
-                "occurred_at": utc_text(reading.occurred_at),
-                "schema_version": 1,
-                "data": dict(reading.data),
-                "prev_hash": prev_hash,
+    def _report_budget(
+        self,
+        connection: sqlite3.Connection,
+        device_ids: set[str],
+        exhausted: bool,
+        moment: datetime,
+    ) -> None:
+        """One episode per device, kept in the file: raised when pruning every
+        acknowledged event still leaves the budget exceeded, cleared once not."""
+        episode_open = {
+            device_id
+            for (device_id,) in connection.execute(
+                "SELECT device_id FROM chain_heads WHERE outbox_full = 1"
+            )
+        }
+        if exhausted:
+            holding = {
+                device_id
+                for (device_id,) in connection.execute(
+                    "SELECT device_id FROM chain_heads WHERE last_seq > acked_seq"
+                )
             }
-        )
+            changes, kind, flag = (device_ids & holding) - episode_open, "fault.raised", 1
+        else:
+            changes, kind, flag = device_ids & episode_open, "fault.cleared", 0
+        for device_id in sorted(changes):
+            reading = _outbox_fault(kind, moment, self._budget_bytes)
+            self._chain.append(connection, device_id, [reading], utc_text(moment))
+            connection.execute(
+                "UPDATE chain_heads SET outbox_full = ? WHERE device_id = ?", (flag, device_id)
+            )
 
     def _used_bytes(self) -> int:
         pages = self._connection.execute("PRAGMA page_count").fetchone()[0]
@@ -285,27 +335,30 @@ class Outbox:
         self._connection.execute("COMMIT")
 
 
-class InvalidReadingError(ValueError):
-    """Firmware handed over an event the platform would refuse.  Nothing of the
-    transaction is stored: once sealed into the chain, a bad event could never be
-    taken back, and every later event of the device would sit behind it."""
-
-
-def wire_bytes(event: SealedEvent) -> bytes:
-    """The event's wire JSON: its canonical body with ``hash`` appended as the last
-    member (member order does not matter on the wire; the gateway re-canonicalizes)."""
-    return event.body[:-1] + b',"hash":"' + event.hash.encode() + b'"}'
-
-
 def _outbox_fault(kind: str, moment: datetime, budget_bytes: int) -> DeviceReading:
     data: dict[str, object] = {"fault_code": OUTBOX_FULL_FAULT}
     if kind == "fault.raised":
         data |= {
             "severity": "warning",
-            "message": f"outbox holds more unsent events than its {budget_bytes}-byte budget; "
-            "nothing is dropped, but the device has been offline for long",
+            "message": f"outbox holds more unacknowledged events than its {budget_bytes}-byte "
+            "budget; nothing is dropped, but the platform has not acknowledged them for long",
         }
     return DeviceReading(type=kind, occurred_at=moment, data=data)
+
+
+def _set_wal(connection: sqlite3.Connection, attempts: int = 50) -> None:
+    """Switch to WAL.  Two processes opening a new file at once contend for the
+    switch, and SQLite answers that contention with "locked" at once (the busy
+    timeout does not cover it), so it is retried for a moment."""
+    for attempt in range(attempts):
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or attempt == attempts - 1:
+                raise
+            time.sleep(0.02)
+        else:
+            return
 
 
 def _within_bytes(entries: list[OutboxEntry], max_bytes: int | None) -> list[OutboxEntry]:

@@ -1,9 +1,11 @@
 """``coreline agent``: one real agent, fed by firmware over a line protocol."""
 
 import logging
+import os
 import queue
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -18,6 +20,11 @@ from transport import BrokerAddress
 log = logging.getLogger(__name__)
 
 _LINES_PER_TURN: Final = 500
+_ACK_GRACE_S: Final = 3.0
+"""How long a piped run whose events are all sent waits for the platform to
+acknowledge them (it publishes acks about once a second), where the platform acks
+at all; what is left unacknowledged goes again on the next start."""
+_READ_CHUNK: Final = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -25,6 +32,7 @@ class AgentSummary:
     recorded: int = 0
     refused: int = 0
     unsent: int = 0
+    unacknowledged: int = 0
 
 
 def run_agent(
@@ -46,9 +54,10 @@ def run_agent(
     threading.Thread(target=_read_lines, args=(lines, inbox), daemon=True).start()
     summary = AgentSummary()
     input_ended = False
+    sent_at: float | None = None
 
     def take_input() -> None:
-        nonlocal input_ended
+        nonlocal input_ended, sent_at
         for _ in range(_LINES_PER_TURN):
             try:
                 line = inbox.get_nowait()
@@ -58,12 +67,29 @@ def run_agent(
                 input_ended = True
                 break
             _take(line.strip(), agent, summary)
-        if input_ended and outbox.first_unsent_seq(device_id) is None:
-            stop.set()  # all delivered: a piped run ends by itself
+        if input_ended and _all_sent(outbox, link):
+            sent_at = sent_at or time.monotonic()
+            if _settled(outbox, link, time.monotonic() - sent_at):
+                stop.set()  # a piped run ends by itself
 
     driver.run(stop, between_turns=take_input)
-    summary.unsent = outbox.stats().unsent
+    stats = outbox.stats()
+    summary.unsent, summary.unacknowledged = stats.unsent, stats.unacknowledged
     return summary
+
+
+def _all_sent(outbox: Outbox, link: DeviceLink) -> bool:
+    """Everything recorded is with the broker (an empty outbox needs no anchor)."""
+    if outbox.first_unsent_seq(link.device_id) is not None:
+        return False
+    return link.anchored or outbox.delivery_state(link.device_id).head_seq == 0
+
+
+def _settled(outbox: Outbox, link: DeviceLink, waited_s: float) -> bool:
+    """Acknowledged too, or the platform is not acking (a v1 platform), or it has
+    had its grace."""
+    state = outbox.delivery_state(link.device_id)
+    return state.unacknowledged == 0 or not link.platform_acks or waited_s >= _ACK_GRACE_S
 
 
 def _take(line: bytes, agent: Agent, summary: AgentSummary) -> None:
@@ -82,7 +108,33 @@ def _take(line: bytes, agent: Agent, summary: AgentSummary) -> None:
 
 
 def _read_lines(lines: Iterable[bytes], inbox: "queue.SimpleQueue[bytes | None]") -> None:
-    for line in lines:
+    for line in _unbuffered(lines):
         if line.strip():
             inbox.put(line)
     inbox.put(None)  # the end of the input
+
+
+def _unbuffered(lines: Iterable[bytes]) -> Iterable[bytes]:
+    """Standard input read from its descriptor, not through its buffered reader.
+
+    This thread is a daemon blocked in a read until the input ends; were it inside
+    ``sys.stdin.buffer``, it would hold the reader's lock when the interpreter
+    finalizes after Ctrl-C, and Python aborts ("could not acquire lock for
+    <stdin> at interpreter shutdown").  ``os.read`` holds no Python lock."""
+    fileno = getattr(lines, "fileno", None)
+    if fileno is None:
+        return lines
+    try:
+        descriptor = fileno()
+    except OSError:
+        return lines  # a file-like object without a descriptor (tests pass BytesIO)
+    return _split_lines(descriptor)
+
+
+def _split_lines(descriptor: int) -> Iterator[bytes]:
+    pending = b""
+    while chunk := os.read(descriptor, _READ_CHUNK):
+        *complete, pending = (pending + chunk).split(b"\n")
+        yield from (line + b"\n" for line in complete)
+    if pending:
+        yield pending

@@ -33,6 +33,8 @@ class PresenceChange:
     device_id: str
     online: bool
     at: datetime
+    last_seq: int | None = None
+    """The device's own chain head as it came online (protocol v1.1; ``None`` from v1)."""
 
 
 Inbound = DecodedBatch | Heartbeat | PresenceChange | Rejection | None
@@ -43,7 +45,7 @@ def interpret(topic: str, payload: bytes, received_at: datetime) -> Inbound:
     """Decode one message; never raises."""
     # Identity is the topic's: the broker's ACL ties a device's credentials to it.
     parsed = parse_device_topic(topic)
-    if parsed is None or parsed.channel is DeviceChannel.CMD:
+    if parsed is None or not parsed.channel.is_uplink:
         return Rejection(RejectionReason.IDENTITY, f"not a device uplink topic: {topic!r}", payload)
     device_id = parsed.device_id
     if parsed.channel is DeviceChannel.EVENTS:
@@ -85,4 +87,5 @@ def _presence(
         status = StatusMessage.model_validate_json(payload)
     except ValidationError as error:
         return Rejection(RejectionReason.SCHEMA, describe(error), payload, device_id)
-    return PresenceChange(device_id, online=status.state is Presence.ONLINE, at=received_at)
+    online = status.state is Presence.ONLINE
+    return PresenceChange(device_id, online, received_at, status.last_seq if online else None)

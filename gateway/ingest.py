@@ -24,10 +24,21 @@ from datetime import UTC, datetime
 from typing import Final, Protocol
 
 from gateway import metrics
+from gateway.acks import DEFAULT_INTERVAL_S, AckCoalescer
 from gateway.gap_watch import GapWatch
 from gateway.gaps import GapTracker
 from gateway.inbound import PresenceChange, interpret
-from schemas import DecodedBatch, Heartbeat, Rejection, RejectionReason, ResendCommand, SealedEvent
+from schemas import (
+    GENESIS_HASH,
+    DecodedBatch,
+    Heartbeat,
+    PlatformAck,
+    Rejection,
+    RejectionReason,
+    ResendCommand,
+    SealedEvent,
+)
+from schemas.streams import device_stream, is_device_stream
 from schemas.topics import parse_device_topic
 from services.eventstore import (
     DeadLetter,
@@ -40,6 +51,7 @@ from transport import Backoff, Message
 log = logging.getLogger(__name__)
 
 _REFUSAL_DETAIL_LIMIT: Final = 500
+_NOTHING_STORED: Final = PlatformAck(stored_through=0, hash=GENESIS_HASH)
 
 
 class Source(Protocol):
@@ -51,6 +63,8 @@ class Source(Protocol):
 
     def send_command(self, device_id: str, command: ResendCommand) -> None: ...
 
+    def send_ack(self, device_id: str, ack: PlatformAck) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class IngestOptions:
@@ -60,6 +74,8 @@ class IngestOptions:
     gap_grace_s: float = 30.0
     gap_retry_every_s: float = 60.0
     gap_max_attempts: int = 5
+    ack_interval_s: float = DEFAULT_INTERVAL_S
+    """At most one platform acknowledgement per device per this many seconds."""
 
 
 @dataclass(slots=True)
@@ -121,6 +137,9 @@ class IngestCore:
             )
         )
         self._store_backoff = store_backoff or Backoff(base_s=0.2, cap_s=10.0)
+        self._acks = AckCoalescer(self.options.ack_interval_s)
+        self._came_online: dict[str, int | None] = {}
+        """Devices whose ``online`` status was stored, with the head each reported."""
 
     def collect(self, timeout_s: float = 0.1) -> Batch:
         """The next batch of messages, decoded (empty when none came within ``timeout_s``)."""
@@ -158,8 +177,45 @@ class IngestCore:
                 request.device_id, request.from_seq, request.to_seq, request.attempt,
             )  # fmt: skip
 
+    def publish_acks(self) -> None:
+        """Publish the platform acknowledgements that are due (after the commits that
+        moved them); answer each device that came online with its stored head at once,
+        and ask it for the tail it holds beyond that head."""
+        now = self._clock()
+        if self._came_online:
+            came_online, self._came_online = self._came_online, {}
+            try:
+                store = self._store_or_open()
+                for device_id, device_head in came_online.items():
+                    self._greet(store, device_id, device_head, now)
+            except EventStoreError as error:
+                log.warning("could not read heads for devices online: %s", _first_line(error))
+                self._came_online.update(came_online)
+                self._drop_store()
+        for device_id, ack in self._acks.due(now):
+            self._send_ack(device_id, ack)
+
     def close(self) -> None:
         self._drop_store()
+
+    def _greet(
+        self, store: EventStore, device_id: str, device_head: int | None, now: float
+    ) -> None:
+        head = store.head(device_stream(device_id))
+        stored = PlatformAck(stored_through=head.seq, hash=head.hash) if head else _NOTHING_STORED
+        self._send_ack(device_id, self._acks.now_due(device_id, stored, now))
+        if device_head is not None and device_head > stored.stored_through:
+            # A tail never waits for a later event to reveal it as a gap.
+            command = ResendCommand(
+                cmd="resend", from_seq=stored.stored_through + 1, to_seq=device_head
+            )
+            self._source.send_command(device_id, command)
+            metrics.TAILS_REQUESTED.inc()
+            log.info("asked %s for its tail %d..%d", device_id, command.from_seq, device_head)
+
+    def _send_ack(self, device_id: str, ack: PlatformAck) -> None:
+        self._source.send_ack(device_id, ack)
+        metrics.ACKS_PUBLISHED.inc()
 
     # -- storing -----------------------------------------------------------
 
@@ -208,6 +264,13 @@ class IngestCore:
         for letter in result.rejected:
             log.warning("integrity: %s", letter.rejection.detail)
         self._gaps.observe(store, batch.events, result.rejected, self._clock())
+        for head in result.heads:
+            if is_device_stream(head.stream_id):  # a device's stream is named by its id
+                ack = PlatformAck(stored_through=head.seq, hash=head.hash)
+                self._acks.stored(head.stream_id, ack)
+        for change in batch.presence:
+            if change.online:
+                self._came_online[change.device_id] = change.last_seq
 
     def _store_or_open(self) -> EventStore:
         if self._store is None:

@@ -44,3 +44,10 @@ IN_FLIGHT: Final = Gauge(
     "coreline_gateway_in_flight_messages", "Messages received and not yet acknowledged"
 )
 CONNECTED: Final = Gauge("coreline_gateway_connected", "1 while connected to the broker")
+ACKS_PUBLISHED: Final = Counter(
+    "coreline_gateway_acks_published_total", "Platform acknowledgements published to devices"
+)
+TAILS_REQUESTED: Final = Counter(
+    "coreline_gateway_tail_requests_total",
+    "Resend commands for a tail a device reported on coming online",
+)

@@ -16,13 +16,23 @@ from dataclasses import dataclass
 from typing import Final
 
 from gateway import metrics
-from schemas import DeviceChannel, ResendCommand, device_topic, shared_subscription
+from schemas import (
+    DeviceChannel,
+    PlatformAck,
+    ResendCommand,
+    device_topic,
+    shared_subscription,
+)
 from schemas.topics import EVENTS_FILTER, STATUS_FILTER, TELEMETRY_FILTER
 from transport import BrokerAddress, Message, MqttClient, SessionListener, SessionOptions
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SESSION_EXPIRY_S: Final = 24 * 3600
+SHARED_SESSION_EXPIRY_S: Final = 30
+"""A shared-group member's session: short, so a dead member stops taking its share
+soon (the broker keeps routing to a disconnected member's session until it expires),
+and what its session swallowed is republished by the devices, unacknowledged."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +110,15 @@ class MqttSource(SessionListener):
     def send_command(self, device_id: str, command: ResendCommand) -> None:
         self._mqtt.publish(
             device_topic(device_id, DeviceChannel.CMD), command.model_dump_json().encode(), qos=1
+        )
+
+    def send_ack(self, device_id: str, ack: PlatformAck) -> None:
+        # Retained: a device that connects later reads its stored head from the broker.
+        self._mqtt.publish(
+            device_topic(device_id, DeviceChannel.ACKS),
+            ack.model_dump_json().encode(),
+            qos=1,
+            retain=True,
         )
 
     # -- SessionListener -----------------------------------------------------

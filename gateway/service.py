@@ -50,6 +50,7 @@ class Gateway:
                     batch = None
                 if batch is not None:
                     self._core.commit(batch, stop)
+                self._core.publish_acks()
                 self._core.request_missing_events()
         finally:
             decoder.join(timeout=5)

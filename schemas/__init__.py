@@ -12,6 +12,7 @@ from schemas.decode import (
 )
 from schemas.device_events import (
     DEVICE_EVENT_TYPES,
+    AgentResynced,
     AgentStarted,
     CartridgeInstalled,
     CartridgeRemovalReason,
@@ -21,6 +22,7 @@ from schemas.device_events import (
     FaultCleared,
     FaultRaised,
     NeedleWear,
+    ResyncReason,
     SessionEnded,
     SessionEndReason,
     SessionStarted,
@@ -42,7 +44,7 @@ from schemas.platform_events import (
 from schemas.rejection import Rejection, RejectionReason
 from schemas.sealed import SealedEvent, seal, unseal
 from schemas.streams import alert_stream, device_stream, is_device_stream, registry_stream
-from schemas.telemetry import Heartbeat, Presence, ResendCommand, StatusMessage
+from schemas.telemetry import Heartbeat, PlatformAck, Presence, ResendCommand, StatusMessage
 from schemas.topics import (
     EVENTS_FILTER,
     DeviceChannel,
@@ -62,6 +64,7 @@ __all__ = [
     "GENESIS_HASH",
     "MAX_BATCH_BYTES",
     "MAX_BATCH_EVENTS",
+    "AgentResynced",
     "AgentStarted",
     "AlertAcknowledged",
     "AlertRaised",
@@ -86,11 +89,13 @@ __all__ = [
     "FaultRaised",
     "Heartbeat",
     "NeedleWear",
+    "PlatformAck",
     "PlatformEvent",
     "Presence",
     "Rejection",
     "RejectionReason",
     "ResendCommand",
+    "ResyncReason",
     "SealedEvent",
     "SessionEndReason",
     "SessionEnded",

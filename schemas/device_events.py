@@ -49,6 +49,12 @@ class CartridgeRemovalReason(StrEnum):
     OTHER = "other"
 
 
+class ResyncReason(StrEnum):
+    STATE_LOST = "state_lost"
+    BOARD_REPLACED = "board_replaced"
+    OTHER = "other"
+
+
 class _Data(BaseModel):
     model_config = FROZEN_STRICT_SHAPE
 
@@ -129,6 +135,12 @@ class CartridgeRemovedData(_Data):
     reason: CartridgeRemovalReason
 
 
+class AgentResyncedData(_Data):
+    from_seq: Count
+    """The platform's stored head this event continues after (DESIGN §4.2)."""
+    reason: ResyncReason
+
+
 class AgentStarted(EventEnvelope):
     type: Literal["agent.started"]
     data: AgentStartedData
@@ -174,6 +186,11 @@ class CartridgeRemoved(EventEnvelope):
     data: CartridgeRemovedData
 
 
+class AgentResynced(EventEnvelope):
+    type: Literal["agent.resynced"]
+    data: AgentResyncedData
+
+
 DeviceEvent = Annotated[
     AgentStarted
     | CartridgeInstalled
@@ -183,7 +200,8 @@ DeviceEvent = Annotated[
     | FaultRaised
     | FaultCleared
     | SessionEnded
-    | CartridgeRemoved,
+    | CartridgeRemoved
+    | AgentResynced,
     Field(discriminator="type"),
 ]
 
@@ -198,5 +216,6 @@ DEVICE_EVENT_TYPES = frozenset(
         "fault.cleared",
         "session.ended",
         "cartridge.removed",
+        "agent.resynced",
     }
 )

@@ -5,6 +5,7 @@ from typing import Annotated, Final
 from pydantic import Field, TypeAdapter
 
 from schemas.device_events import (
+    AgentResynced,
     AgentStarted,
     CartridgeInstalled,
     CartridgeRemoved,
@@ -35,6 +36,7 @@ Event = Annotated[
     | FaultCleared
     | SessionEnded
     | CartridgeRemoved
+    | AgentResynced
     | DeviceRegistered
     | DeviceAssigned
     | DeviceServiced

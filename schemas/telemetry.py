@@ -5,7 +5,15 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, Field, model_validator
 
-from schemas.fields import FROZEN_STRICT_SHAPE, Count, DeviceId, PositiveCount, Real, UtcTimestamp
+from schemas.fields import (
+    FROZEN_STRICT_SHAPE,
+    Count,
+    DeviceId,
+    Hash64,
+    PositiveCount,
+    Real,
+    UtcTimestamp,
+)
 
 
 class Heartbeat(BaseModel):
@@ -27,11 +35,33 @@ class Presence(StrEnum):
 
 
 class StatusMessage(BaseModel):
-    """Retained on the status topic; the agent's MQTT will publishes ``offline``."""
+    """Retained on the status topic; the agent's MQTT will publishes ``offline``.
+
+    Protocol v1.1 (DESIGN §4.2): ``online`` carries the device's own chain head
+    (``last_seq`` 0 for an empty outbox), so the platform can ask at once for a tail
+    it lacks.  A v1 agent sends the state alone."""
 
     model_config = FROZEN_STRICT_SHAPE
 
     state: Presence
+    last_seq: Count | None = None
+    last_hash: Hash64 | None = None
+
+    @model_validator(mode="after")
+    def _head_is_whole(self) -> Self:
+        if (self.last_seq is None) != (self.last_hash is None):
+            raise ValueError("last_seq and last_hash go together")
+        return self
+
+
+class PlatformAck(BaseModel):
+    """Retained on a device's ``acks`` topic (DESIGN §4.2): its stream is stored
+    contiguously through ``stored_through``, whose hash is ``hash``."""
+
+    model_config = FROZEN_STRICT_SHAPE
+
+    stored_through: Count
+    hash: Hash64
 
 
 class ResendCommand(BaseModel):

@@ -17,6 +17,12 @@ class DeviceChannel(StrEnum):
     TELEMETRY = "telemetry"
     STATUS = "status"
     CMD = "cmd"
+    ACKS = "acks"
+
+    @property
+    def is_uplink(self) -> bool:
+        """Device → cloud (events, telemetry, status); the rest go to the device."""
+        return self in {DeviceChannel.EVENTS, DeviceChannel.TELEMETRY, DeviceChannel.STATUS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +32,7 @@ class DeviceTopic:
 
 
 _DEVICE_TOPIC: Final = re.compile(
-    r"^coreline/v1/devices/([A-Z0-9][A-Z0-9-]{2,63})/(events|telemetry|status|cmd)$"
+    r"^coreline/v1/devices/([A-Z0-9][A-Z0-9-]{2,63})/(events|telemetry|status|cmd|acks)$"
 )
 
 

@@ -152,7 +152,11 @@ def gateway(
 ) -> None:
     """Ingest device events from MQTT into the event store, exactly once in effect."""
     from gateway.ingest import IngestOptions  # noqa: PLC0415
-    from gateway.mqtt_source import SourceOptions  # noqa: PLC0415
+    from gateway.mqtt_source import (  # noqa: PLC0415
+        DEFAULT_SESSION_EXPIRY_S,
+        SHARED_SESSION_EXPIRY_S,
+        SourceOptions,
+    )
     from gateway.service import Gateway, GatewayOptions  # noqa: PLC0415
     from gateway.settings import GatewaySettings  # noqa: PLC0415
     from services.eventstore import EventStoreError, open_event_store  # noqa: PLC0415
@@ -172,7 +176,14 @@ def gateway(
         start_http_server(settings.gateway_metrics_port, settings.gateway_metrics_host)
     options = GatewayOptions(
         SourceOptions(
-            client_id=settings.gateway_client_id, share_group=settings.gateway_share_group
+            client_id=settings.gateway_client_id,
+            share_group=settings.gateway_share_group,
+            session_expiry_s=settings.gateway_session_expiry_s
+            or (
+                SHARED_SESSION_EXPIRY_S
+                if settings.gateway_share_group
+                else DEFAULT_SESSION_EXPIRY_S
+            ),
         ),
         IngestOptions(
             gap_grace_s=settings.gateway_gap_grace_s,

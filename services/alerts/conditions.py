@@ -9,7 +9,11 @@ resolves them.
 
 Every condition carries the moment it began, taken from the events themselves, so
 evaluating the same state twice (a redelivered batch, a restart) yields the same
-alert, byte for byte.
+alert, byte for byte.  A device time the fold judged skewed never becomes that
+moment: the fold keeps the platform's receive time instead (``facts.event_time``).
+
+Events the store refused are not judged here but in ``incidents``: one incident per
+device, whatever the number of seqs.
 """
 
 from dataclasses import dataclass, field
@@ -32,11 +36,16 @@ _FAULT_SEVERITIES = frozenset({Severity.WARNING, Severity.CRITICAL})
 class Condition:
     rule: AlertRule
     subject: str
-    """What the alert is about: a cartridge, a fault code, a session, a seq."""
+    """What the alert is about: a cartridge, a fault code, a session, a seq, the
+    device's refused events (``incidents``)."""
     severity: Severity
     message: str
     since: datetime
     context: dict[str, ContextValue] = field(default_factory=dict)
+    spell: str | None = None
+    """What tells this spell of a condition that comes and goes from the next, when
+    ``since`` cannot: an incident's opening dead letter (``incidents``), since two
+    incidents of a device may open within one millisecond, the resolution of ``since``."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -191,13 +200,4 @@ def finding_occurrence(finding: Finding, at: datetime) -> Condition:
     return Condition(
         AlertRule.INTEGRITY, f"seq-{finding.seq}-{finding.kind.value}", Severity.CRITICAL,
         finding.detail, at, {"seq": finding.seq, "kind": finding.kind.value},
-    )  # fmt: skip
-
-
-def conflict_occurrence(device_id: str, seq: int, detail: str, at: datetime) -> Condition:
-    """A seq conflict or chain break the store refused (a dead letter, DESIGN §5)."""
-    return Condition(
-        AlertRule.INTEGRITY, f"seq-{seq}-refused", Severity.CRITICAL,
-        f"{device_id} sent a second, different event {seq}, or one that does not chain: "
-        f"{detail}", at, {"seq": seq},
     )  # fmt: skip

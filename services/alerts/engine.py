@@ -4,7 +4,10 @@ events and book changes; the projector appends and commits them.
 
 The *book* holds, per device, the conditions that hold and the alert raised for
 each.  It is what keeps one open alert per (device, rule, subject): a condition
-already in the book raises nothing more, however often it is evaluated.
+already in the book raises nothing more, however often it is evaluated.  The one
+exception is an incident over refused events (``incidents``): a person closes it,
+not the engine, so whether it is still open is read from its stream, and a repeat
+while it is open updates it.
 """
 
 from collections.abc import Callable, Sequence
@@ -14,13 +17,19 @@ from datetime import datetime
 from schemas import SealedEvent
 from services.alerts.conditions import (
     Condition,
-    conflict_occurrence,
     finding_occurrence,
     session_occurrences,
     standing,
     timed,
 )
 from services.alerts.events import alert_id_for, raised
+from services.alerts.incidents import (
+    REFUSED_EVENTS,
+    OpenIncident,
+    Refusal,
+    RefusalTally,
+    incident_condition,
+)
 from services.alerts.policy import AlertPolicy
 from services.projections.changes import Change, FindingRecorded, SessionChanged, SessionClosed
 from services.projections.device import DeviceProjection
@@ -35,7 +44,7 @@ _OCCURRENCE_RULES = frozenset({"session_count_mismatch", "coverage_exceeded"})
 
 def kind_of(key: Key) -> str:
     rule, subject = key
-    if rule in _OCCURRENCE_RULES or subject.startswith("seq-"):
+    if rule in _OCCURRENCE_RULES or subject.startswith("seq-") or subject == REFUSED_EVENTS:
         return "occurrence"
     if rule in _TIMED_RULES or subject.startswith("gap-"):
         return "timed"
@@ -50,9 +59,24 @@ class Resolution:
     note: str
 
 
+@dataclass(frozen=True, slots=True)
+class IncidentUpdate:
+    """An open incident to raise again with what it covers now (``events.raised_again``)."""
+
+    alert_id: str
+    device_id: str
+    clinic_id: str | None
+    condition: Condition
+    at: datetime
+    """When the newest refusal it counts arrived."""
+    refusals: tuple[Refusal, ...]
+    """The refusals it adds: a new incident's, should a person resolve this one first."""
+
+
 @dataclass(slots=True)
 class AlertDecisions:
     raised: list[SealedEvent] = field(default_factory=list)
+    updated: list[IncidentUpdate] = field(default_factory=list)
     resolved: list[Resolution] = field(default_factory=list)
     added: dict[tuple[str, str, str], str] = field(default_factory=dict)
     """(device, rule, subject) → alert id, new in the book."""
@@ -123,10 +147,35 @@ class AlertEngine:
         self._settle(projection.device_id, clinic_id, held, at, {"standing"})
 
     def refused(
-        self, device_id: str, seq: int, detail: str, at: datetime, clinic_id: str | None
+        self,
+        device_id: str,
+        refusals: Sequence[Refusal],
+        incident: OpenIncident | None,
+        clinic_id: str | None,
     ) -> None:
-        """An integrity dead letter: the store refused one of the device's events."""
-        self._occurred(device_id, clinic_id, conflict_occurrence(device_id, seq, detail, at))
+        """Integrity dead letters: the store refused some of the device's events.
+
+        They join ``incident``, the device's incident still open (read from its
+        stream by the caller), as an update; with none open they open one.  Refusals
+        the incident counted already, and resends of events it counts, change nothing.
+        """
+        earlier = RefusalTally() if incident is None else incident.tally
+        new = sorted(
+            (refusal for refusal in refusals if refusal.letter_id > earlier.through_letter),
+            key=lambda refusal: refusal.letter_id,
+        )
+        if not new:
+            return
+        tally = earlier.add(new)
+        condition = incident_condition(device_id, tally, new[0].received_at, new[-1].detail)
+        if incident is None:
+            self._raise(device_id, clinic_id, condition)
+            return
+        if tally.refused_events == earlier.refused_events:
+            return  # resends of events refused already: nothing new to say
+        self.decisions.updated.append(IncidentUpdate(
+            incident.alert_id, device_id, clinic_id, condition, new[-1].received_at, tuple(new),
+        ))  # fmt: skip
 
     def tick(
         self,

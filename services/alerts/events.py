@@ -1,6 +1,7 @@
 """Alert aggregates as events (DESIGN §8): each alert is a stream of its own,
 ``alert:{alert_id}``, with ``alert.raised`` at seq 1, then ``alert.acknowledged``
-and ``alert.resolved``.  Events here are built from the condition's own moment and
+and ``alert.resolved`` (and, for an incident a repeat updates, ``alert.raised`` again
+in between: ``raised_again``).  Events here are built from the condition's own moment and
 identity, never the clock, so building one twice gives the same bytes and the
 store keeps it once."""
 
@@ -19,16 +20,40 @@ _OCCURRENCES: Final = frozenset({"session_count_mismatch", "coverage_exceeded"})
 
 def alert_id_for(device_id: str, condition: Condition) -> str:
     """One alert per (device, rule, subject) for things that happened; one per spell
-    for conditions that come and go (a cartridge may be worn, replaced, worn again)."""
+    for conditions that come and go (a cartridge may be worn, replaced, worn again)
+    and for incidents over refused events (resolved, then opened again)."""
     occurrence = condition.rule.value in _OCCURRENCES or condition.subject.startswith("seq-")
-    spell = "" if occurrence else f"|{utc_text(condition.since)}"
+    spell = "" if occurrence else f"|{condition.spell or utc_text(condition.since)}"
     name = f"{device_id}|{condition.rule.value}|{condition.subject}{spell}"
     return str(uuid.uuid5(_NAMESPACE, name))
 
 
 def raised(device_id: str, clinic_id: str | None, condition: Condition) -> SealedEvent:
     alert_id = alert_id_for(device_id, condition)
-    return _seal(alert_id, device_id, 1, GENESIS_HASH, "alert.raised", condition.since, {
+    data = _raised_data(alert_id, clinic_id, condition)
+    return _seal(alert_id, device_id, 1, GENESIS_HASH, "alert.raised", condition.since, data)
+
+
+def raised_again(
+    alert_id: str,
+    device_id: str,
+    clinic_id: str | None,
+    condition: Condition,
+    *,
+    seq: int,
+    prev_hash: str,
+    at: datetime,
+) -> SealedEvent:
+    """A repeat of an open alert's condition, as the next event of its stream: the
+    alert raised again with what it says now (DESIGN §8: a repeat updates the alert,
+    it does not duplicate it).  Same alert id, rule and subject; the state it was in
+    (open, acknowledged) stays."""
+    data = _raised_data(alert_id, clinic_id, condition)
+    return _seal(alert_id, device_id, seq, prev_hash, "alert.raised", at, data)
+
+
+def _raised_data(alert_id: str, clinic_id: str | None, condition: Condition) -> dict[str, object]:
+    return {
         "alert_id": alert_id,
         "rule": condition.rule.value,
         "subject": condition.subject,
@@ -36,7 +61,7 @@ def raised(device_id: str, clinic_id: str | None, condition: Condition) -> Seale
         "clinic_id": clinic_id,
         "message": condition.message[:2000],
         "context": condition.context,
-    })  # fmt: skip
+    }
 
 
 def resolved(

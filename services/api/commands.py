@@ -17,6 +17,8 @@ from services.eventstore import EventStore, StoredEvent
 
 _ALERT_MOVES = {"alert.acknowledged": ("open",), "alert.resolved": ("open", "acknowledged")}
 _STATE_AFTER = {
+    # Also an incident raised again (an update) over an acknowledged alert: the head
+    # alone cannot tell, and acknowledging what was added since is what a person does.
     "alert.raised": "open",
     "alert.acknowledged": "acknowledged",
     "alert.resolved": "resolved",

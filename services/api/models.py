@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from schemas.fields import ClinicId, DeviceId
 
 DeviceStatus = Literal[
-    "ok", "cartridge_low", "cartridge_exhausted", "fault", "service_due", "offline"
+    "ok", "cartridge_low", "cartridge_exhausted", "fault", "service_due", "offline", "integrity"
 ]
 ChainStatusName = Literal["verified", "broken", "incomplete"]
 
@@ -69,6 +69,15 @@ class DeviceDetail(DeviceOut):
     last_serviced_at: datetime | None
     faults: list[FaultOut]
     open_session_id: str | None
+    integrity_alerts: list[str] = Field(
+        description="Open integrity incidents over events the store refused (alert ids): "
+        "the status is `integrity` until a person resolves each."
+    )
+    clock_skew_events: int = Field(
+        description="Events whose device time is implausible (before 2020 or over 24 h "
+        "after the platform received them); times shown here use the receive time instead."
+    )
+    last_clock_skew_seq: int | None
 
 
 class UsageDay(_Out):

@@ -29,6 +29,7 @@ from services.eventstore.ports import (
     StoredDeadLetter,
     StoredEvent,
     StreamGaps,
+    StreamHead,
     Telemetry,
 )
 
@@ -55,6 +56,7 @@ __all__ = [
     "StoredDeadLetter",
     "StoredEvent",
     "StreamGaps",
+    "StreamHead",
     "Telemetry",
     "UnsupportedDatabaseUrlError",
     "load_checkpoint",

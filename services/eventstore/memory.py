@@ -14,7 +14,14 @@ from datetime import UTC, datetime
 from typing import Final
 
 from schemas import Heartbeat, SealedEvent
-from services.eventstore.append_plan import StoredLink, StreamKey, neighbour_ranges, plan_append
+from services.eventstore.append_plan import (
+    EventRow,
+    StoredLink,
+    StreamKey,
+    custody_from,
+    neighbour_ranges,
+    plan_append,
+)
 from services.eventstore.ports import (
     DEAD_LETTER_RAW_LIMIT,
     AppendResult,
@@ -26,6 +33,7 @@ from services.eventstore.ports import (
     Presence,
     StoredDeadLetter,
     StoredEvent,
+    StreamHead,
 )
 
 _NO_LIMIT: Final = 2**62
@@ -61,6 +69,8 @@ class InMemoryEventStore:
         self._events: list[StoredEvent] = []
         """Global order: the event at index ``i`` has position ``i + 1``."""
         self._streams: dict[str, _Stream] = {}
+        self._held: dict[str, dict[tuple[int, str], EventRow]] = {}
+        """Per stream, the events held past a hole, by (seq, hash): outside the stream."""
         self._dead_letters: list[StoredDeadLetter] = []
         """The letter at index ``i`` has id ``i + 1``."""
         self._heartbeats: dict[str, list[Heartbeat]] = {}
@@ -95,12 +105,19 @@ class InMemoryEventStore:
     def _append_in(
         self, events: Sequence[SealedEvent], dead_letters: Sequence[DeadLetter], received: datetime
     ) -> AppendResult:
-        plan = plan_append(events, self._stored_neighbours(events))
+        held = self._held_from(events)
+        plan = plan_append(
+            events,
+            self._stored_neighbours(events, held),
+            received_at=received,
+            heads=self._heads(events),
+            held=held,
+        )
         # Every row is built before any is kept: all of the append lands, or none of it.
         first_position, first_id = len(self._events) + 1, len(self._dead_letters) + 1
         stored = [
-            _stored_event(event, Cursor(0, position), received)
-            for position, event in enumerate(plan.inserts, start=first_position)
+            _stored_event(row, Cursor(0, position))
+            for position, row in enumerate(plan.joins, start=first_position)
         ]
         letters = [
             _stored_letter(letter, letter_id, received)
@@ -110,18 +127,54 @@ class InMemoryEventStore:
         self._dead_letters.extend(letters)
         for event in stored:
             insort(self._streams.setdefault(event.stream_id, _Stream()).events, event, key=_seq_of)
+        for row in plan.released:
+            del self._held[row.stream_id][(row.seq, row.hash)]
+        for row in plan.holds:
+            self._held.setdefault(row.stream_id, {})[(row.seq, row.hash)] = row
         if stored:
             self._appends += 1
             self._appended.notify_all()
-        return AppendResult(len(plan.inserts), plan.duplicates, plan.rejected)
+        return plan.result()
 
-    def _stored_neighbours(self, events: Sequence[SealedEvent]) -> dict[StreamKey, StoredLink]:
+    def _stored_neighbours(
+        self, events: Sequence[SealedEvent], held: Sequence[EventRow]
+    ) -> dict[StreamKey, StoredLink]:
         stored: dict[StreamKey, StoredLink] = {}
-        for seq_range in neighbour_ranges(events):
-            stream = self._streams.get(seq_range.stream_id, _Stream())
-            for event in stream.between(seq_range.first, seq_range.last):
+        wanted = [(r.stream_id, r.first, r.last) for r in neighbour_ranges(events)]
+        # The stored successor of each held event, which a promotion must also match.
+        wanted.extend((row.stream_id, row.seq + 1, row.seq + 1) for row in held)
+        for stream_id, first, last in wanted:
+            stream = self._streams.get(stream_id, _Stream())
+            for event in stream.between(first, last):
                 stored[(event.stream_id, event.seq)] = StoredLink(event.hash, event.prev_hash)
         return stored
+
+    def _heads(self, events: Sequence[SealedEvent]) -> dict[str, StreamHead]:
+        heads: dict[str, StreamHead] = {}
+        for stream_id in {event.stream_id for event in events}:
+            head = self._head(stream_id)
+            if head is not None:
+                heads[stream_id] = head
+        return heads
+
+    def _held_from(self, events: Sequence[SealedEvent]) -> list[EventRow]:
+        return [
+            row
+            for stream_id, first in custody_from(events).items()
+            for (seq, _), row in self._held.get(stream_id, {}).items()
+            if seq >= first
+        ]
+
+    def _head(self, stream_id: str) -> StreamHead | None:
+        stream = self._streams.get(stream_id)
+        if stream is None or not stream.events:
+            return None
+        newest = stream.events[-1]
+        return StreamHead(stream_id, newest.seq, newest.hash)
+
+    def head(self, stream_id: str) -> StreamHead | None:
+        with self._lock:
+            return self._head(stream_id)
 
     def read(self, after: Cursor, limit: int = 1000) -> list[StoredEvent]:
         start = max(after.position, 0)
@@ -195,7 +248,10 @@ class InMemoryEventStore:
     def find_gaps(self, stream_id: str, after_seq: int = 0) -> list[Gap]:
         gaps: list[Gap] = []
         previous = after_seq
-        for seq in self._seqs_above(stream_id, after_seq):
+        with self._lock:  # stored and held seqs as of one moment
+            known = {seq for seq, _ in self._held.get(stream_id, {}) if seq > after_seq}
+            known.update(self._seqs_above(stream_id, after_seq))
+        for seq in sorted(known):
             if seq > previous + 1:
                 gaps.append(Gap(stream_id, previous + 1, seq - 1))
             previous = seq
@@ -223,19 +279,19 @@ def _utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
-def _stored_event(event: SealedEvent, cursor: Cursor, received: datetime) -> StoredEvent:
+def _stored_event(row: EventRow, cursor: Cursor) -> StoredEvent:
     return StoredEvent(
         cursor=cursor,
-        stream_id=event.stream_id,
-        device_id=event.device_id,
-        seq=event.seq,
-        event_id=event.event_id,
-        type=event.type,
-        occurred_at=_utc(event.occurred_at),
-        received_at=received,
-        hash=event.hash,
-        prev_hash=event.prev_hash,
-        body=event.body,
+        stream_id=row.stream_id,
+        device_id=row.device_id,
+        seq=row.seq,
+        event_id=row.event_id,
+        type=row.type,
+        occurred_at=_utc(row.occurred_at),
+        received_at=row.received_at,
+        hash=row.hash,
+        prev_hash=row.prev_hash,
+        body=row.body,
     )
 
 

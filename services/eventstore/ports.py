@@ -9,6 +9,12 @@ Contract (DESIGN §5), proven for every adapter by ``tests/contract``:
 * an event whose ``prev_hash`` does not match its stored predecessor (or whose hash
   its stored successor does not point at) is likewise dead-lettered, so stored
   chains only ever break through tampering, never through ingest;
+* chain custody (DESIGN §4.2): an event joins its stream only when it links to its
+  stored predecessor (seq 1: to the zero hash).  One that arrives past a hole is
+  *held*, durably and raw, outside the stream and the global order, until an append
+  stores its predecessor: in that same transaction it is promoted if it links, and
+  refused otherwise, with every held event descending from it, as one integrity
+  incident (dead letters whose detail starts ``chain custody:``);
 * ``read(after)`` returns events in an order where nothing can later appear
   before a position already returned, however writers interleave their commits;
 * a device's presence only ever moves forward in time: a status stamped before
@@ -53,6 +59,8 @@ class StoredEvent:
     type: str
     occurred_at: datetime
     received_at: datetime
+    """When the platform received the bytes: for an event that waited as held, when
+    it arrived, not when the hole before it filled."""
     hash: str
     prev_hash: str
     body: bytes
@@ -119,15 +127,30 @@ class Gap:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamHead:
+    """The newest event of a stream's stored chain: its seq and its hash."""
+
+    stream_id: str
+    seq: int
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
 class AppendResult:
     appended: int
+    """Events that joined their stream: the batch's own, and held ones it promoted."""
     duplicates: int
+    """Events of the batch already stored (or already held) with the same hash."""
     rejected: tuple[DeadLetter, ...]
-    """Conflicts and chain breaks found against stored events (already dead-lettered)."""
+    """Conflicts, chain breaks and refused held runs (already dead-lettered)."""
+    held: int
+    """Events of the batch newly held: they arrived past a hole (see the module doc)."""
+    heads: tuple[StreamHead, ...]
+    """The new stored head of every stream whose head this append moved, as committed."""
 
     @classmethod
     def empty(cls) -> Self:
-        return cls(0, 0, ())
+        return cls(0, 0, (), 0, ())
 
 
 NextEvent = Callable[[StoredEvent | None], SealedEvent | None]
@@ -176,8 +199,13 @@ class EventLog(Protocol):
         """One stream's events with ``from_seq <= seq <= to_seq``, in seq order."""
         ...
 
+    def head(self, stream_id: str) -> StreamHead | None:
+        """The stream's highest stored seq and its hash (``None``: nothing stored).
+        Held events are not stored: a stream's head never counts them."""
+        ...
+
     def count_events(self) -> int:
-        """How many events are stored (for progress reporting)."""
+        """How many events are stored (for progress reporting); held ones are not."""
         ...
 
     def stream_ids(self) -> list[str]:
@@ -232,17 +260,20 @@ class StreamGaps(Protocol):
     """Which seqs of a stream are missing: what the gateway asks devices to resend."""
 
     def find_gaps(self, stream_id: str, after_seq: int = 0) -> list[Gap]:
-        """The missing seq ranges between stored events above ``after_seq``, in order.
+        """The missing seq ranges above ``after_seq``, in order: the holes between the
+        seqs the platform has, stored or held (held events sit past a hole, which the
+        device must fill before they can join the stream).
 
-        Only the stored seqs above ``after_seq`` are looked at, so a caller that knows
-        the stream is whole up to ``after_seq`` pays for the recent tail, not the
-        whole history.  Seqs after the last stored one are not a gap: nobody can
+        Only the seqs above ``after_seq`` are looked at, so a caller that knows the
+        stream is whole up to ``after_seq`` pays for the recent tail, not the whole
+        history.  Seqs after the last stored or held one are not a gap: nobody can
         know yet whether they were ever sent.
         """
         ...
 
     def contiguous_through(self, stream_id: str, after_seq: int = 0) -> int:
-        """The highest ``S`` with every seq in ``after_seq + 1``..``S`` stored.
+        """The highest ``S`` with every seq in ``after_seq + 1``..``S`` stored (held
+        events never count).
 
         ``after_seq`` is taken as already known whole (``0``: the stream's start);
         the answer is ``after_seq`` itself when ``after_seq + 1`` is missing.

@@ -16,9 +16,17 @@ transactions are simply returned on a later read, after their commit.  The cost 
 that one long-running transaction anywhere in the cluster holds tailing back until
 it ends (never a loss; see docs).  ``tests/contract/test_global_order.py`` proves it.
 
+Events held past a hole (chain custody, DESIGN §4.2) are in ``held_events``, which
+has no position or tx id and which no reader of the global order touches.  A held
+event joins ``events`` only through an append that stores its predecessor, written
+by that append's own COPY: it takes the promoting transaction's id, so it enters
+the global order exactly like the events committed with it, and the argument above
+holds unchanged.
+
 Concurrent appends to the same stream are serialized with transaction-scoped
 advisory locks taken in a fixed order (so never a deadlock), which makes the
-read-classify-write of ``plan_append`` race-free without locking whole tables.
+read-classify-write of ``plan_append`` (held events included) race-free without
+locking whole tables.
 """
 
 import hashlib
@@ -30,12 +38,19 @@ import psycopg
 from psycopg import sql
 
 from schemas import Heartbeat, SealedEvent
-from services.eventstore.append_plan import StoredLink, StreamKey, neighbour_ranges, plan_append
+from services.eventstore.append_plan import (
+    EventRow,
+    StoredLink,
+    StreamKey,
+    custody_from,
+    neighbour_ranges,
+    plan_append,
+)
 from services.eventstore.database_url import unreachable
 from services.eventstore.driver_errors import DriverErrors
 from services.eventstore.errors import SchemaMissingError
 from services.eventstore.migrations import SCHEMA_REVISION
-from services.eventstore.portable import PortableQueries
+from services.eventstore.portable import CUSTODY, Custody, PortableQueries
 from services.eventstore.ports import (
     DEAD_LETTER_RAW_LIMIT,
     AppendResult,
@@ -83,9 +98,16 @@ _NEIGHBOURS: Final = (
     "FROM unnest(%s::text[], %s::bigint[], %s::bigint[]) AS r(stream_id, first_seq, last_seq) "
     "JOIN events e ON e.stream_id = r.stream_id AND e.seq BETWEEN r.first_seq AND r.last_seq"
 )
-_COPY_EVENTS: Final = (
-    "COPY events (stream_id, device_id, seq, event_id, type, occurred_at, received_at, "
-    "hash, prev_hash, body) FROM STDIN (FORMAT BINARY)"
+_CUSTODY: Final = CUSTODY.format(wanted="SELECT * FROM unnest(%s::text[], %s::bigint[])")
+_ROW_COLUMNS: Final = (
+    "stream_id, device_id, seq, event_id, type, occurred_at, received_at, hash, prev_hash, body"
+)
+_COPY_EVENTS: Final = f"COPY events ({_ROW_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+_COPY_HELD: Final = f"COPY held_events ({_ROW_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+_DELETE_HELD: Final = (
+    "DELETE FROM held_events h "
+    "USING unnest(%s::text[], %s::bigint[], %s::text[]) AS r(stream_id, seq, hash) "
+    "WHERE h.stream_id = r.stream_id AND h.seq = r.seq AND h.hash = r.hash"
 )
 EVENT_COPY_TYPES: Final = [
     "text", "text", "int8", "uuid", "text", "timestamptz", "timestamptz", "text", "text", "bytea",
@@ -132,6 +154,7 @@ class PostgresEventStore(PortableQueries):
     # The shared queries reach the database too: they fail like every other method.
     find_gaps = POSTGRES_ERRORS(PortableQueries.find_gaps)
     contiguous_through = POSTGRES_ERRORS(PortableQueries.contiguous_through)
+    head = POSTGRES_ERRORS(PortableQueries.head)
     count_events = POSTGRES_ERRORS(PortableQueries.count_events)
     stream_ids = POSTGRES_ERRORS(PortableQueries.stream_ids)
 
@@ -183,33 +206,37 @@ class PostgresEventStore(PortableQueries):
         dead_letters: Sequence[DeadLetter],
         received: datetime,
     ) -> AppendResult:
-        plan = plan_append(events, self._lock_and_fetch_neighbours(cursor, events))
-        if plan.inserts:
-            with cursor.copy(_COPY_EVENTS) as copy:
-                copy.set_types(EVENT_COPY_TYPES)
-                for event in plan.inserts:
-                    copy.write_row(
-                        (
-                            event.stream_id,
-                            event.device_id,
-                            event.seq,
-                            event.event_id,
-                            event.type,
-                            event.occurred_at,
-                            received,
-                            event.hash,
-                            event.prev_hash,
-                            event.body,
-                        )
-                    )
+        neighbours = self._lock_and_fetch_neighbours(cursor, events)
+        custody = self._custody(cursor, events)
+        plan = plan_append(
+            events,
+            neighbours | custody.successors,
+            received_at=received,
+            heads=custody.heads,
+            held=custody.held,
+        )
+        if plan.joins:
+            # Promoted rows too: this COPY gives them this transaction's id (see above).
+            _copy_rows(cursor, _COPY_EVENTS, plan.joins)
             # Delivered at commit, to every LISTENing projector.
             cursor.execute("SELECT pg_notify(%s, '')", (APPENDS_CHANNEL,))
+        if plan.released:
+            cursor.execute(
+                _DELETE_HELD,
+                (
+                    [row.stream_id for row in plan.released],
+                    [row.seq for row in plan.released],
+                    [row.hash for row in plan.released],
+                ),
+            )
+        if plan.holds:
+            _copy_rows(cursor, _COPY_HELD, plan.holds)
         letters = [*dead_letters, *plan.rejected]
         if letters:
             cursor.executemany(
                 _INSERT_DEAD_LETTER, [_dead_letter_row(letter, received) for letter in letters]
             )
-        return AppendResult(len(plan.inserts), plan.duplicates, plan.rejected)
+        return plan.result()
 
     @POSTGRES_ERRORS
     def read(self, after: Cursor, limit: int = 1000) -> list[StoredEvent]:
@@ -359,6 +386,14 @@ class PostgresEventStore(PortableQueries):
             )
 
     @staticmethod
+    def _custody(cursor: psycopg.Cursor[Any], events: Sequence[SealedEvent]) -> Custody:
+        if not events:
+            return Custody()
+        first = custody_from(events)
+        cursor.execute(_CUSTODY, (list(first), list(first.values())))
+        return Custody.of_rows(cursor.fetchall(), _held_row)
+
+    @staticmethod
     def _lock_and_fetch_neighbours(
         cursor: psycopg.Cursor[Any], events: Sequence[SealedEvent]
     ) -> dict[StreamKey, StoredLink]:
@@ -376,6 +411,42 @@ class PostgresEventStore(PortableQueries):
             ),
         )
         return {(row[0], row[1]): StoredLink(row[2], row[3]) for row in cursor}
+
+
+def _copy_rows(cursor: psycopg.Cursor[Any], statement: str, rows: Sequence[EventRow]) -> None:
+    with cursor.copy(statement) as copy:
+        copy.set_types(EVENT_COPY_TYPES)
+        for row in rows:
+            copy.write_row(
+                (
+                    row.stream_id,
+                    row.device_id,
+                    row.seq,
+                    row.event_id,
+                    row.type,
+                    row.occurred_at,
+                    row.received_at,
+                    row.hash,
+                    row.prev_hash,
+                    row.body,
+                )
+            )
+
+
+def _held_row(row: tuple[Any, ...]) -> EventRow:
+    stream_id, seq, hash_, prev_hash, device_id, event_id, type_, occurred, received, body = row
+    return EventRow(
+        stream_id=stream_id,
+        device_id=device_id,
+        seq=seq,
+        event_id=event_id,
+        type=type_,
+        occurred_at=occurred,
+        received_at=received,
+        hash=hash_,
+        prev_hash=prev_hash,
+        body=bytes(body),
+    )
 
 
 def _lock_key(stream_id: str) -> int:

@@ -17,14 +17,16 @@ from uuid import UUID
 
 from schemas import Heartbeat, SealedEvent
 from services.eventstore.append_plan import (
+    EventRow,
     StoredLink,
     StreamKey,
+    custody_from,
     neighbour_ranges,
     plan_append,
 )
 from services.eventstore.driver_errors import DriverErrors
 from services.eventstore.errors import SchemaMissingError
-from services.eventstore.portable import PortableQueries
+from services.eventstore.portable import CUSTODY, Custody, PortableQueries
 from services.eventstore.ports import (
     DEAD_LETTER_RAW_LIMIT,
     AppendResult,
@@ -48,6 +50,17 @@ _EVENT_COLUMNS: Final = (
     "position, stream_id, device_id, seq, event_id, type, occurred_at, received_at, "
     "hash, prev_hash, body"
 )
+_ROW_COLUMNS: Final = (
+    "stream_id, device_id, seq, event_id, type, occurred_at, received_at, hash, prev_hash, body"
+)
+_INSERT_EVENTS: Final = f"INSERT INTO events ({_ROW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+_INSERT_HELD: Final = (
+    f"INSERT INTO held_events ({_ROW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+)
+_DELETE_HELD: Final = "DELETE FROM held_events WHERE stream_id = ? AND seq = ? AND hash = ?"
+_CUSTODY: Final = CUSTODY.format(
+    wanted="SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)"
+)
 
 
 class SqliteEventStore(PortableQueries):
@@ -59,6 +72,7 @@ class SqliteEventStore(PortableQueries):
     # The shared queries reach the database too: they fail like every other method.
     find_gaps = SQLITE_ERRORS(PortableQueries.find_gaps)
     contiguous_through = SQLITE_ERRORS(PortableQueries.contiguous_through)
+    head = SQLITE_ERRORS(PortableQueries.head)
     count_events = SQLITE_ERRORS(PortableQueries.count_events)
     stream_ids = SQLITE_ERRORS(PortableQueries.stream_ids)
 
@@ -85,15 +99,15 @@ class SqliteEventStore(PortableQueries):
     ) -> AppendResult:
         if not events and not dead_letters:
             return AppendResult.empty()
-        received_text = _timestamp(received_at or datetime.now(UTC))
+        received = received_at or datetime.now(UTC)
         with self._write() as connection:
-            return self._append_in(connection, events, dead_letters, received_text)
+            return self._append_in(connection, events, dead_letters, received)
 
     @SQLITE_ERRORS
     def append_next(
         self, stream_id: str, build: NextEvent, *, received_at: datetime | None = None
     ) -> SealedEvent | None:
-        received_text = _timestamp(received_at or datetime.now(UTC))
+        received = received_at or datetime.now(UTC)
         with self._write() as connection:  # BEGIN IMMEDIATE: no other writer until COMMIT
             head = connection.execute(
                 f"SELECT {_EVENT_COLUMNS} FROM events WHERE stream_id = ? "  # noqa: S608
@@ -102,7 +116,7 @@ class SqliteEventStore(PortableQueries):
             ).fetchone()
             event = build(None if head is None else _stored_event(head))
             if event is not None:
-                self._append_in(connection, [event], (), received_text)
+                self._append_in(connection, [event], (), received)
             return event
 
     def _append_in(
@@ -110,34 +124,29 @@ class SqliteEventStore(PortableQueries):
         connection: sqlite3.Connection,
         events: Sequence[SealedEvent],
         dead_letters: Sequence[DeadLetter],
-        received_text: str,
+        received: datetime,
     ) -> AppendResult:
-        plan = plan_append(events, self._stored_neighbours(connection, events))
-        connection.executemany(
-            "INSERT INTO events (stream_id, device_id, seq, event_id, type, occurred_at, "
-            "received_at, hash, prev_hash, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    event.stream_id,
-                    event.device_id,
-                    event.seq,
-                    str(event.event_id),
-                    event.type,
-                    _timestamp(event.occurred_at),
-                    received_text,
-                    event.hash,
-                    event.prev_hash,
-                    event.body,
-                )
-                for event in plan.inserts
-            ],
+        custody = self._custody(connection, events)
+        plan = plan_append(
+            events,
+            self._stored_neighbours(connection, events) | custody.successors,
+            received_at=received,
+            heads=custody.heads,
+            held=custody.held,
         )
+        # Joins in plan order: a stream's events take positions in seq order.
+        connection.executemany(_INSERT_EVENTS, [_row_values(row) for row in plan.joins])
+        connection.executemany(
+            _DELETE_HELD, [(row.stream_id, row.seq, row.hash) for row in plan.released]
+        )
+        connection.executemany(_INSERT_HELD, [_row_values(row) for row in plan.holds])
+        received_text = _timestamp(received)
         connection.executemany(
             "INSERT INTO dead_letters (received_at, topic, reason, detail, device_id, seq, "
             "raw, raw_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [_dead_letter_row(letter, received_text) for letter in (*dead_letters, *plan.rejected)],
         )
-        return AppendResult(len(plan.inserts), plan.duplicates, plan.rejected)
+        return plan.result()
 
     @SQLITE_ERRORS
     def read(self, after: Cursor, limit: int = 1000) -> list[StoredEvent]:
@@ -289,6 +298,13 @@ class SqliteEventStore(PortableQueries):
         connection.execute("COMMIT")
 
     @staticmethod
+    def _custody(connection: sqlite3.Connection, events: Sequence[SealedEvent]) -> Custody:
+        if not events:
+            return Custody()
+        wanted = json.dumps(list(custody_from(events).items()))
+        return Custody.of_rows(connection.execute(_CUSTODY, (wanted,)), _held_row)
+
+    @staticmethod
     def _stored_neighbours(
         connection: sqlite3.Connection, events: Sequence[SealedEvent]
     ) -> dict[StreamKey, StoredLink]:
@@ -330,6 +346,37 @@ def _stored_event(row: Any) -> StoredEvent:
         prev_hash=prev,
         # Only tampering stores text here; as bytes it fails verification, not the reader.
         body=body.encode() if isinstance(body, str) else bytes(body),
+    )
+
+
+def _row_values(row: EventRow) -> tuple[object, ...]:
+    return (
+        row.stream_id,
+        row.device_id,
+        row.seq,
+        str(row.event_id),
+        row.type,
+        _timestamp(row.occurred_at),
+        _timestamp(row.received_at),
+        row.hash,
+        row.prev_hash,
+        row.body,
+    )
+
+
+def _held_row(row: tuple[Any, ...]) -> EventRow:
+    stream_id, seq, hash_, prev_hash, device_id, event_id, type_, occurred, received, body = row
+    return EventRow(
+        stream_id=stream_id,
+        device_id=device_id,
+        seq=seq,
+        event_id=UUID(event_id),
+        type=type_,
+        occurred_at=_parse_timestamp(occurred),
+        received_at=_parse_timestamp(received),
+        hash=hash_,
+        prev_hash=prev_hash,
+        body=bytes(body),
     )
 
 

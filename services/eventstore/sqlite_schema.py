@@ -137,7 +137,30 @@ CREATE TABLE IF NOT EXISTS alert_policies (
 );
 """
 
-_UPGRADES: Final = (_VERSION_1, _VERSION_2, _VERSION_3)
+# Chain custody (DESIGN §4.2): events that arrived past a hole, kept raw outside the
+# stream until the hole fills.  Several candidates may wait for one seq, hence the
+# hash in the key.  A held row is never changed: it is deleted when it joins the
+# stream or is refused (it never was in the stream, so append-only is not touched).
+_VERSION_4: Final = """
+CREATE TABLE IF NOT EXISTS held_events (
+    stream_id    TEXT    NOT NULL,
+    device_id    TEXT    NOT NULL,
+    seq          INTEGER NOT NULL CHECK (seq >= 1),
+    event_id     TEXT    NOT NULL,
+    type         TEXT    NOT NULL,
+    occurred_at  TEXT    NOT NULL,
+    received_at  TEXT    NOT NULL,
+    hash         TEXT    NOT NULL,
+    prev_hash    TEXT    NOT NULL,
+    body         BLOB    NOT NULL,
+    PRIMARY KEY (stream_id, seq, hash)
+);
+CREATE INDEX IF NOT EXISTS held_events_received ON held_events (received_at);
+CREATE TRIGGER IF NOT EXISTS held_events_no_update BEFORE UPDATE ON held_events
+BEGIN SELECT RAISE(ABORT, 'held events are never changed, only promoted or refused'); END;
+"""
+
+_UPGRADES: Final = (_VERSION_1, _VERSION_2, _VERSION_3, _VERSION_4)
 """The script that brings a file from ``user_version`` N to N + 1 is ``_UPGRADES[N]``.
 
 Every statement is ``IF NOT EXISTS``: two upgraders can both read the old version

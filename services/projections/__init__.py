@@ -24,7 +24,17 @@ from services.projections.changes import (
 from services.projections.device import RECENT_CARTRIDGES, DeviceProjection, fold_device
 from services.projections.device_summary import DeviceSummary
 from services.projections.errors import ProjectionError
-from services.projections.facts import Fact, fact_from_body, fact_from_wire, parse_timestamp
+from services.projections.facts import (
+    CLOCK_FLOOR,
+    CLOCK_SKEW_TOLERANCE,
+    Fact,
+    clock_skewed,
+    event_time,
+    fact_from_body,
+    fact_from_wire,
+    implausible_device_time,
+    parse_timestamp,
+)
 from services.projections.faults import OpenFault
 from services.projections.findings import Finding, FindingKind
 from services.projections.fleet import (
@@ -53,6 +63,8 @@ from services.projections.maintenance import (
 from services.projections.session import SessionAudit
 
 __all__ = [
+    "CLOCK_FLOOR",
+    "CLOCK_SKEW_TOLERANCE",
     "DEFAULT_POLICY",
     "DEFAULT_SERVICE_INTERVAL",
     "RECENT_CARTRIDGES",
@@ -81,6 +93,8 @@ __all__ = [
     "SessionClosed",
     "actuations_left",
     "cartridge_install",
+    "clock_skewed",
+    "event_time",
     "fact_from_body",
     "fact_from_wire",
     "fleet_counts",
@@ -88,6 +102,7 @@ __all__ = [
     "forecast_message",
     "forecast_needle_life",
     "headline_status",
+    "implausible_device_time",
     "iso_week",
     "life_reached",
     "life_used_pct",

@@ -9,6 +9,12 @@ waits in ``pending`` until the gap before it fills.  Seqs are dense per device
 a function of events 1..N alone.  Last-seen times are maxima, which do not depend on
 order, so they are taken from every fact on arrival.
 
+Device time.  A handpiece's clock can be wrong (DESIGN §4), so a device time that is
+implausible (``facts.clock_skewed``) is counted, not believed: every time this state
+holds is the device's own when plausible and the platform's receive time otherwise
+(``facts.event_time``), so a year-9999 event neither becomes the device's last
+activity nor a fault's raised time.
+
 Mutation.  ``DeviceProjection`` is changed in place by ``apply`` rather than copied
 per event: a replay folds tens of thousands of events a second and a copy of the
 state per event would cost more than the fold.  Nothing outside it holds its
@@ -34,7 +40,7 @@ from services.projections.changes import (
 )
 from services.projections.device_summary import DeviceSummary
 from services.projections.errors import ProjectionError
-from services.projections.facts import Fact
+from services.projections.facts import Fact, clock_skewed, event_time
 from services.projections.faults import OpenFault
 from services.projections.findings import Finding, FindingKind
 from services.projections.forecast import NeedleLifeForecast, PunchRate, forecast_needle_life
@@ -83,6 +89,12 @@ class DeviceProjection:
     recent_cartridges: dict[str, CartridgeTally] = field(default_factory=dict)
     pending: dict[int, Fact] = field(default_factory=dict)
     """Facts beyond a gap, by seq, waiting for the missing ones."""
+    clock_skew_events: int = 0
+    """Folded facts whose device time is implausible (``facts.clock_skewed``)."""
+    last_clock_skew_seq: int | None = None
+    integrity_alerts: set[str] = field(default_factory=set)
+    """Open integrity incidents over events the store refused, by alert id (platform
+    facts from the alerts' streams, see ``integrity_incident_opened``)."""
 
     # --- folding
 
@@ -141,6 +153,30 @@ class DeviceProjection:
         )
         return True
 
+    def integrity_incident_opened(self, alert_id: str) -> bool:
+        """An integrity alert over events the store refused was raised (an
+        ``alert.raised`` in the alert's own stream): the device shows ``integrity``
+        until it is resolved.  ``False`` when it was known already (a repeat raise
+        updating it, or a redelivery)."""
+        if alert_id in self.integrity_alerts:
+            return False
+        self.integrity_alerts.add(alert_id)
+        return True
+
+    def integrity_incident_resolved(self, alert_id: str) -> bool:
+        """An ``alert.resolved``: ``True`` when it closed one of the device's open
+        integrity incidents.
+
+        An incident is raised by the alert engine from the store's dead letters and
+        resolved by a person, so its raise always precedes its resolution in the
+        global order: folding both in that order, as live and replay do, leaves the
+        same set.
+        """
+        if alert_id not in self.integrity_alerts:
+            return False
+        self.integrity_alerts.discard(alert_id)
+        return True
+
     def forget_ended_sessions(self) -> list[SessionAudit]:
         """Drop ended sessions from memory, returning their final audits.
 
@@ -184,6 +220,7 @@ class DeviceProjection:
             fault_severities=[fault.severity for fault in self.open_faults.values()],
             actuations_since_service=self.actuations_since_service,
             online=online,
+            integrity_incident=bool(self.integrity_alerts),
             policy=policy,
         )
 
@@ -199,6 +236,8 @@ class DeviceProjection:
             agent_version=self.agent_version,
             last_occurred_at=self.last_occurred_at,
             last_received_at=self.last_received_at,
+            clock_skew_events=self.clock_skew_events,
+            last_clock_skew_seq=self.last_clock_skew_seq,
             applied_through=self.applied_through,
             last_hash=self.last_hash,
             chain_status=self.chain_status,
@@ -216,6 +255,7 @@ class DeviceProjection:
             online=online,
             status=headline_status(attention),
             attention=attention,
+            integrity_alerts=tuple(sorted(self.integrity_alerts)),
         )
 
     def session_audit(self, session_id: str) -> SessionAudit | None:
@@ -229,8 +269,8 @@ class DeviceProjection:
     # --- the fold proper: facts in seq order only
 
     def _see(self, fact: Fact) -> None:
-        occurred = fact.occurred_at
-        if self.last_occurred_at is None or occurred > self.last_occurred_at:
+        occurred, latest = fact.occurred_at, self.last_occurred_at
+        if (latest is None or occurred > latest) and not clock_skewed(fact):
             self.last_occurred_at = occurred
         received = fact.received_at
         if received is not None and (
@@ -243,6 +283,9 @@ class DeviceProjection:
             self._chain_break(fact, changes)
         self.applied_through = fact.seq
         self.last_hash = fact.hash
+        if clock_skewed(fact):
+            self.clock_skew_events += 1
+            self.last_clock_skew_seq = fact.seq
         changes.append(Applied(fact))
         fold = _FOLDS.get(fact.type)
         if fold is None:
@@ -283,7 +326,7 @@ class DeviceProjection:
         self.boot_id = data["boot_id"]
 
     def _cartridge_installed(self, fact: Fact, changes: list[Change]) -> None:
-        tally = CartridgeTally.from_installed(fact.data, fact.occurred_at)
+        tally = CartridgeTally.from_installed(fact.data, event_time(fact))
         recent = self.recent_cartridges
         earlier = recent.pop(tally.cartridge_id, None)
         if earlier is not None:
@@ -302,7 +345,7 @@ class DeviceProjection:
 
     def _session_started(self, fact: Fact, changes: list[Change]) -> None:
         data = fact.data
-        tally = SessionTally.from_started(data, fact.occurred_at, fact.seq)
+        tally = SessionTally.from_started(data, event_time(fact), fact.seq)
         if self.open_session is not None:
             detail = (
                 f"session {tally.session_id} started while session "
@@ -371,7 +414,7 @@ class DeviceProjection:
             fault_code=data["fault_code"],
             severity=Severity(data["severity"]),
             message=data["message"],
-            raised_at=fact.occurred_at,
+            raised_at=event_time(fact),
             raised_seq=fact.seq,
         )
         self.open_faults[fault.fault_code] = fault
@@ -391,7 +434,7 @@ class DeviceProjection:
             detail = f"session.ended names session {session_id}, but the open one is {open_id}"
             self._find(fact, FindingKind.SESSION_NOT_OPEN, detail, changes)
             return
-        session.end(data, fact.occurred_at, fact.seq)
+        session.end(data, event_time(fact), fact.seq)
         self.open_session = None
         changes.append(SessionClosed(session_id, session.cores_counted == session.cores_reported))
 

@@ -16,9 +16,15 @@ class DeviceSummary:
     firmware_version: str | None
     agent_version: str | None
     last_occurred_at: datetime | None
-    """Latest device-clock time of any event seen (the device's clock may be wrong)."""
+    """Latest device-clock time of any event seen whose time is plausible (see
+    ``facts.clock_skewed``: a skewed one is counted in ``clock_skew_events`` instead)."""
     last_received_at: datetime | None
     """Latest time the platform stored any of its events."""
+    clock_skew_events: int
+    """Events folded whose device time is implausible (stored as reported; every time
+    the read models take from them is the platform's receive time)."""
+    last_clock_skew_seq: int | None
+    """The latest of those events."""
     applied_through: int
     """Every event up to this seq is folded in; nothing after it is."""
     last_hash: str
@@ -44,3 +50,12 @@ class DeviceSummary:
     """The most urgent of ``attention``, ``ok`` when it is empty."""
     attention: tuple[MaintenanceStatus, ...]
     """Every status that applies, most urgent first."""
+    integrity_alerts: tuple[str, ...]
+    """Open integrity incidents over events the store refused (their alert ids): while
+    there is one the status is ``integrity``, until a person resolves it."""
+
+    @property
+    def last_seen(self) -> datetime | None:
+        """When the device was last heard from: the platform's clock when it stored an
+        event, else (facts that never went through a store) the device's."""
+        return self.last_received_at or self.last_occurred_at

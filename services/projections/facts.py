@@ -13,8 +13,8 @@ the cost of turning a stored body into folded state.
 """
 
 from collections.abc import Mapping
-from datetime import datetime
-from typing import Any, NamedTuple
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, NamedTuple
 
 import orjson
 
@@ -26,13 +26,55 @@ class Fact(NamedTuple):
     seq: int
     type: str
     occurred_at: datetime
-    """The device's clock: may be wrong, so it never decides order (``seq`` does)."""
+    """The device's clock: may be wrong, so it never decides order (``seq`` does), and
+    a time it got implausibly wrong never reaches a read model (see ``event_time``)."""
     received_at: datetime | None
     """When the platform stored it; ``None`` for events that never went through a store."""
     hash: str
     prev_hash: str
     data: dict[str, Any]
     """The event's ``data`` as JSON values; timestamps are RFC 3339 text ending in ``Z``."""
+
+
+CLOCK_FLOOR: Final = datetime(2020, 1, 1, tzinfo=UTC)
+"""No handpiece event predates the platform: an earlier device time is a clock that
+was never set (a board's RTC starting at its epoch after a flat backup cell)."""
+
+CLOCK_SKEW_TOLERANCE: Final = timedelta(hours=24)
+"""How far a device time may run ahead of the platform's receive time of the event.
+Ahead at all is impossible for a true clock, but device clocks drift and time zones
+get misconfigured; a day covers both without letting a year-9999 time through.  A
+time *behind* the receive time is normal (the outbox holds events while offline), so
+it has no bound but ``CLOCK_FLOOR``."""
+
+
+def implausible_device_time(device_time: datetime, platform_time: datetime | None) -> bool:
+    """Whether a device's clock reading is implausible: before ``CLOCK_FLOOR``, or more
+    than ``CLOCK_SKEW_TOLERANCE`` after ``platform_time``, the platform's own time of
+    the same moment (judged only when it is known)."""
+    if device_time < CLOCK_FLOOR:
+        return True
+    return platform_time is not None and device_time - platform_time > CLOCK_SKEW_TOLERANCE
+
+
+def clock_skewed(fact: Fact) -> bool:
+    """Whether the device's time of ``fact`` is implausible against the platform's
+    receive time of it (``implausible_device_time``)."""
+    return implausible_device_time(fact.occurred_at, fact.received_at)
+
+
+def event_time(fact: Fact) -> datetime:
+    """When ``fact`` happened, as read models tell it: the device's time, unless it is
+    skewed and the platform's receive time is there to stand in for it.
+
+    The store keeps the device's time as reported (the hash covers it); only what is
+    derived from it falls back, so "last seen", fault and session times and alert
+    times never jump to a clock that was wrong.
+    """
+    received = fact.received_at
+    if received is not None and clock_skewed(fact):
+        return received
+    return fact.occurred_at
 
 
 def parse_timestamp(text: str) -> datetime:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from services.projections.device_summary import DeviceSummary
-from services.projections.facts import Fact
+from services.projections.facts import Fact, event_time
 from services.projections.maintenance import MaintenanceStatus
 
 
@@ -42,14 +42,15 @@ class CartridgeInstall:
     device_id: str
     cartridge_id: str
     installed_at: datetime
-    """The device's clock at ``cartridge.installed``."""
+    """The device's clock at ``cartridge.installed`` (its receive time when that clock
+    is skewed: ``facts.event_time``)."""
 
 
 def cartridge_install(fact: Fact) -> CartridgeInstall | None:
     """The install a fact records, if it is a ``cartridge.installed``."""
     if fact.type != "cartridge.installed":
         return None
-    return CartridgeInstall(fact.device_id, fact.data["cartridge_id"], fact.occurred_at)
+    return CartridgeInstall(fact.device_id, fact.data["cartridge_id"], event_time(fact))
 
 
 def iso_week(moment: datetime) -> str:

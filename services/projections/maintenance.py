@@ -2,10 +2,13 @@
 
 A device can need several things at once; ``maintenance_attention`` lists them all,
 most urgent first, and the headline status is the first (``ok`` when none).  The
-order puts what stops treatment now before what can wait: a device that is offline
-may be in any state, a fault holds the actuator, an exhausted cartridge must come
-out before the next actuation, a low one within the session, and a service visit
-is due within thousands of actuations.
+order puts what stops treatment now before what can wait: an integrity incident
+first (the store refused events sent under the device's id, so another board may be
+using it, and nothing else the device shows can be taken at its word until a person
+has looked: DESIGN §4.2), then a device that is offline (it may be in any state), a
+fault that holds the actuator, an exhausted cartridge that must come out before the
+next actuation, a low one within the session, and a service visit due within
+thousands of actuations.
 """
 
 from collections.abc import Iterable
@@ -17,6 +20,7 @@ from services.projections.cartridge import CartridgeTally, life_reached
 
 
 class MaintenanceStatus(StrEnum):
+    INTEGRITY = "integrity"
     OFFLINE = "offline"
     FAULT = "fault"
     CARTRIDGE_EXHAUSTED = "cartridge_exhausted"
@@ -54,14 +58,18 @@ def maintenance_attention(
     fault_severities: Iterable[Severity],
     actuations_since_service: int,
     online: bool | None,
+    integrity_incident: bool = False,
     policy: MaintenancePolicy = DEFAULT_POLICY,
 ) -> tuple[MaintenanceStatus, ...]:
     """Every status other than ``ok`` that applies, most urgent first.
 
     ``online`` comes from presence and a clock, which the fold has neither of:
-    ``None`` (unknown) adds nothing, ``False`` adds ``offline``.
+    ``None`` (unknown) adds nothing, ``False`` adds ``offline``.  ``integrity_incident``
+    is an incident over refused events that no person has resolved yet.
     """
     attention: list[MaintenanceStatus] = []
+    if integrity_incident:
+        attention.append(MaintenanceStatus.INTEGRITY)
     if online is False:
         attention.append(MaintenanceStatus.OFFLINE)
     if any(severity in _HOLDING_SEVERITIES for severity in fault_severities):

@@ -21,10 +21,10 @@ from services.eventstore import Backend, Cursor, DatabaseUrl, load_checkpoint, s
 from services.projections.device import DeviceProjection
 from services.projections.tables import ReadTables, read_tables
 
-SNAPSHOT_FORMAT: Final = 1
+SNAPSHOT_FORMAT: Final = 2
 """Bumped when ``DeviceProjection``'s fields change.  Snapshots of another format are
 not used; the release that bumps it says to run ``coreline replay``, which rebuilds
-them all from the event store."""
+them all from the event store.  2: clock-skew counters and open integrity incidents."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,9 +8,10 @@ It sits above the pure packages it wires, so they never import each other sidewa
 nothing of this process.
 """
 
+from services.projector.folder import Folder
 from services.projector.notifier_process import run_notifier
 from services.projector.replay import ReplayResult, replay
-from services.projector.runner import PROJECTOR, Folder, Projector
+from services.projector.runner import PROJECTOR, Projector
 from services.projector.settings import ProjectorSettings
 
 __all__ = [

@@ -20,7 +20,8 @@ from sqlalchemy import Connection, text
 from services.eventstore import Backend, Cursor, EventRecord, EventStore, save_checkpoint
 from services.projections.read_store import ReadModelStore, ReadModelUpdate
 from services.projections.tables import read_tables
-from services.projector.runner import PROJECTOR, Folder
+from services.projector.folder import Folder
+from services.projector.runner import PROJECTOR
 
 _FRESH: Final = "_next"
 

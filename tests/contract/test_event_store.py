@@ -90,10 +90,10 @@ def test_broken_link_is_dead_lettered_and_the_chain_stays_whole(store: EventStor
     store.append(events[:3])
     forged = reseal(events[3], prev_hash="b" * 64)
     result = store.append([forged, *events[4:]])
-    # seq 5 links to the real seq 4, which is not stored: it waits behind a gap.
-    assert result.appended == 2
+    # seq 5 links to the real seq 4, which is not stored: it waits behind a gap (held).
+    assert (result.appended, result.held) == (0, 2)
     assert "prev_hash does not match" in result.rejected[0].rejection.detail
-    store.append([events[3]])
+    assert store.append([events[3]]).appended == 3  # seq 4, and the held 5 and 6
     links = [ChainLink(e.seq, e.body, e.hash) for e in store.read_stream("HP-000001")]
     assert verify_chain(links).status is ChainStatus.VERIFIED
 

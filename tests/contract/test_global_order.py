@@ -51,32 +51,41 @@ def test_reader_waits_for_a_transaction_that_commits_late(postgres_url: str) -> 
     store.close()
 
 
-def _write(url: str, writer: int, seed: int) -> None:
-    """One concurrent writer: its own devices, batches of consecutive events, jittered."""
+def _write(url: str, writer: int, seed: int, late_chunks: float = 0.0) -> None:
+    """One concurrent writer: its own devices, batches of consecutive events, jittered.
+    With ``late_chunks``, that share of chunks is sent one batch late, so the events
+    after each wait as held and the late chunk's append promotes them."""
     rng = random.Random(seed)
     store = open_event_store(url)
     # Each device has enough events for every batch to draw only from it.
     per_device = _BATCHES_PER_WRITER * _EVENTS_PER_BATCH
     streams = [device_stream(f"HP-{writer:02d}{device:04d}", per_device) for device in range(4)]
     cursors = [0] * len(streams)
+    late: list[SealedEvent] = []
     for _ in range(_BATCHES_PER_WRITER):
-        batch: list[SealedEvent] = []
+        batch, late = late, []
         while len(batch) < _EVENTS_PER_BATCH:
             device = rng.randrange(len(streams))
             take = rng.randint(1, 10)
-            batch.extend(streams[device][cursors[device] : cursors[device] + take])
+            chunk = streams[device][cursors[device] : cursors[device] + take]
             cursors[device] += take
+            (late if rng.random() < late_chunks else batch).extend(chunk)
         store.append(batch)
         time.sleep(rng.random() / 200)
+    store.append(late)
     store.close()
 
 
 @pytest.mark.slow
-def test_concurrent_writers_and_a_tailing_reader_agree(store_url: str) -> None:
+@pytest.mark.parametrize("late_chunks", [0.0, 0.2], ids=["in-order", "promotions"])
+def test_concurrent_writers_and_a_tailing_reader_agree(store_url: str, late_chunks: float) -> None:
     """Several writer processes append while a reader tails: the reader sees every
-    committed event exactly once, in a cursor order that never goes back."""
+    committed event exactly once, in a cursor order that never goes back (also when
+    appends promote held events: they enter the order with the promoting commit)."""
     context = multiprocessing.get_context("spawn")
-    writers = [context.Process(target=_write, args=(store_url, n, n)) for n in range(_WRITERS)]
+    writers = [
+        context.Process(target=_write, args=(store_url, n, n, late_chunks)) for n in range(_WRITERS)
+    ]
     for process in writers:
         process.start()
     reader = open_event_store(store_url)
@@ -99,6 +108,11 @@ def test_concurrent_writers_and_a_tailing_reader_agree(store_url: str) -> None:
     stored = _count_all(reader)
     assert len(keys) == stored, f"reader saw {len(keys)} of {stored} stored events"
     assert stored >= _WRITERS * _BATCHES_PER_WRITER * _EVENTS_PER_BATCH
+    # Custody: each stream enters the global order in seq order, from 1, whole.
+    seqs_read: dict[str, list[int]] = {}
+    for event in seen:
+        seqs_read.setdefault(event.stream_id, []).append(event.seq)
+    assert all(seqs == list(range(1, len(seqs) + 1)) for seqs in seqs_read.values())
     reader.close()
 
 

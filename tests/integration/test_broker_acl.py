@@ -41,6 +41,10 @@ def cmd(device_id: str) -> str:
     return f"coreline/v1/devices/{device_id}/cmd"
 
 
+def acks(device_id: str) -> str:
+    return f"coreline/v1/devices/{device_id}/acks"
+
+
 def alerts(clinic_id: str) -> str:
     return f"coreline/v1/clinics/{clinic_id}/alerts"
 
@@ -107,6 +111,22 @@ def test_device_cannot_read_another_devices_commands(clients: Clients) -> None:
     assert not own.is_failure
     assert other.is_failure or other.value == 1  # refused, or granted at QoS 1
     assert handpiece.wait_for(b"sentinel") == [(cmd(DEVICE_1), b"sentinel")]
+
+
+def test_device_reads_only_its_own_acks_and_cannot_forge_them(clients: Clients) -> None:
+    """The gateway publishes platform acknowledgements; a device receives its own acks
+    topic only (even through a wildcard) and may not publish on it."""
+    gateway = clients.account("gateway")
+    handpiece = clients.device(DEVICE_1)
+    handpiece.subscribe(acks("+"))
+    handpiece.subscribe(acks(DEVICE_2))
+    own_ack = b'{"stored_through":7,"hash":"' + b"a" * 64 + b'"}'
+
+    assert handpiece.publish(acks(DEVICE_1), b"forged").value == NOT_AUTHORIZED
+    assert not gateway.publish(acks(DEVICE_2), b"for-2").is_failure
+    assert not gateway.publish(acks(DEVICE_1), own_ack).is_failure
+
+    assert handpiece.wait_for(own_ack) == [(acks(DEVICE_1), own_ack)]
 
 
 def test_gateway_command_reaches_the_device(clients: Clients) -> None:

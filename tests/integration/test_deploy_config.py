@@ -394,7 +394,9 @@ def test_the_base_renders_the_processes_with_their_scaling_rules() -> None:
     autoscaler = find(rendered, "HorizontalPodAutoscaler", "coreline-gateway")
     assert autoscaler["spec"]["scaleTargetRef"]["kind"] == "StatefulSet"
     assert autoscaler["spec"]["minReplicas"] == 2
-    assert autoscaler["spec"]["behavior"]["scaleDown"]["selectPolicy"] == "Disabled"
+    (scale_down,) = autoscaler["spec"]["behavior"]["scaleDown"]["policies"]
+    assert (scale_down["type"], scale_down["value"]) == ("Pods", 1)
+    assert scale_down["periodSeconds"] >= 300
     projector = find(rendered, "Deployment", "coreline-projector")
     assert projector["spec"]["replicas"] == 1
     assert projector["spec"]["strategy"]["type"] == "Recreate"

@@ -2,10 +2,6 @@
 while the gateway is killed, PostgreSQL crashes and the broker restarts.  Afterwards
 every event each agent recorded is stored exactly once, with its chain intact."""
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,54 +13,10 @@ from edge_agent.outbox import Outbox
 from schemas.chain import ChainLink, ChainStatus, verify_chain
 from services.eventstore import Cursor, EventStore, open_event_store, upgrade_schema
 from tests.support.mosquitto import TemporaryMosquitto
+from tests.support.platform_processes import GatewayProcess, coreline
 from tests.support.postgres import TemporaryPostgres
 
 pytestmark = pytest.mark.slow
-
-
-def _coreline(*args: str, log: Path, **settings: str) -> subprocess.Popen[bytes]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("CORELINE_")}
-    env |= {f"CORELINE_{name.upper()}": value for name, value in settings.items()}
-    with log.open("ab") as output:
-        return subprocess.Popen(
-            [sys.executable, "-m", "services", *args], env=env, stdout=output, stderr=output
-        )
-
-
-class _Gateway:
-    def __init__(
-        self, url: str, broker: TemporaryMosquitto, log: Path, *extra: str, heal: bool = True
-    ) -> None:
-        self._args = ("gateway", "--database-url", url, "--mqtt-url", broker.url,
-                      "--metrics-port", "0", *extra)  # fmt: skip
-        self._log = log
-        # Without healing, a lost message stays lost: the gap is never asked for again.
-        self._settings = {} if heal else {"gateway_gap_grace_s": "86400"}
-        self.process = _coreline(*self._args, log=log, **self._settings)
-        self.wait_subscribed()
-
-    def wait_subscribed(self) -> None:
-        """Until the gateway's session holds its subscriptions, the broker keeps no
-        messages for it (afterwards it keeps them across any crash)."""
-        deadline = time.monotonic() + 30
-        while "subscribed" not in self._log.read_text(errors="replace"):
-            assert time.monotonic() < deadline, self._log.read_text()[-2000:]
-            time.sleep(0.05)
-
-    def crash(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def restart(self) -> None:
-        self.process = _coreline(*self._args, log=self._log, **self._settings)
-
-    def crash_and_restart(self) -> None:
-        self.crash()
-        self.restart()
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout=30)
 
 
 @pytest.fixture
@@ -110,8 +62,8 @@ def test_crashes_and_restarts_under_load_lose_and_double_nothing(
     devices = 30
     with TemporaryMosquitto() as broker:
         # Resend requests would heal a loss and hide it: this test proves there is none.
-        gateway = _Gateway(url, broker, tmp_path / "gateway.log", heal=False)
-        fleet = _coreline(
+        gateway = GatewayProcess(url, broker, tmp_path / "gateway.log", heal=False)
+        fleet = coreline(
             "simulate", "--devices", str(devices), "--seed", "5", "--speed", "1200",
             "--duration", "24", "--mqtt-url", broker.url, "--outbox", str(tmp_path / "fleet.db"),
             log=tmp_path / "fleet.log",
@@ -170,12 +122,14 @@ def test_two_gateways_on_one_shared_subscription(
     with TemporaryMosquitto() as broker:
         shared = ("--share-group", "coreline-gateway")
         gateways = [
-            _Gateway(url, broker, tmp_path / f"gateway-{n}.log", *shared, "--client-id", f"gw-{n}")
+            GatewayProcess(
+                url, broker, tmp_path / f"gateway-{n}.log", *shared, "--client-id", f"gw-{n}"
+            )
             for n in (1, 2)
         ]
         reader = threading.Thread(target=tail)
         reader.start()
-        fleet = _coreline(
+        fleet = coreline(
             "simulate", "--devices", str(devices), "--seed", "9", "--speed", "1200",
             "--duration", "12", "--mqtt-url", broker.url, "--outbox", str(tmp_path / "fleet.db"),
             log=tmp_path / "fleet.log",

@@ -7,6 +7,8 @@ import random
 import subprocess
 import sys
 import threading
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +16,13 @@ import orjson
 import pytest
 from sqlalchemy import select
 
-from schemas import decode_event_batch
+from schemas import GENESIS_HASH, Heartbeat, SealedEvent, decode_event_batch
+from services.api import Role, create_token
 from services.eventstore import EventStore, open_event_store
 from services.projections.read_store import ReadModelStore
 from services.projector import Projector, replay
-from tests.support.streams import device_stream, punch_data, reseal
+from tests.support.api_client import api_client, bearer
+from tests.support.streams import EPOCH, device_stream, punch_data, reseal, timestamp
 from tests.support.vectors import STREAM_DEVICES, batch_payload, load_stream
 
 
@@ -201,7 +205,7 @@ def test_the_projector_refuses_to_start_without_a_webhook_master_key(store_url: 
 def test_a_seq_conflict_refused_by_the_store_raises_an_integrity_alert(
     store: EventStore, store_url: str
 ) -> None:
-    """A forged event the store refuses for its seq raises one integrity alert, judged once."""
+    """A forged event the store refuses for its seq raises one integrity incident, judged once."""
     original = device_stream("HP-000321", 5)
     store.append(original)
     forged = reseal(original[4], data=punch_data(5, actuations=13))
@@ -213,5 +217,96 @@ def test_a_seq_conflict_refused_by_the_store_raises_an_integrity_alert(
     projector.tick()
     projector.tick()  # judged once
     _catch_up(projector)
-    assert _alerts(read_models) == [("HP-000321", "integrity", "seq-5-refused", "open")]
+    assert _alerts(read_models) == [("HP-000321", "integrity", "refused-events", "open")]
+    read_models.close()
+
+
+def _second_board(device_id: str, count: int) -> list[SealedEvent]:
+    """Another board's own chain under ``device_id``: the same seqs, other bytes."""
+    chain: list[SealedEvent] = []
+    prev_hash = GENESIS_HASH
+    for event in device_stream(device_id, count):
+        forged = reseal(
+            event,
+            event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"second-board:{device_id}:{event.seq}")),
+            occurred_at=timestamp(EPOCH + timedelta(hours=5, seconds=event.seq)),
+            prev_hash=prev_hash,
+        )
+        chain.append(forged)
+        prev_hash = forged.hash
+    return chain
+
+
+def test_refusals_of_one_device_are_one_incident_shown_by_the_api_until_resolved(
+    store: EventStore, store_url: str
+) -> None:
+    """Two boards' chains under one id: the refused events, over several ticks, are one
+    integrity alert counting them all; the API shows the device ``integrity`` until a
+    person resolves it; a later refusal opens a second alert; a replay agrees."""
+    device = "HP-000322"
+    store.append(device_stream(device, 12))
+    board = _second_board(device, 12)
+    read_models = ReadModelStore(store_url)
+    projector = Projector(store, read_models)
+    _catch_up(projector)
+    assert len(store.append(board[:6]).rejected) == 6
+    projector.tick()
+    _catch_up(projector)
+    assert len(store.append(board[6:11]).rejected) == 5
+    projector.tick()
+    projector.tick()
+    _catch_up(projector)
+    assert _alerts(read_models) == [(device, "integrity", "refused-events", "open")]
+    _, token = create_token(read_models.engine, Role.MANUFACTURER, None, "qa-lead")
+    headers = bearer(token)
+    with api_client(store_url) as client:
+        detail = client.get(f"/api/v1/devices/{device}", headers=headers).json()
+        assert (detail["status"], detail["attention"][0]) == ("integrity", "integrity")
+        listed = client.get("/api/v1/devices?status=integrity", headers=headers).json()
+        assert [item["device_id"] for item in listed["items"]] == [device]
+        (alert,) = client.get(f"/api/v1/alerts?device_id={device}", headers=headers).json()["items"]
+        assert detail["integrity_alerts"] == [alert["alert_id"]]
+        assert (alert["context"]["refused_events"], alert["context"]["seqs"]) == (11, "1-11")
+        resolved = client.post(
+            f"/api/v1/alerts/{alert['alert_id']}/resolve",
+            headers=headers,
+            json={"note": "second board recalled"},
+        )
+        assert resolved.status_code == 202
+        _catch_up(projector)
+        detail = client.get(f"/api/v1/devices/{device}", headers=headers).json()
+        assert (detail["status"], detail["integrity_alerts"]) == ("ok", [])
+        assert len(store.append(board[11:]).rejected) == 1
+        projector.tick()
+        _catch_up(projector)
+        assert client.get(f"/api/v1/devices/{device}", headers=headers).json()["status"] == (
+            "integrity"
+        )
+        alerts = client.get(f"/api/v1/alerts?device_id={device}", headers=headers).json()
+        assert sorted(a["status"] for a in alerts["items"]) == ["open", "resolved"]
+        first = next(a for a in alerts["items"] if a["status"] == "resolved")
+        assert first["resolved_by"].startswith("qa-lead")
+        assert first["note"] == "second board recalled"
+    live = (_devices(read_models), _alerts(read_models))
+    replay(store_url, store)
+    assert (_devices(read_models), _alerts(read_models)) == live
+    read_models.close()
+
+
+def test_a_heartbeat_stamped_by_a_wrong_clock_is_no_sign_of_life(
+    store: EventStore, store_url: str
+) -> None:
+    """A device silent in a session raises device_offline even though its last heartbeat
+    says 9999-12-31: an implausible device time does not keep it "heard"."""
+    device = "HP-000323"
+    store.append(device_stream(device, 5))  # seq 3 opened a session
+    at_9999 = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+    store.record_heartbeats([Heartbeat(device_id=device, sampled_at=timestamp(at_9999))])
+    read_models = ReadModelStore(store_url)
+    later = datetime.now(UTC) + timedelta(minutes=10)
+    projector = Projector(store, read_models, clock=lambda: later)
+    _catch_up(projector)
+    projector.tick()
+    _catch_up(projector)
+    assert (device, "device_offline", "presence", "open") in _alerts(read_models)
     read_models.close()

@@ -2,6 +2,9 @@
 rate into its outbox while publishing, then keeps publishing until SIGTERM.
 
     python -m tests.support.agent_process DEVICE OUTBOX MQTT_URL --events N --rate R
+
+``--anchor-wait`` is how long a fresh outbox waits for the platform's retained ack
+(short: these brokers have no platform behind them).
 """
 
 import argparse
@@ -27,12 +30,14 @@ def main() -> None:
     parser.add_argument("mqtt_url")
     parser.add_argument("--events", type=int, default=0)
     parser.add_argument("--rate", type=float, default=500.0)
+    parser.add_argument("--anchor-wait", type=float, default=0.5)
     args = parser.parse_args()
 
     outbox = Outbox(args.outbox)
     driver = LinkDriver(outbox)
     broker = BrokerAddress.parse(args.mqtt_url)
-    link = DeviceLink(args.device_id, outbox, broker, LinkSettings(linger_s=0.01), watcher=driver)
+    settings = LinkSettings(linger_s=0.01, anchor_wait_s=args.anchor_wait)
+    link = DeviceLink(args.device_id, outbox, broker, settings, watcher=driver)
     driver.add(link)
     agent = Agent(args.device_id, outbox, link)
     stop = threading.Event()

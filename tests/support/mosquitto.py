@@ -26,7 +26,9 @@ class TemporaryMosquitto:
     """Mosquitto with persistence in a temporary directory, restartable on the same
     port (so clients reconnect to the "same" broker and queued messages survive)."""
 
-    def __init__(self, extra_config: str = "", *, allow_anonymous: bool = True) -> None:
+    def __init__(
+        self, extra_config: str = "", *, allow_anonymous: bool = True, persistence: bool = True
+    ) -> None:
         self._binary = find_mosquitto()
         self.root = Path(tempfile.mkdtemp(prefix="coreline-mqtt-"))
         self.hand_over(self.root)
@@ -34,6 +36,8 @@ class TemporaryMosquitto:
         self.extra_config = extra_config
         """Appended to the configuration at each start (extra listeners, auth files)."""
         self._allow_anonymous = allow_anonymous
+        self.persistence = persistence
+        """Whether sessions and queued messages survive a restart (changeable between runs)."""
         self._config = self.root / "mosquitto.conf"
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -53,7 +57,7 @@ class TemporaryMosquitto:
         self._config.write_text(
             f"listener {self.port} 127.0.0.1\n"
             f"allow_anonymous {'true' if self._allow_anonymous else 'false'}\n"
-            "persistence true\n"
+            f"persistence {'true' if self.persistence else 'false'}\n"
             f"persistence_location {self.root}/\n"
             "autosave_interval 1\n"
             "max_queued_messages 100000\n"

@@ -98,3 +98,21 @@ def test_a_filled_or_narrowed_gap_keeps_or_drops_its_history() -> None:
     assert tracker.due(now=40) == [ResendRequest(DEVICE, 13, 15, attempt=2)]
     tracker.observe(DEVICE, [], now=41)
     assert not tracker.has_open_gaps(DEVICE)
+
+
+def test_an_online_status_carries_the_devices_head() -> None:
+    """A v1.1 ``online`` status carries the device's chain head; a half head is refused."""
+    head = {"state": "online", "last_seq": 41, "last_hash": "ab" * 32}
+    assert interpret(_topic("status"), orjson.dumps(head), NOW) == PresenceChange(
+        DEVICE, online=True, at=NOW, last_seq=41
+    )
+    half = interpret(_topic("status"), b'{"state":"online","last_seq":3}', NOW)
+    assert isinstance(half, Rejection)
+    assert half.reason is RejectionReason.SCHEMA
+
+
+def test_acks_are_not_an_uplink() -> None:
+    """Nothing a device publishes on its ``acks`` topic is taken in: it is the platform's."""
+    outcome = interpret(_topic("acks"), b'{"stored_through":1,"hash":"' + b"0" * 64 + b'"}', NOW)
+    assert isinstance(outcome, Rejection)
+    assert outcome.reason is RejectionReason.IDENTITY

@@ -9,8 +9,16 @@ from itertools import count
 import orjson
 import pytest
 
-from gateway.ingest import IngestCore, IngestOptions
-from schemas import DeviceChannel, RejectionReason, ResendCommand, SealedEvent, device_topic
+from gateway.ingest import IngestCore, IngestOptions, decode
+from schemas import (
+    GENESIS_HASH,
+    DeviceChannel,
+    PlatformAck,
+    RejectionReason,
+    ResendCommand,
+    SealedEvent,
+    device_topic,
+)
 from schemas.streams import device_stream as stream_of
 from services.eventstore import (
     AppendResult,
@@ -45,6 +53,7 @@ class FakeSource:
         self.queued = list(messages)
         self.acknowledged: list[Message] = []
         self.commands: list[tuple[str, ResendCommand]] = []
+        self.acks: list[tuple[str, PlatformAck]] = []
 
     def take(self, max_messages: int, linger_s: float, timeout_s: float) -> list[Message]:
         taken, self.queued = self.queued[:max_messages], self.queued[max_messages:]
@@ -55,6 +64,9 @@ class FakeSource:
 
     def send_command(self, device_id: str, command: ResendCommand) -> None:
         self.commands.append((device_id, command))
+
+    def send_ack(self, device_id: str, ack: PlatformAck) -> None:
+        self.acks.append((device_id, ack))
 
 
 class FlakyStore(InMemoryEventStore):
@@ -249,3 +261,83 @@ def test_a_filled_gap_is_not_asked_for(filled: bool) -> None:
     now[0] = 2.0
     core.request_missing_events()
     assert bool(source.commands) is not filled
+
+
+def _status(device_id: str, last_seq: int | None = None, last_hash: str | None = None) -> Message:
+    status: dict[str, object] = {"state": "online"}
+    if last_seq is not None:
+        status |= {"last_seq": last_seq, "last_hash": last_hash}
+    return _raw(device_topic(device_id, DeviceChannel.STATUS), orjson.dumps(status))
+
+
+def test_a_commit_is_acknowledged_to_the_device_with_its_stored_head() -> None:
+    """After the commit, the device's acks topic gets its contiguous stored head and hash."""
+    store = InMemoryEventStore()
+    stream = device_stream("HP-000010", 6)
+    source = FakeSource([_message("HP-000010", stream)])
+    core = _core(store, source)
+    _run(core)
+    core.publish_acks()
+    assert source.acks == [("HP-000010", PlatformAck(stored_through=6, hash=stream[-1].hash))]
+
+
+def test_acks_are_coalesced_per_device() -> None:
+    """Heads that move within the interval go out as one ack, the newest, when it ends."""
+    now = [0.0]
+    store = InMemoryEventStore()
+    stream = device_stream("HP-000011", 9)
+    source = FakeSource()
+    core = _core(store, source, clock=lambda: now[0])
+    stop = threading.Event()
+    for part in (stream[:3], stream[3:6], stream[6:]):
+        core.commit(decode([_message("HP-000011", part)]), stop)
+        core.publish_acks()
+        now[0] += 0.3
+    assert [ack.stored_through for _, ack in source.acks] == [3]
+    now[0] += 1.0
+    core.publish_acks()
+    assert [ack.stored_through for _, ack in source.acks] == [3, 9]
+    assert source.acks[-1][1].hash == stream[-1].hash
+
+
+def test_held_events_are_not_acknowledged() -> None:
+    """Events past a hole are not covered by an ack: it names the contiguous head only."""
+    store = InMemoryEventStore()
+    stream = device_stream("HP-000012", 8)
+    source = FakeSource([_message("HP-000012", stream[:2]), _message("HP-000012", stream[4:])])
+    core = _core(store, source)
+    _run(core)
+    core.publish_acks()
+    assert source.acks == [("HP-000012", PlatformAck(stored_through=2, hash=stream[1].hash))]
+
+
+def test_a_device_coming_online_is_told_its_head_and_asked_for_its_tail() -> None:
+    """An online status gets the stored head at once, and a device ahead of it is asked
+    for stored_through + 1 .. its own head without waiting for a later event."""
+    store = InMemoryEventStore()
+    stream = device_stream("HP-000013", 10)
+    source = FakeSource([_message("HP-000013", stream[:4])])
+    core = _core(store, source)
+    _run(core)
+    core.publish_acks()
+    source.acks.clear()
+    source.queued = [_status("HP-000013", 10, stream[-1].hash)]
+    _run(core)
+    core.publish_acks()
+    assert source.acks == [("HP-000013", PlatformAck(stored_through=4, hash=stream[3].hash))]
+    assert source.commands == [("HP-000013", ResendCommand(cmd="resend", from_seq=5, to_seq=10))]
+
+
+def test_a_device_unknown_to_the_platform_is_told_nothing_is_stored() -> None:
+    """A device with no stored events gets stored_through 0 with the zero hash, so a
+    fresh agent anchors its chain at once; a v1 status asks for no tail."""
+    store = InMemoryEventStore()
+    source = FakeSource([_status("HP-000014"), _status("HP-000015", 0, GENESIS_HASH)])
+    core = _core(store, source)
+    _run(core)
+    core.publish_acks()
+    assert sorted(source.acks) == [
+        ("HP-000014", PlatformAck(stored_through=0, hash=GENESIS_HASH)),
+        ("HP-000015", PlatformAck(stored_through=0, hash=GENESIS_HASH)),
+    ]
+    assert source.commands == []

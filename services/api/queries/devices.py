@@ -18,14 +18,18 @@ from services.api.models import (
 )
 from services.api.queries.tables import READ, aware, presence, utc
 from services.projections.cartridge import life_used_pct
+from services.projections.maintenance import MaintenanceStatus
 
 _devices, _registry, _sessions = READ.devices, READ.registry, READ.sessions
-OFFLINE: Final = "offline"
+OFFLINE: Final = MaintenanceStatus.OFFLINE.value
+INTEGRITY: Final = MaintenanceStatus.INTEGRITY.value
 
-# Offline outranks every other status (see services.projections.maintenance): the fold
-# cannot know it, presence does.
+# Offline outranks every other status but integrity (see services.projections.maintenance):
+# the fold cannot know it, presence does.
 effective_status: Final = case(
-    (presence.c.online == false(), OFFLINE), else_=_devices.c.status
+    (_devices.c.status == INTEGRITY, INTEGRITY),
+    (presence.c.online == false(), OFFLINE),
+    else_=_devices.c.status,
 ).label("effective_status")
 
 _COLUMNS: Final = (
@@ -49,8 +53,11 @@ def _joined(*columns: Any) -> Select[Any]:
 
 
 def status_filter(status: str) -> ColumnElement[bool]:
+    """Devices whose ``effective_status`` is ``status``."""
+    if status == INTEGRITY:
+        return _devices.c.status == INTEGRITY
     if status == OFFLINE:
-        return presence.c.online == false()
+        return and_(presence.c.online == false(), _devices.c.status != INTEGRITY)
     return and_(_devices.c.status == status, or_(presence.c.online.is_(None), presence.c.online))
 
 
@@ -152,9 +159,9 @@ def _device(row: Any) -> DeviceOut:
 def _detail(row: Any) -> DeviceDetail:
     summary: dict[str, Any] = row.summary
     cartridge, forecast = summary.get("cartridge"), summary.get("forecast")
-    attention = list(summary.get("attention", ()))
+    attention = [status for status in summary.get("attention", ()) if status != OFFLINE]
     if row.online is False:
-        attention = [OFFLINE, *[status for status in attention if status != OFFLINE]]
+        attention.insert(1 if attention[:1] == [INTEGRITY] else 0, OFFLINE)
     return DeviceDetail(
         **_device(row).model_dump(),
         agent_version=summary.get("agent_version"),
@@ -177,6 +184,10 @@ def _detail(row: Any) -> DeviceDetail:
             for fault in summary.get("open_faults", ())
         ],
         open_session_id=summary.get("open_session_id"),
+        # Rows folded before these existed lack them until ``coreline replay``.
+        integrity_alerts=list(summary.get("integrity_alerts", ())),
+        clock_skew_events=summary.get("clock_skew_events", 0),
+        last_clock_skew_seq=summary.get("last_clock_skew_seq"),
     )
 
 

@@ -1,0 +1,75 @@
+"""The outbox file's tables, and bringing an older file forward.
+
+``PRAGMA user_version`` numbers the layout: 0 is the v1 agent's (no delivery
+columns), 1 adds end-to-end delivery (DESIGN §4.2).  Every step runs in one
+``BEGIN IMMEDIATE`` transaction, so processes sharing a file migrate it once.
+"""
+
+import sqlite3
+from typing import Final
+
+SCHEMA_VERSION: Final = 1
+
+_V0: Final = (
+    """CREATE TABLE IF NOT EXISTS chain_heads (
+        device_id  TEXT PRIMARY KEY,
+        last_seq   INTEGER NOT NULL,
+        last_hash  TEXT    NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS outbox (
+        device_id   TEXT    NOT NULL,
+        seq         INTEGER NOT NULL,
+        wire        BLOB    NOT NULL,
+        recorded_at TEXT    NOT NULL,
+        sent_at     TEXT,
+        PRIMARY KEY (device_id, seq)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (device_id, seq) WHERE sent_at IS NULL",
+    "CREATE INDEX IF NOT EXISTS outbox_sent ON outbox (sent_at) WHERE sent_at IS NOT NULL",
+)
+
+_V1: Final = (
+    # The platform's hash-checked watermark: events up to it are delivered.
+    "ALTER TABLE chain_heads ADD COLUMN acked_seq INTEGER NOT NULL DEFAULT 0",
+    # Whether the chain is known to continue the platform's stream for the id.
+    "ALTER TABLE chain_heads ADD COLUMN anchored INTEGER NOT NULL DEFAULT 0",
+    # An open E-OUTBOX-FULL episode, so a restart neither raises it again nor
+    # forgets to clear it.
+    "ALTER TABLE chain_heads ADD COLUMN outbox_full INTEGER NOT NULL DEFAULT 0",
+    # A v1 agent's chains started at genesis and were published as they grew: they
+    # are the streams the platform holds, so they count as anchored.
+    "UPDATE chain_heads SET anchored = 1",
+    # Each distinct mismatching ack raises E-CHAIN-MISMATCH once, however often the
+    # retained ack is delivered again.
+    """CREATE TABLE IF NOT EXISTS ack_mismatches (
+        device_id TEXT    NOT NULL,
+        seq       INTEGER NOT NULL,
+        hash      TEXT    NOT NULL,
+        PRIMARY KEY (device_id, seq, hash)
+    ) WITHOUT ROWID""",
+)
+
+_STEPS: Final = (_V0 + _V1,)
+"""Step ``n`` brings a file from version ``n`` to ``n + 1``.  A new file and a v1
+agent's file are both at 0: the v1 tables are created where missing."""
+
+
+def prepare(connection: sqlite3.Connection) -> None:
+    """Create the tables of a new file, or migrate an older one forward."""
+    if _version(connection) == SCHEMA_VERSION:
+        return
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        # Read again under the lock: another process may have just migrated it.
+        for step in _STEPS[_version(connection) :]:
+            for statement in step:
+                connection.execute(statement)
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+
+
+def _version(connection: sqlite3.Connection) -> int:
+    return int(connection.execute("PRAGMA user_version").fetchone()[0])

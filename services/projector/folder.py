@@ -1,0 +1,213 @@
+"""Folding a batch of stored events into read-model rows: device events into their
+device's fold, registry events into the registry, alert events into ``read_alerts``
+and, for incidents over refused events, into their device's fold too (its
+``integrity`` status).  The live projector and ``coreline replay`` share it, so both
+build the same read models from the same events."""
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Final
+
+import orjson
+
+from schemas.streams import is_device_stream
+from services.alerts.engine import AlertEngine
+from services.alerts.incidents import is_refusal_incident
+from services.eventstore import EventRecord, StoredEvent
+from services.projections.changes import Applied, SessionChanged, SessionClosed
+from services.projections.device import DeviceProjection
+from services.projections.facts import event_time, fact_from_body, parse_timestamp
+from services.projections.fleet import iso_week
+from services.projections.read_store import (
+    ReadModelUpdate,
+    RegistryEntry,
+    document,
+    snapshot,
+)
+from services.projections.session import SessionAudit
+
+Stored = StoredEvent | EventRecord
+"""What a fold reads: a stored event, or the lean record a replay fetches."""
+
+_REGISTRY_PREFIX: Final = "registry:"
+_ALERT_PREFIX: Final = "alert:"
+
+
+class Folder:
+    """Folds batches of stored events into read-model rows, holding the device folds
+    and registry entries it has touched (loaded through ``load`` when first needed)."""
+
+    def __init__(
+        self,
+        load_projections: Callable[[Iterable[str]], dict[str, DeviceProjection]],
+        load_registry: Callable[[Iterable[str]], dict[str, RegistryEntry]],
+        engine: AlertEngine | None = None,
+    ) -> None:
+        self._load_projections = load_projections
+        self._load_registry = load_registry
+        self.engine = engine
+        self.projections: dict[str, DeviceProjection] = {}
+        self.registry: dict[str, RegistryEntry] = {}
+
+    def fold(self, stored: Sequence[Stored], *, device_rows: bool = True) -> ReadModelUpdate:
+        """Fold one batch; the rows of every device (unless ``device_rows`` is off: a
+        replay writes each device once, at the end), session and registry entry it
+        changed."""
+        self._load_for(stored)
+        update = ReadModelUpdate()
+        touched: set[str] = set()
+        sessions: dict[str, SessionAudit] = {}
+        changed_sessions: dict[str, set[str]] = {}
+        registry_changed: set[str] = set()
+        for event in stored:
+            if is_device_stream(event.stream_id):
+                self._fold_device_event(event, update, changed_sessions)
+                touched.add(event.device_id)
+            elif event.stream_id.startswith(_REGISTRY_PREFIX) and self._fold_registry_event(event):
+                registry_changed.add(event.device_id)
+                touched.add(event.device_id)
+            elif event.stream_id.startswith(_ALERT_PREFIX) and self._fold_alert_event(
+                event, update
+            ):
+                touched.add(event.device_id)
+        for device_id in touched:
+            projection = self._projection(device_id)
+            # Audits once per session per batch: ended ones as the fold lets them go,
+            # open ones as they stand.
+            for audit in projection.forget_ended_sessions():
+                sessions[audit.session_id] = audit
+            for session_id in changed_sessions.get(device_id, ()):
+                open_audit = projection.session_audit(session_id)
+                if open_audit is not None:
+                    sessions[session_id] = open_audit
+            if device_rows:
+                update.devices.append(self.device_row(projection))
+        update.sessions = [self._session_row(audit) for audit in sessions.values()]
+        update.registry = [self.registry[device_id] for device_id in registry_changed]
+        return update
+
+    def _fold_device_event(
+        self, event: Stored, update: ReadModelUpdate, changed_sessions: dict[str, set[str]]
+    ) -> None:
+        projection = self._projection(event.device_id)
+        fact = fact_from_body(event.body, event.hash, event.received_at)
+        changes = projection.apply(fact)
+        if self.engine is not None:
+            self.engine.after_fold(
+                projection, fact, changes, self._entry(event.device_id).clinic_id
+            )
+        for change in changes:
+            if isinstance(change, SessionChanged | SessionClosed):
+                changed_sessions.setdefault(event.device_id, set()).add(change.session_id)
+            elif isinstance(change, Applied) and change.fact.type == "cartridge.installed":
+                clinic = self._entry(event.device_id).clinic_id or ""
+                key = (clinic, iso_week(event_time(change.fact)))
+                update.cartridges_installed[key] = update.cartridges_installed.get(key, 0) + 1
+
+    def _fold_registry_event(self, event: Stored) -> bool:
+        body = orjson.loads(event.body)
+        data, device_id = body["data"], event.device_id
+        entry = self._entry(device_id)
+        if event.type == "device.registered":
+            self.registry[device_id] = RegistryEntry(
+                device_id, entry.clinic_id, data["model"], True
+            )
+        elif event.type == "device.assigned":
+            self.registry[device_id] = RegistryEntry(
+                device_id, data["clinic_id"], entry.model, entry.registered
+            )
+        elif event.type == "device.serviced":
+            at = parse_timestamp(body["occurred_at"])
+            projection = self._projection(device_id)
+            projection.record_service(at, data.get("actuations_at_service"))
+            if self.engine is not None:
+                self.engine.reevaluate(projection, event.received_at, entry.clinic_id)
+        else:
+            return False
+        return True
+
+    def _fold_alert_event(self, event: Stored, update: ReadModelUpdate) -> bool:
+        """Alert aggregates into ``read_alerts`` (raised rows, then their changes), and
+        incidents over refused events into their device's fold; ``True`` when the
+        device's open incidents changed."""
+        body = orjson.loads(event.body)
+        data, at = body["data"], parse_timestamp(body["occurred_at"])
+        alert_id = data["alert_id"]
+        if event.type == "alert.raised":
+            if event.seq == 1:
+                update.alerts_raised.append({
+                    "alert_id": alert_id, "device_id": event.device_id,
+                    "clinic_id": data["clinic_id"], "rule": data["rule"],
+                    "subject": data["subject"], "severity": data["severity"], "status": "open",
+                    "message": data["message"], "context": data.get("context", {}),
+                    "raised_at": at, "last_seq": event.seq,
+                })  # fmt: skip
+            else:  # raised again: what it says now; its state and raise time stay
+                update.alert_changes.append((alert_id, {
+                    "severity": data["severity"], "message": data["message"],
+                    "context": data.get("context", {}), "last_seq": event.seq,
+                }))  # fmt: skip
+            if is_refusal_incident(data["rule"], data["subject"]):
+                return self._projection(event.device_id).integrity_incident_opened(alert_id)
+        elif event.type == "alert.acknowledged":
+            update.alert_changes.append((alert_id, {
+                "status": "acknowledged", "acknowledged_at": at, "acknowledged_by": data["by"],
+                "note": data.get("note"), "last_seq": event.seq,
+            }))  # fmt: skip
+        elif event.type == "alert.resolved":
+            update.alert_changes.append((alert_id, {
+                "status": "resolved", "resolved_at": at, "resolved_by": data["by"],
+                "note": data.get("note"), "last_seq": event.seq,
+            }))  # fmt: skip
+            return self._projection(event.device_id).integrity_incident_resolved(alert_id)
+        return False
+
+    def _load_for(self, stored: Sequence[Stored]) -> None:
+        wanted = {event.device_id for event in stored} - self.projections.keys()
+        if wanted:
+            found = self._load_projections(wanted)
+            for device_id in wanted:
+                self.projections[device_id] = found.get(device_id) or DeviceProjection(device_id)
+        unknown = {event.device_id for event in stored} - self.registry.keys()
+        if unknown:
+            found_entries = self._load_registry(unknown)
+            for device_id in unknown:
+                self.registry[device_id] = found_entries.get(device_id) or RegistryEntry(device_id)
+
+    def _projection(self, device_id: str) -> DeviceProjection:
+        return self.projections[device_id]
+
+    def _entry(self, device_id: str) -> RegistryEntry:
+        return self.registry[device_id]
+
+    def device_row(self, projection: DeviceProjection) -> dict[str, object]:
+        summary = projection.summary()
+        return {
+            "device_id": projection.device_id,
+            "clinic_id": self._entry(projection.device_id).clinic_id,
+            "status": summary.status.value,
+            "firmware_version": summary.firmware_version,
+            "last_seen": summary.last_seen,
+            "summary": document(summary),
+            "snapshot": snapshot(projection),
+            "open_session_id": summary.open_session_id,
+            "waiting_for_seq": summary.waiting_for_seq,
+            "updated_at": datetime.now(UTC),
+        }
+
+    def _session_row(self, audit: SessionAudit) -> dict[str, object]:
+        return {
+            "session_id": audit.session_id,
+            "device_id": audit.device_id,
+            "clinic_id": self._entry(audit.device_id).clinic_id,
+            "treatment_area": audit.treatment_area,
+            "area_cm2": audit.area_cm2,
+            "started_at": audit.started_at,
+            "ended_at": audit.ended_at,
+            "cores_counted": audit.cores_counted,
+            "cores_reported": audit.cores_reported,
+            "reconciled": audit.reconciled,
+            "coverage_pct": audit.coverage_pct,
+            "chain_status": audit.chain_status.value,
+            "audit": document(audit),
+        }
