@@ -32,6 +32,7 @@ from typing import Final, Protocol
 
 from pydantic import ValidationError
 
+from edge_agent.batches import batch_payload, split_batches
 from edge_agent.custody import AckClock, AckVerdict, DeliveryState
 from edge_agent.outbox import Outbox, OutboxEntry
 from schemas import (
@@ -56,6 +57,16 @@ from transport import (
     SocketWatcher,
     Will,
 )
+
+__all__ = [
+    "OFFLINE",
+    "DeviceLink",
+    "LinkSession",
+    "LinkSettings",
+    "batch_payload",
+    "online_status",
+    "split_batches",
+]
 
 log = logging.getLogger(__name__)
 
@@ -91,28 +102,6 @@ def online_status(state: DeliveryState) -> bytes:
     seq, head = (state.head_seq, state.head_hash) if state.anchored else (0, GENESIS_HASH)
     status = StatusMessage(state=Presence.ONLINE, last_seq=seq, last_hash=head)
     return status.model_dump_json().encode()
-
-
-def batch_payload(device_id: str, entries: list[OutboxEntry]) -> bytes:
-    """A wire batch built from stored event bytes, so resends are byte-identical."""
-    events = b",".join(entry.wire for entry in entries)
-    return b'{"device_id":"' + device_id.encode() + b'","events":[' + events + b"]}"
-
-
-def split_batches(
-    entries: list[OutboxEntry], max_events: int, max_bytes: int
-) -> list[list[OutboxEntry]]:
-    """Consecutive batches within both limits (a lone oversized event still goes alone)."""
-    batches: list[list[OutboxEntry]] = [[]]
-    size = 0
-    for entry in entries:
-        full = len(batches[-1]) >= max_events or size + len(entry.wire) + 1 > max_bytes
-        if batches[-1] and full:
-            batches.append([])
-            size = 0
-        batches[-1].append(entry)
-        size += len(entry.wire) + 1
-    return [batch for batch in batches if batch]
 
 
 class LinkSession(Protocol):

@@ -66,8 +66,9 @@ class SocketMultiplexer:
     # -- driving -----------------------------------------------------------
 
     def pump(self, timeout: float = 0.01) -> float:
-        """Move bytes on every ready socket (waiting up to ``timeout``), and run
-        paho's housekeeping when due; returns the time it finished."""
+        """Move bytes on the ready sockets (waiting up to ``timeout`` for one), for at
+        most ``_PUMPING_S``, and run paho's housekeeping when due; returns the time
+        it finished."""
         started = time.monotonic()
         ready = self._selector.select(timeout)
         first = self._rotation % len(ready) if ready else 0

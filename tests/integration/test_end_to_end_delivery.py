@@ -69,6 +69,13 @@ class Fleet:
         finally:
             outbox.close()
 
+    def unsent(self) -> int:
+        outbox = Outbox(self.outbox)
+        try:
+            return outbox.stats().unsent
+        finally:
+            outbox.close()
+
     def wait_recorded(self, events: int, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while sum(len(chain) for chain in self.recorded().values()) < events:
@@ -202,7 +209,10 @@ def test_the_last_events_before_a_device_goes_silent_are_asked_for_at_once(
         fleet = Fleet(tmp_path / "fleet.db", broker, tmp_path / "fleet.log", events=20, rate=200)
         try:
             fleet.wait_recorded(20)
-            time.sleep(1)  # published and PUBACKed into the absent gateway's session
+            deadline = time.monotonic() + 30
+            while fleet.unsent():  # until PUBACKed into the absent gateway's session
+                assert time.monotonic() < deadline, fleet.log.read_text()[-2000:]
+                time.sleep(0.2)
             broker.stop()
             broker.start()  # and gone with the broker's memory
             gateway.restart()
@@ -225,6 +235,7 @@ def test_a_wiped_outbox_continues_after_the_platform_head(
         gateway = GatewayProcess(postgres_url, broker, tmp_path / "gateway.log")
         try:
             first = Fleet(tmp_path / "fleet.db", broker, tmp_path / "a.log", events=10, rate=100)
+            first.wait_recorded(10)
             _wait_delivered(store, first, time.monotonic(), timeout=60)
             first.stop()
             for path in tmp_path.glob("fleet.db*"):
