@@ -232,6 +232,9 @@ class MqttClient:
         """Publish a last retained QoS 1 message (an offline status), wait up to
         ``timeout_s`` for the broker to take it, and disconnect cleanly (so the
         broker does not publish the will as well)."""
+        # Leaving: the disconnect that follows is ours, not a reason to reconnect or to
+        # try the other MQTT version (which would re-enter paho from its own callback).
+        self._stopping.set()
         if self.connected:
             info = self._paho.publish(topic, payload, qos=1, retain=True)
             deadline = time.monotonic() + timeout_s
@@ -354,7 +357,7 @@ class MqttClient:
             return
         if not self._threaded and (was_connected or self._attempt.started is not None):
             self._attempt_failed(time.monotonic())
-        if was_connected:
+        if was_connected and not self._stopping.is_set():
             log.warning("%s: disconnected (%s); reconnecting", self.options.client_id, reason)
             self._listener.on_disconnected(str(reason))
 
