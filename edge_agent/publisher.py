@@ -137,6 +137,7 @@ class DeviceLink(SessionListener):
         self._status_topic = device_topic(device_id, DeviceChannel.STATUS)
         self._telemetry_topic = device_topic(device_id, DeviceChannel.TELEMETRY)
         self._acks_topic = device_topic(device_id, DeviceChannel.ACKS)
+        self._delivery = outbox.delivery_state(device_id)
         self.mqtt: LinkSession = MqttClient(
             broker,
             SessionOptions(
@@ -147,6 +148,10 @@ class DeviceLink(SessionListener):
                     (self._acks_topic, 1),
                 ),
                 max_inflight=settings.max_inflight + 4,
+                # An unanchored chain has never heard the platform: a session the
+                # broker kept for this id (acks queued for a board before a wipe)
+                # would hand it stale acks that look fresh.
+                fresh_start=not self._delivery.anchored,
                 will=Will(self._status_topic, OFFLINE),
                 keepalive_s=settings.keepalive_s,
                 answer_within_s=settings.connect_timeout_s,
@@ -154,7 +159,6 @@ class DeviceLink(SessionListener):
             self,
             watcher=watcher,
         )
-        self._delivery = outbox.delivery_state(device_id)
         self._inflight: dict[int, tuple[int, int]] = {}
         self._next_seq = 1
         self._sent_through = 0

@@ -49,6 +49,11 @@ class SessionOptions:
     """(topic filter, QoS) pairs, subscribed again on every connect."""
     manual_ack: bool = False
     """Received QoS 1 messages are acknowledged only by ``ack`` (after they are safe)."""
+    fresh_start: bool = False
+    """Begin with a new session: whatever the broker kept for this client id belongs to
+    a past the client no longer has (a board whose flash was wiped), and messages
+    queued for that past would be taken as news.  Reconnects after the first CONNACK
+    resume the new session.  MQTT 5 only: a 3.1.1 client chooses once, for good."""
     receive_maximum: int | None = None
     """QoS 1 messages the broker may have in flight to us (MQTT 5)."""
     max_inflight: int | None = None
@@ -122,6 +127,7 @@ class MqttClient:
         self._swap = threading.Lock()
         self._threaded = False
         self._stopping = threading.Event()
+        self._session_begun = not options.fresh_start
         self.connection = 0
         self.connected = False
         self._paho = self._new_paho()
@@ -293,7 +299,10 @@ class MqttClient:
         properties.SessionExpiryInterval = self.options.session_expiry_s
         if self.options.receive_maximum is not None:
             properties.ReceiveMaximum = self.options.receive_maximum
-        return {"clean_start": False, "properties": properties}
+        # paho's "first only" holds across its own reconnects (threaded); ``tick``
+        # calls ``connect`` anew each time, so the first CONNACK is remembered here.
+        clean_start = False if self._session_begun else mqtt.MQTT_CLEAN_START_FIRST_ONLY
+        return {"clean_start": clean_start, "properties": properties}
 
     def _change_protocol(self, failed: mqtt.Client, now: float | None = None) -> None:
         with self._swap:
@@ -333,6 +342,7 @@ class MqttClient:
                 self._attempt_failed(time.monotonic())
             return
         self._probe.accepted()
+        self._session_begun = True
         self._attempt.started = None
         self._attempt.backoff.reset()
         self.connection += 1

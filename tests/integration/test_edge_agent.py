@@ -381,6 +381,32 @@ def test_a_wiped_outbox_continues_after_the_platforms_head(
         assert (head, watermark) == (35, 30)
 
 
+def test_a_wiped_board_takes_no_ack_queued_for_its_past_as_news(
+    broker: TemporaryMosquitto, tmp_path: Path
+) -> None:
+    """An ack queued in the broker session the board had before its flash was wiped
+    (published while it was away, delivered live on reconnect) is history, not the
+    platform's answer: the wiped board starts a new session and re-bases on the head
+    the platform holds now."""
+    path = tmp_path / "outbox.db"
+    with RecordingSubscriber(broker.port, EVENTS_TOPIC) as platform:
+        with _RunningAgent(path, broker) as agent:
+            agent.report_punches(12)
+            assert platform.wait_for(lambda s: len(_first_occurrences(s.events())) == 12)
+        # Queued in the board's persistent session while it is away, not retained.
+        stale = orjson.dumps({"stored_through": 8, "hash": _hash_of(platform, 8)})
+        single(ACKS_TOPIC, stale, qos=1, hostname="127.0.0.1", port=broker.port)
+        _publish_ack(broker, 12, _hash_of(platform, 12))
+        for leftover in tmp_path.glob("outbox.db*"):
+            leftover.unlink()  # the flash is wiped
+        with _RunningAgent(path, broker, LinkSettings(linger_s=0.01, anchor_wait_s=2)) as agent:
+            agent.report_punches(2)
+            assert platform.wait_for(lambda s: len(_first_occurrences(s.events())) == 15)
+        resynced = _first_occurrences(platform.events())[12]
+        assert (resynced["seq"], resynced["data"]["from_seq"]) == (13, 12)
+        _assert_complete_chain(platform.events(), 15)
+
+
 def test_the_online_status_carries_the_head(broker: TemporaryMosquitto, tmp_path: Path) -> None:
     """On reconnecting, the agent's retained online status names its chain head."""
     path = tmp_path / "outbox.db"

@@ -235,18 +235,22 @@ def test_a_wiped_outbox_continues_after_the_platform_head(
         gateway = GatewayProcess(postgres_url, broker, tmp_path / "gateway.log")
         try:
             first = Fleet(tmp_path / "fleet.db", broker, tmp_path / "a.log", events=10, rate=100)
-            first.wait_recorded(10)
-            _wait_delivered(store, first, time.monotonic(), timeout=60)
-            first.stop()
+            try:
+                first.wait_recorded(10)
+                _wait_delivered(store, first, time.monotonic(), timeout=60)
+            finally:
+                first.stop()
             for path in tmp_path.glob("fleet.db*"):
                 path.unlink()  # the flash is wiped
             second = Fleet(tmp_path / "fleet.db", broker, tmp_path / "b.log", events=5, rate=100)
-            deadline = time.monotonic() + 60
-            while len(store.read_stream("HP-000001")) < 16:
-                assert time.monotonic() < deadline, (tmp_path / "b.log").read_text()[-2000:]
-                time.sleep(0.2)
-            delivery = _wait_delivered(store, second, time.monotonic(), timeout=30)
-            second.stop()
+            try:
+                deadline = time.monotonic() + 60
+                while len(store.read_stream("HP-000001")) < 16:
+                    assert time.monotonic() < deadline, (tmp_path / "b.log").read_text()[-2000:]
+                    time.sleep(0.2)
+                delivery = _wait_delivered(store, second, time.monotonic(), timeout=30)
+            finally:
+                second.stop()
         finally:
             gateway.stop()
     stored = store.read_stream("HP-000001")
@@ -274,12 +278,14 @@ def test_two_boards_on_one_id_are_one_incident_and_never_spliced(
         try:
             time.sleep(2)
             board_b = Fleet(tmp_path / "b.db", broker, tmp_path / "b.log", events=60, rate=15)
-            board_a.wait_recorded(60)
-            board_b.wait_recorded(60)
-            time.sleep(15)  # both keep republishing what the platform does not acknowledge
-            board_b.stop()
-            board_a.stop()
+            try:
+                board_a.wait_recorded(60)
+                board_b.wait_recorded(60)
+                time.sleep(15)  # both keep republishing what the platform does not acknowledge
+            finally:
+                board_b.stop()
         finally:
+            board_a.stop()
             gateway.stop()
         recorded = board_a.recorded()["HP-000001"].items() | board_b.recorded()["HP-000001"].items()
     stored = store.read_stream("HP-000001")
