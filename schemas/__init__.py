@@ -3,6 +3,7 @@ chain, topic names, and the batch decoder.  No I/O."""
 
 from schemas.canonical import GENESIS_HASH, canonical_body, canonical_json, event_hash
 from schemas.chain import ChainLink, ChainStatus, ChainVerdict, link_of_wire_event, verify_chain
+from schemas.change_events import CHANGE_EVENT_TYPES, ChangeEvent
 from schemas.decode import (
     MAX_BATCH_BYTES,
     MAX_BATCH_EVENTS,
@@ -57,6 +58,7 @@ from schemas.topics import (
 from schemas.validation import describe
 
 __all__ = [
+    "CHANGE_EVENT_TYPES",
     "DEVICE_EVENT_ADAPTER",
     "DEVICE_EVENT_TYPES",
     "EVENTS_FILTER",
@@ -76,6 +78,7 @@ __all__ = [
     "ChainLink",
     "ChainStatus",
     "ChainVerdict",
+    "ChangeEvent",
     "CoresPunched",
     "DecodedBatch",
     "DeviceAssigned",

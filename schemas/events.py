@@ -4,6 +4,22 @@ from typing import Annotated, Final
 
 from pydantic import Field, TypeAdapter
 
+from schemas.change_events import (
+    PolicyBoundsChanged,
+    PolicyChanged,
+    TokenCreated,
+    TokenRevoked,
+    UserCreated,
+    UserDisabled,
+    UserEnabled,
+    UserPasswordReset,
+    UserRoleChanged,
+    WebhookCreated,
+    WebhookDeleted,
+    WebhookDisabled,
+    WebhookEnabled,
+    WebhookSecretRotated,
+)
 from schemas.device_events import (
     AgentResynced,
     AgentStarted,
@@ -42,7 +58,21 @@ Event = Annotated[
     | DeviceServiced
     | AlertRaised
     | AlertAcknowledged
-    | AlertResolved,
+    | AlertResolved
+    | PolicyChanged
+    | PolicyBoundsChanged
+    | WebhookCreated
+    | WebhookDeleted
+    | WebhookDisabled
+    | WebhookEnabled
+    | WebhookSecretRotated
+    | UserCreated
+    | UserRoleChanged
+    | UserDisabled
+    | UserEnabled
+    | UserPasswordReset
+    | TokenCreated
+    | TokenRevoked,
     Field(discriminator="type"),
 ]
 

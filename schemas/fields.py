@@ -35,6 +35,9 @@ ClinicId = Annotated[str, StringConstraints(pattern=CLINIC_ID_PATTERN)]
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
 """Cartridge ids, lots, opaque operator references: short, no spaces, no free text."""
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Author = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+"""Who recorded a platform event: a person or a machine token described
+(``Principal.author``), ``cli:user@host``, or the alert engine."""
 LongText = Annotated[str, StringConstraints(max_length=2000)]
 Hash64 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 EventUuid = Annotated[UUID, Field()]

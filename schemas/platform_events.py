@@ -1,8 +1,10 @@
-"""Events the platform itself records (registry, service visits, alerts).
+"""Events the platform itself records (registry, service visits, alerts, and the
+changes people make: ``schemas.change_events``).
 
 They share the device envelope and its hash chain, in streams of their own: the
 registry stream of a device is ``registry:{device_id}``, an alert's is
-``alert:{alert_id}`` (see ``schemas.streams``).
+``alert:{alert_id}``, a change's ``config:…`` or ``identity:…`` (see
+``schemas.streams``).
 """
 
 from enum import StrEnum
@@ -10,9 +12,18 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from schemas.change_events import ChangeEvent
 from schemas.device_events import Severity
 from schemas.envelope import EventEnvelope
-from schemas.fields import FROZEN_STRICT_SHAPE, ClinicId, Count, EventUuid, LongText, ShortText
+from schemas.fields import (
+    FROZEN_STRICT_SHAPE,
+    Author,
+    ClinicId,
+    Count,
+    EventUuid,
+    LongText,
+    ShortText,
+)
 
 
 class AlertRule(StrEnum):
@@ -36,17 +47,17 @@ ContextValue = str | int | float | bool | None
 
 class DeviceRegisteredData(_Data):
     model: ShortText
-    registered_by: ShortText
+    registered_by: Author
 
 
 class DeviceAssignedData(_Data):
     clinic_id: ClinicId | None
     """``None`` takes the device back from its clinic."""
-    assigned_by: ShortText
+    assigned_by: Author
 
 
 class DeviceServicedData(_Data):
-    performed_by: ShortText
+    performed_by: Author
     notes: LongText
     actuations_at_service: Count | None
 
@@ -63,13 +74,13 @@ class AlertRaisedData(_Data):
 
 class AlertAcknowledgedData(_Data):
     alert_id: EventUuid
-    by: ShortText
+    by: Author
     note: LongText | None
 
 
 class AlertResolvedData(_Data):
     alert_id: EventUuid
-    by: ShortText
+    by: Author
     note: LongText | None
 
 
@@ -103,12 +114,15 @@ class AlertResolved(EventEnvelope):
     data: AlertResolvedData
 
 
-PlatformEvent = Annotated[
-    DeviceRegistered
-    | DeviceAssigned
-    | DeviceServiced
-    | AlertRaised
-    | AlertAcknowledged
-    | AlertResolved,
-    Field(discriminator="type"),
-]
+PlatformEvent = (
+    Annotated[
+        DeviceRegistered
+        | DeviceAssigned
+        | DeviceServiced
+        | AlertRaised
+        | AlertAcknowledged
+        | AlertResolved,
+        Field(discriminator="type"),
+    ]
+    | ChangeEvent
+)

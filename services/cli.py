@@ -5,6 +5,8 @@ import re
 import signal
 import sys
 import threading
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -19,9 +21,13 @@ from schemas.urls import redact
 from transport import ConfigurationError, SettingsT, load
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from sqlalchemy import Engine
 
     from services.api import Role
+    from services.api.people import Enrolment, SecretBox
+    from services.eventstore import EventStore
     from simulation import FleetProgress
 
 # The platform's modules (database drivers, migrations, web stack) and the simulation
@@ -38,6 +44,11 @@ db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 token_app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
+user_app = typer.Typer(
+    help="People's accounts for the dashboard: create, list, disable, reset, change role.",
+    no_args_is_help=True,
+)
+app.add_typer(user_app, name="user")
 
 DatabaseOption = Annotated[
     str | None,
@@ -413,11 +424,20 @@ def api(
     port: Annotated[
         int | None, typer.Option(help="Overrides CORELINE_API_PORT (8000).", show_default=False)
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve /metrics on this port of CORELINE_API_METRICS_HOST (127.0.0.1), "
+            "apart from the API; 0: off (the default).",
+            show_default=False,
+        ),
+    ] = None,
     database_url: DatabaseOption = None,
     mqtt_url: MqttOption = None,
     log_level: LogLevelOption = LogLevel.INFO,
 ) -> None:
-    """Serve the HTTP API (/api/v1, OpenAPI at /api/v1/docs), the dashboard and /metrics."""
+    """Serve the HTTP API (/api/v1, OpenAPI at /api/v1/docs) and the dashboard; with
+    --metrics-port, Prometheus /metrics on a listener of its own."""
     import uvicorn  # noqa: PLC0415
 
     from services.api import ApiSettings, create_app  # noqa: PLC0415
@@ -425,26 +445,40 @@ def api(
 
     settings = _configure(
         "api", ApiSettings, log_level, database_url=database_url, mqtt_url=mqtt_url,
-        api_host=host, api_port=port,
+        api_host=host, api_port=port, api_metrics_port=metrics_port,
     )  # fmt: skip
     try:
         open_event_store(settings.database_url).close()
     except EventStoreError as error:
         raise _fail("api", error) from None
-    application = create_app(
-        settings.database_url,
-        lambda: open_event_store(settings.database_url),
-        settings.broker(),
-        settings.master_key(),
-        secure_cookies=settings.api_secure_cookies,
-    )
+    try:
+        application = create_app(
+            settings.database_url,
+            lambda: open_event_store(settings.database_url),
+            settings.broker(),
+            settings.master_key(),
+            secure_cookies=settings.api_secure_cookies,
+            limits=settings.request_limits(),
+        )
+    except ConfigurationError as error:  # people's settings: CORELINE_SECRET_KEY, OIDC
+        raise _fail("api", error) from None
+    if settings.api_metrics_port:
+        from prometheus_client import start_http_server  # noqa: PLC0415
+
+        start_http_server(settings.api_metrics_port, settings.api_metrics_host)
     typer.echo(
         f"api: http://{settings.api_host}:{settings.api_port}/ on {redact(settings.database_url)}",
         err=True,
     )
+    # Slow or oversized clients: h11 refuses a request head over 16 KiB, idle
+    # keep-alive connections close, and past the concurrency limit new work gets 503
+    # instead of memory; bodies are bounded by the application (services/api/limits.py).
     uvicorn.run(
         application, host=settings.api_host, port=settings.api_port,
-        log_level=log_level.lower(), access_log=False,
+        log_level=log_level.lower(), access_log=False, http="h11",
+        h11_max_incomplete_event_size=16 * 1024,
+        limit_concurrency=settings.api_limit_concurrency,
+        timeout_keep_alive=settings.api_keep_alive_s,
     )  # fmt: skip
 
 
@@ -458,21 +492,34 @@ def token_create(
         ),
     ] = None,
     label: Annotated[str, typer.Option(help="Who holds it (recorded on what it does).")] = "",
+    expires_in: Annotated[
+        str, typer.Option(help="How long it lives: 12h, 90d, 52w (at most 1825d).")
+    ] = "365d",
     database_url: DatabaseOption = None,
 ) -> None:
     """Create a token and print it, alone on the last line.  It is shown this once."""
     from services.api import TokenError, create_token  # noqa: PLC0415
+    from services.api.token_changes import cli_operator, record_token_created  # noqa: PLC0415
+    from services.api.tokens import parse_lifetime  # noqa: PLC0415
 
+    try:
+        lifetime = parse_lifetime(expires_in)
+    except TokenError as error:
+        raise _fail("token create", error) from None
     engine = _platform_engine("token create", database_url)
     try:
-        record, token = create_token(engine, _role(role), clinic, label)
+        with _change_store("token create", database_url) as store:
+            record, token = create_token(engine, _role(role), clinic, label, lifetime)
+            record_token_created(store, engine, record, cli_operator())
     except TokenError as error:
         raise _fail("token create", error) from None
     finally:
         engine.dispose()
     scope = f"clinic {record.clinic_id}" if record.clinic_id else "the whole fleet"
     typer.echo(
-        f"token {record.token_id}: {record.role.value} for {scope} ({record.label})", err=True
+        f"token {record.token_id}: {record.role.value} for {scope} ({record.label}), "
+        f"expires {record.expires_at:%Y-%m-%d %H:%M}Z",
+        err=True,
     )
     typer.echo("store it now: it is not shown again", err=True)
     typer.echo(token)
@@ -488,8 +535,16 @@ def token_list(database_url: DatabaseOption = None) -> None:
         records = list_tokens(engine)
     finally:
         engine.dispose()
+    now = datetime.now(UTC)
     for record in records:
-        state = f"revoked {record.revoked_at:%Y-%m-%d %H:%M}Z" if record.revoked_at else "live"
+        if record.revoked_at:
+            state = f"revoked {record.revoked_at:%Y-%m-%d %H:%M}Z"
+        elif record.expires_at is None or not record.live(now):
+            state = (
+                "expired" if record.expires_at is None else f"expired {record.expires_at:%Y-%m-%d}"
+            )
+        else:
+            state = f"live to {record.expires_at:%Y-%m-%d}"
         typer.echo(
             f"{record.token_id}  {record.role.value:<12} {record.clinic_id or '*':<16} "
             f"{record.created_at:%Y-%m-%d %H:%M}Z  {state:<24} {record.label}"
@@ -502,11 +557,13 @@ def token_revoke(
     database_url: DatabaseOption = None,
 ) -> None:
     """Refuse a token from now on."""
-    from services.api import TokenError, revoke_token  # noqa: PLC0415
+    from services.api import TokenError  # noqa: PLC0415
+    from services.api.token_changes import cli_operator, revoke_recorded  # noqa: PLC0415
 
     engine = _platform_engine("token revoke", database_url)
     try:
-        revoke_token(engine, token_id)
+        with _change_store("token revoke", database_url) as store:
+            revoke_recorded(store, engine, token_id, cli_operator())
     except TokenError as error:
         raise _fail("token revoke", error) from None
     finally:
@@ -514,10 +571,150 @@ def token_revoke(
     typer.echo(f"revoked {token_id}")
 
 
+EmailArgument = Annotated[str, typer.Argument(help="The account's e-mail (its login).")]
+ClinicOption = Annotated[
+    str | None,
+    typer.Option("--clinic", help="The clinic it sees (clinic: required).", show_default=False),
+]
+
+
+@user_app.command("create")
+def user_create(
+    email: Annotated[str, typer.Option(help="The login, an e-mail address.")],
+    name: Annotated[str, typer.Option(help="The display name, recorded on what they do.")],
+    role: Annotated[TokenRole, typer.Option(help="What the person may see and do.")],
+    clinic: ClinicOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Create an account; print its initial password (and, for manufacturer and
+    auditor accounts, the TOTP enrolment URI) this once.  Single sign-on matches
+    people to these accounts by e-mail: no one signs on without one."""
+    from services.api.people import UserError, create_user  # noqa: PLC0415
+
+    with _people("user create", database_url) as (engine, box):
+        try:
+            enrolment = create_user(engine, box, email, name, _role(role), clinic)
+        except UserError as error:
+            raise _fail("user create", error) from None
+    _print_enrolment(enrolment)
+
+
+@user_app.command("list")
+def user_list(database_url: DatabaseOption = None) -> None:
+    """Every account (never a password or secret)."""
+    from services.api.people import list_users  # noqa: PLC0415
+
+    with _people("user list", database_url) as (engine, _):
+        found = list_users(engine)
+    for user in found:
+        state = "disabled" if user.disabled else "active"
+        typer.echo(
+            f"{user.user_id}  {user.role.value:<12} {user.clinic_id or '*':<16} {state:<8} "
+            f"{'totp' if user.has_totp else '-':<4}  {user.email}  {user.display_name}"
+        )
+
+
+@user_app.command("disable")
+def user_disable(
+    email: EmailArgument,
+    enable: Annotated[bool, typer.Option("--enable", help="Enable it again instead.")] = False,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Refuse an account's sign-in from now on and end its sessions (or enable it)."""
+    from services.api.people import UserError, set_disabled  # noqa: PLC0415
+
+    with _people("user disable", database_url) as (engine, _):
+        try:
+            user = set_disabled(engine, email, disabled=not enable)
+        except UserError as error:
+            raise _fail("user disable", error) from None
+    typer.echo(f"{'enabled' if enable else 'disabled'} {user.email} ({user.user_id})")
+
+
+@user_app.command("reset-password")
+def user_reset_password(
+    email: EmailArgument,
+    new_totp: Annotated[
+        bool, typer.Option("--new-totp", help="Enrol a new authenticator too.")
+    ] = False,
+    database_url: DatabaseOption = None,
+) -> None:
+    """A new generated password, printed once; ends the account's sessions and lifts
+    a lock-out."""
+    from services.api.people import UserError, reset_password  # noqa: PLC0415
+
+    with _people("user reset-password", database_url) as (engine, box):
+        try:
+            enrolment = reset_password(engine, box, email, new_totp=new_totp)
+        except UserError as error:
+            raise _fail("user reset-password", error) from None
+    _print_enrolment(enrolment)
+
+
+@user_app.command("set-role")
+def user_set_role(
+    email: EmailArgument,
+    role: Annotated[TokenRole, typer.Option(help="What the person may see and do.")],
+    clinic: ClinicOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Change what an account may see and do; its sessions end."""
+    from services.api.people import UserError, set_role  # noqa: PLC0415
+
+    with _people("user set-role", database_url) as (engine, _):
+        try:
+            user = set_role(engine, email, _role(role), clinic)
+        except UserError as error:
+            raise _fail("user set-role", error) from None
+    typer.echo(f"{user.email}: {user.role.value} for {user.clinic_id or 'the whole fleet'}")
+
+
+@contextmanager
+def _people(command: str, database_url: str | None) -> "Iterator[tuple[Engine, SecretBox | None]]":
+    from services.api.people import people_config, secret_box  # noqa: PLC0415
+
+    try:
+        box = secret_box(people_config())
+    except ConfigurationError as error:
+        raise _fail(command, error) from None
+    engine = _platform_engine(command, database_url)
+    try:
+        yield engine, box
+    finally:
+        engine.dispose()
+
+
+def _print_enrolment(enrolment: "Enrolment") -> None:
+    user = enrolment.user
+    scope = f"clinic {user.clinic_id}" if user.clinic_id else "the whole fleet"
+    typer.echo(f"user {user.user_id}: {user.email}, {user.role.value} for {scope}", err=True)
+    if enrolment.totp_uri:
+        typer.echo("authenticator (scan or paste into the app; shown once):", err=True)
+        typer.echo(f"totp: {enrolment.totp_uri}")
+    typer.echo("initial password (hand it over privately; shown once):", err=True)
+    typer.echo(f"password: {enrolment.password}")
+
+
 def _role(choice: TokenRole) -> "Role":
     from services.api import Role  # noqa: PLC0415
 
     return Role(choice.value)
+
+
+@contextmanager
+def _change_store(command: str, database_url: str | None) -> "Iterator[EventStore]":
+    """The event store that records an operator's changes (``coreline token``)."""
+    from services.eventstore import EventStoreError, open_event_store  # noqa: PLC0415
+    from services.settings import load_settings  # noqa: PLC0415
+
+    try:
+        store = open_event_store(load_settings(database_url=database_url).database_url)
+    except (ConfigurationError, EventStoreError) as error:
+        raise _fail(command, error) from None
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def _platform_engine(command: str, database_url: str | None) -> "Engine":

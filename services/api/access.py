@@ -34,6 +34,10 @@ class Action(StrEnum):
     AUDIT = "audit"
     """Session exports and chain verification."""
     READ_DEAD_LETTERS = "read_dead_letters"
+    READ_AUDIT_LOG = "read_audit_log"
+    """The record of the changes people made: policies, bounds, webhooks, identities."""
+    SET_POLICY_BOUNDS = "set_policy_bounds"
+    """The manufacturer's bounds on what a clinic's alert policy may say."""
 
 
 _ALLOWED: Final[dict[Role, frozenset[Action]]] = {
@@ -48,20 +52,31 @@ _ALLOWED: Final[dict[Role, frozenset[Action]]] = {
             Action.AUDIT,
         }
     ),
-    Role.AUDITOR: frozenset({Action.READ_SESSIONS, Action.AUDIT}),
+    Role.AUDITOR: frozenset({Action.READ_SESSIONS, Action.AUDIT, Action.READ_AUDIT_LOG}),
 }
+
+
+class PrincipalKind(StrEnum):
+    TOKEN = "token"  # noqa: S105 - a kind of principal, not a secret
+    """A machine token from ``coreline token create``."""
+    USER = "user"
+    """A person signed in to the dashboard with a named account."""
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The bearer of a valid token."""
+    """Who a request acts for: the bearer of a valid token or a signed-in person."""
 
-    token_id: str
+    subject_id: str
+    """The token id or the user id."""
     role: Role
     clinic_id: str | None
-    """The one clinic this token sees; ``None``: the whole fleet."""
+    """The one clinic this principal sees; ``None``: the whole fleet."""
     label: str
-    """Who holds the token, recorded as the author of what it does."""
+    """The token's label or the person's display name."""
+    kind: PrincipalKind = PrincipalKind.TOKEN
+    email: str | None = None
+    """A person's login; ``None`` for a token."""
 
     def may(self, action: Action) -> bool:
         return action in _ALLOWED[self.role]
@@ -72,7 +87,10 @@ class Principal:
 
     @property
     def author(self) -> str:
-        return f"{self.label} ({self.role.value} token {self.token_id})"[:200]
+        """Recorded as the author of what the principal does: the person or the token."""
+        if self.kind is PrincipalKind.USER:
+            return f"{self.label} <{self.email}> ({self.role.value} user {self.subject_id})"[:200]
+        return f"{self.label} ({self.role.value} token {self.subject_id})"[:200]
 
 
 def scope_problem(role: Role, clinic_id: str | None) -> str | None:

@@ -1,19 +1,37 @@
-"""The API and dashboard application (DESIGN §9)."""
+"""The API and dashboard application (DESIGN §9).
+
+Every request passes, outermost first: security headers on whatever answers, the
+request bounds (size, time, a credential where one is needed) before any handler
+reads a byte of the body, and the request metrics.  ``/metrics`` itself is not
+served here but on a listener of its own (``coreline api --metrics-port``).
+"""
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Final
 
 from fastapi import APIRouter, FastAPI
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.requests import Request
-from starlette.responses import Response
 
-from services.api.dashboard.routes import install_dashboard
-from services.api.deps import ApiContext
-from services.api.metrics import record_request
+from services.api.api_docs import install_api_docs
+from services.api.dashboard.routes import install_dashboard, viewer
+from services.api.dashboard.sign_in import install_sign_in
+from services.api.deps import SESSION_COOKIE, ApiContext, principal
+from services.api.hardening import SecurityHeaders
+from services.api.limits import BoundedRequests, CredentialChecks, RequestLimits
+from services.api.metrics import RequestMetrics
+from services.api.people import People, PeopleConfig, people_config
 from services.api.problems import install_problem_handlers
-from services.api.routes import alerts, audit, clinics, devices, operations, sessions
+from services.api.routes import (
+    alerts,
+    audit,
+    audit_log,
+    clinics,
+    devices,
+    operations,
+    policy_bounds,
+    sessions,
+    webhooks,
+)
 from services.api.store_pool import StorePool
 from services.eventstore import EventStore
 from services.projections.read_store import ReadModelStore
@@ -29,7 +47,12 @@ def create_app(
     master_key: bytes | None = None,
     *,
     secure_cookies: bool = False,
+    limits: RequestLimits | None = None,
+    people: PeopleConfig | None = None,
 ) -> FastAPI:
+    """``people`` defaults to the ``CORELINE_SECRET_KEY`` and ``CORELINE_OIDC_*``
+    settings (``services/api/people/settings.py``)."""
+    people = people or people_config(master_key)
     read_models = ReadModelStore(database_url)  # creates the read tables when missing
     engine = read_models.engine
     stores = StorePool(open_store)
@@ -45,22 +68,34 @@ def create_app(
         version="1.0",
         summary="Fleet, usage, alerts and session audits of dermal micro-coring handpieces.",
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        docs_url=None,  # install_api_docs serves it from vendored files
         redoc_url=None,
         lifespan=lifespan,
     )
-    app.state.context = ApiContext(engine, stores, broker, master_key)
+    app.state.context = ApiContext(engine, stores, broker, master_key, People.build(engine, people))
     install_problem_handlers(app)
-    app.middleware("http")(record_request)
+    app.add_middleware(RequestMetrics)
+    checks = CredentialChecks(
+        bearer=frozenset({principal}), session=frozenset({viewer}), session_cookie=SESSION_COOKIE
+    )
+    app.add_middleware(BoundedRequests, limits=limits or RequestLimits(), checks=checks)
+    app.add_middleware(SecurityHeaders, https=secure_cookies)
     api = APIRouter(prefix=API_PREFIX)
-    for module in (devices, sessions, alerts, clinics, audit, operations):
+    for module in (
+        devices,
+        sessions,
+        alerts,
+        clinics,
+        webhooks,
+        audit,
+        operations,
+        audit_log,
+        policy_bounds,
+    ):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(operations.health)
-    app.add_route("/metrics", _metrics, include_in_schema=False)
+    install_api_docs(app, f"{API_PREFIX}/openapi.json")
+    install_sign_in(app)
     install_dashboard(app, secure_cookies=secure_cookies)
     return app
-
-
-def _metrics(_: Request) -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

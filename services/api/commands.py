@@ -1,16 +1,21 @@
 """The write side of the API: what people do becomes platform events (DESIGN §4),
 appended after the newest event of their stream with no other writer in between
 (``EventStore.append_next``).  Read models show a change once the projector has
-folded its event, usually within a second."""
+folded its event, usually within a second.
+
+Changes to configuration and identities (policies, bounds, webhooks, users, tokens)
+are recorded with ``record_change``: see its docstring for how to call it."""
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas import GENESIS_HASH, SealedEvent, seal, utc_text
-from schemas.streams import alert_stream, registry_stream
+from pydantic import ValidationError
+
+from schemas import CHANGE_EVENT_TYPES, GENESIS_HASH, SealedEvent, describe, seal, utc_text
+from schemas.streams import CHANGE_DEVICE_ID, alert_stream, is_change_stream, registry_stream
 from services.api.models import Accepted
 from services.api.problems import Problem, conflict
 from services.eventstore import EventStore, StoredEvent
@@ -59,6 +64,56 @@ def move_alert(
         return build.build(head)
 
     return _append(store, _Builder(build.stream_id, checked))
+
+
+class ChangeRecordError(ValueError):
+    """A change that cannot be recorded as asked: a caller's mistake (an unknown kind,
+    a stream that is not a change stream, data the kind's schema does not allow)."""
+
+
+def record_change(
+    store: EventStore,
+    stream_id: str,
+    kind: str,
+    data: Mapping[str, Any],
+    author: str,
+    *,
+    after_seq: int | None = None,
+) -> Accepted:
+    """Record a change a person made as a platform event naming its author.
+
+    ``stream_id`` is the changed thing's stream (``schemas.streams``:
+    ``clinic_config_stream``, ``FLEET_CONFIG_STREAM``, ``user_stream``,
+    ``token_stream``); ``kind`` one of ``schemas.CHANGE_EVENT_TYPES``; ``data`` the
+    fields its schema (``schemas.change_events``) names, without ``by``: the
+    ``author`` (``Principal.author``, or ``cli_operator()``) is added as ``by``.
+    Secrets have no field to go in: a webhook secret, a password or a token passed
+    in ``data`` is refused with ``ChangeRecordError``, like any unknown field.
+
+    Record the change before applying it, so that a failure leaves no unrecorded
+    change (and make the apply idempotent, so a retry heals a failed one).  With
+    ``after_seq`` (the stream's seq the caller decided from; 0 for an empty stream)
+    a change someone else recorded meanwhile is refused with a 409, instead of a
+    ``previous`` value that is no longer true.
+    """
+    if kind not in CHANGE_EVENT_TYPES:
+        raise ChangeRecordError(f"{kind!r} is not a change event type: see CHANGE_EVENT_TYPES")
+    if not is_change_stream(stream_id):
+        raise ChangeRecordError(f"{stream_id!r} is not a change stream: see schemas.streams")
+    if "by" in data:
+        raise ChangeRecordError("data names its author in `by` itself: pass author instead")
+    build = _after(stream_id, CHANGE_DEVICE_ID, kind, {**data, "by": author})
+
+    def checked(head: StoredEvent | None) -> SealedEvent:
+        found = 0 if head is None else head.seq
+        if after_seq is not None and found != after_seq:
+            raise conflict(f"{stream_id} changed meanwhile (now at seq {found}): try again")
+        try:
+            return build.build(head)
+        except ValidationError as error:
+            raise ChangeRecordError(f"{kind}: {describe(error)}") from None
+
+    return _append(store, _Builder(stream_id, checked))
 
 
 @dataclass(frozen=True, slots=True)

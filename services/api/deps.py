@@ -1,5 +1,6 @@
-"""Request dependencies: the principal behind the bearer token, a read-model
-connection, an event store, and the checks every route states in its signature."""
+"""Request dependencies: the principal behind a bearer token or a dashboard session,
+a read-model connection, an event store, and the checks every route states in its
+signature."""
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -10,23 +11,27 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Connection, Engine
 
 from services.api.access import Action, Principal
+from services.api.people import People, csrf, session_principal
 from services.api.problems import forbidden, unauthorized
 from services.api.store_pool import StorePool
-from services.api.tokens import authenticate
+from services.api.tokens import TokenRefusal, authenticate
 from services.eventstore import EventStore
 from transport import BrokerAddress
 
 SESSION_COOKIE: Final = "coreline_session"
+"""A random session id (never a token); the server keeps only its digest."""
+SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 _bearer = HTTPBearer(auto_error=False, description="A token from `coreline token create`.")
 
 
 @dataclass(frozen=True, slots=True)
 class ApiContext:
     engine: Engine
-    """Read models, tokens, policies and webhooks."""
+    """Read models, tokens, people, policies and webhooks."""
     stores: StorePool
     broker: BrokerAddress
     master_key: bytes | None
+    people: People
 
 
 def context(request: Request) -> ApiContext:
@@ -51,15 +56,59 @@ Db = Annotated[Connection, Depends(read_connection)]
 Store = Annotated[EventStore, Depends(event_store)]
 
 
-def principal(
-    api: Context, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> Principal:
-    if credentials is None:
-        raise unauthorized("send a bearer token: Authorization: Bearer clt_…")
-    found = authenticate(api.engine, credentials.credentials)
-    if found is None:
-        raise unauthorized("the token is unknown or revoked")
+def signed_in_person(request: Request, api: Context) -> Principal | None:
+    """The person whose live session the request's cookie names, or ``None``.  Pages
+    rendered for them get the session's CSRF token (``request.state.csrf_token``)."""
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if not session_id:
+        return None
+    found = session_principal(api.engine, session_id)
+    if found is not None:
+        request.state.csrf_token = csrf.token_for(session_id)
     return found
+
+
+def principal(
+    request: Request,
+    api: Context,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """A machine by its bearer token, or a person by the dashboard's session cookie.
+    A cookie is sent by the browser on its own, so a cookie-authenticated change must
+    also prove it comes from our own pages (origin and CSRF header)."""
+    if credentials is not None:
+        found = authenticate(api.engine, credentials.credentials)
+        if isinstance(found, TokenRefusal):
+            raise unauthorized(found.value)
+        return found
+    if SESSION_COOKIE not in request.cookies:
+        raise unauthorized("send a bearer token (Authorization: Bearer clt_…) or sign in")
+    person = signed_in_person(request, api)
+    if person is None:
+        raise unauthorized("the session has ended: sign in again")
+    if request.method not in SAFE_METHODS:
+        check_same_site(request, request.headers.get(csrf.HEADER))
+    return person
+
+
+def check_same_site(request: Request, presented: str | None, secret: str | None = None) -> None:
+    """Refuse (403) a state-changing request from another site or without the CSRF
+    token bound to ``secret`` (by default the session id)."""
+    problem = csrf.foreign_origin(request.headers, request.headers.get("host", ""))
+    if problem:
+        raise forbidden(problem)
+    if not csrf.token_matches(secret or request.cookies.get(SESSION_COOKIE), presented):
+        raise forbidden("the form is stale or from elsewhere (CSRF token missing or wrong)")
+
+
+async def dashboard_form(request: Request) -> None:
+    """For every dashboard form post: from this site, with the session's CSRF token."""
+    form = await request.form()
+    presented = form.get(csrf.FIELD)
+    check_same_site(request, presented if isinstance(presented, str) else None)
+
+
+SameSiteForm = Annotated[None, Depends(dashboard_form)]
 
 
 def allowed(action: Action) -> Callable[[Principal], Principal]:
@@ -67,7 +116,7 @@ def allowed(action: Action) -> Callable[[Principal], Principal]:
 
     def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
         if not who.may(action):
-            raise forbidden(f"a {who.role.value} token may not {action.value.replace('_', ' ')}")
+            raise forbidden(f"a {who.role.value} may not {action.value.replace('_', ' ')}")
         return who
 
     return check

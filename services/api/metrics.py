@@ -1,12 +1,16 @@
 """The API's Prometheus metrics, labelled by route template (never by raw path, which
-would make a series per device)."""
+would make a series per device).
+
+They are served by a listener of their own (``coreline api --metrics-port``), never
+on the public API port: request counts by route and status tell an outsider more
+about the fleet's use than they need to know.
+"""
 
 import time
-from collections.abc import Awaitable, Callable
 from typing import Final
 
-from fastapi import Request, Response
 from prometheus_client import Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUESTS: Final = Counter(
     "coreline_api_requests_total", "HTTP requests answered", ["method", "route", "status"]
@@ -19,13 +23,36 @@ LATENCY: Final = Histogram(
 )
 
 
-async def record_request(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    started = time.perf_counter()
-    response = await call_next(request)
-    route = request.scope.get("route")
-    template = getattr(route, "path", "unmatched")
-    LATENCY.labels(request.method, template).observe(time.perf_counter() - started)
-    REQUESTS.labels(request.method, template, str(response.status_code)).inc()
-    return response
+class RequestMetrics:
+    """The ASGI middleware: counts and times each request by its route's template.
+
+    Pure ASGI (not ``BaseHTTPMiddleware``), so nothing between the client and the
+    handler holds the request or the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = "500"  # what the client sees when the handler fails before answering
+
+        async def observing_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = str(message["status"])
+                LATENCY.labels(scope["method"], _template(scope)).observe(
+                    time.perf_counter() - started
+                )
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observing_send)
+        finally:
+            REQUESTS.labels(scope["method"], _template(scope), status).inc()
+
+
+def _template(scope: Scope) -> str:
+    return str(getattr(scope.get("route"), "path", "unmatched"))

@@ -229,7 +229,7 @@ class _In(BaseModel):
 
 class RegisterDevice(_In):
     device_id: DeviceId
-    model: str = Field(min_length=1, max_length=200)
+    model: str = Field(min_length=1, max_length=64, description="As recorded on device.registered.")
     clinic_id: ClinicId | None = None
 
 
@@ -250,6 +250,10 @@ class NewWebhook(_In):
     url: str = Field(min_length=8, max_length=2000, examples=["https://clinic.example/alerts"])
 
 
+class WebhookChange(_In):
+    active: bool = Field(description="false switches the webhook off, true on again.")
+
+
 class DeliveryOut(_Out):
     """One alert notice to one webhook: its attempts so far."""
 
@@ -260,3 +264,42 @@ class DeliveryOut(_Out):
     last_status: int | None
     last_error: str | None
     delivered_at: datetime | None
+
+
+# -- the audit log and the manufacturer's policy bounds ----------------------
+
+
+class AuditEntryOut(_Out):
+    """One change a person made, as recorded (never a secret: none is recorded)."""
+
+    time: datetime = Field(description="When the platform recorded it.")
+    kind: str = Field(examples=["policy.changed"])
+    author: str
+    subject: str = Field(
+        description="What changed: `fleet`, `clinic:{id}`, `user:{id}` or `token:{id}`.",
+        examples=["clinic:clinic-7"],
+    )
+    clinic_id: str | None
+    stream_id: str
+    seq: int
+    event_id: str
+    data: dict[str, Any]
+
+
+class PolicyBoundIn(_In):
+    min: float | None = Field(default=None, allow_inf_nan=False)
+    max: float | None = Field(default=None, allow_inf_nan=False)
+
+
+class PolicyBoundOut(_Out):
+    min: float | None
+    max: float | None
+
+
+class PolicyBoundsOut(_Out):
+    bounds: dict[str, PolicyBoundOut] = Field(
+        description="Per policy key, the range a clinic's override must stay within."
+    )
+    set_by_manufacturer: dict[str, PolicyBoundOut] = Field(
+        description="The part the manufacturer set; the rest are the platform's defaults."
+    )

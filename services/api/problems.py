@@ -4,12 +4,13 @@ Every refusal the API makes is a ``Problem``: a status, a short title, and a
 detail that says what to change.  Validation errors list each bad field.
 """
 
+from collections.abc import Mapping
 from typing import Any, Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON: Final = "application/problem+json"
@@ -83,6 +84,16 @@ ERROR_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
 def problem_response(
     request: Request, problem: Problem, errors: list[FieldError] | None = None
 ) -> JSONResponse:
+    del request  # the handlers' signature; the body depends on the problem alone
+    return problem_json(problem, errors=errors)
+
+
+def problem_json(
+    problem: Problem,
+    headers: Mapping[str, str] | None = None,
+    errors: list[FieldError] | None = None,
+) -> JSONResponse:
+    """The problem as a response, for handlers and for middleware that has no request."""
     body = ProblemDetails(
         type=_TYPE_BASE + problem.kind,
         title=problem.title,
@@ -90,7 +101,8 @@ def problem_response(
         detail=problem.detail,
         errors=errors,
     )
-    headers = {"WWW-Authenticate": 'Bearer realm="coreline"'} if problem.status == 401 else None
+    if problem.status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="coreline"'}
     return JSONResponse(
         body.model_dump(exclude_none=True),
         status_code=problem.status,
@@ -108,13 +120,24 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def on_http_error(request: Request, error: Exception) -> JSONResponse:
         if not isinstance(error, StarletteHTTPException):
             raise error
-        titles = {404: "Not found", 405: "Method not allowed"}
-        detail = str(error.detail) if error.detail else titles.get(error.status_code, "Error")
-        if error.status_code == 404:
-            detail = "no such resource: see /api/v1/docs"
-        kind = {404: "not-found", 405: "method-not-allowed"}.get(error.status_code, "http-error")
-        problem = Problem(error.status_code, kind, titles.get(error.status_code, "Error"), detail)
-        return problem_response(request, problem)
+        problem = getattr(error, "problem", None)  # a refusal that knows its problem
+        if not isinstance(problem, Problem):
+            problem = _http_problem(error)
+        return problem_json(problem, error.headers)
+
+    async def on_unrecordable(request: Request, error: Exception) -> JSONResponse:
+        """A value the request carries (its body, or its credential's label) that the
+        platform event it would record refuses: the request's problem, not the server's,
+        so a 422 naming each field rather than a 500."""
+        if not isinstance(error, ValidationError):
+            raise error
+        errors = [
+            FieldError(location=".".join(str(part) for part in item["loc"]), message=item["msg"])
+            for item in error.errors()
+        ]
+        summary = "; ".join(f"{field.location}: {field.message}" for field in errors[:5])
+        problem = unprocessable(f"the change cannot be recorded as asked: {summary}")
+        return problem_response(request, problem, errors)
 
     async def on_invalid(request: Request, error: Exception) -> JSONResponse:
         if not isinstance(error, RequestValidationError):
@@ -132,3 +155,20 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(RequestValidationError, on_invalid)
+    app.add_exception_handler(ValidationError, on_unrecordable)
+
+
+_HTTP_PROBLEMS: Final = {
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    408: ("request-timeout", "Request timeout"),
+    413: ("content-too-large", "Content too large"),
+}
+
+
+def _http_problem(error: StarletteHTTPException) -> Problem:
+    kind, title = _HTTP_PROBLEMS.get(error.status_code, ("http-error", "Error"))
+    detail = str(error.detail) if error.detail else title
+    if error.status_code == 404:
+        detail = "no such resource: see /api/v1/docs"
+    return Problem(error.status_code, kind, title, detail)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, select, update
+from sqlalchemy import Connection, Engine, and_, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -135,12 +135,15 @@ def next_due_at(engine: Engine) -> datetime | None:
 
 
 def claim_attempt(engine: Engine, delivery: DueDelivery, lease_until: datetime) -> bool:
-    """Count one more attempt and lease the row; ``False`` if another worker got it."""
+    """Count one more attempt and lease the row; ``False`` if another worker got it,
+    or its webhook was switched off or deleted since it was found due."""
+    webhooks = TABLES.webhooks
+    still_active = exists().where(webhooks.c.id == delivery.webhook_id, webhooks.c.active.is_(True))
     with engine.begin() as connection:
         claimed = connection.execute(
-            _unchanged_since(delivery.id, delivery.attempts).values(
-                attempts=delivery.attempts + 1, next_attempt_at=lease_until
-            )
+            _unchanged_since(delivery.id, delivery.attempts)
+            .where(still_active)
+            .values(attempts=delivery.attempts + 1, next_attempt_at=lease_until)
         ).rowcount
     return claimed == 1
 

@@ -11,3 +11,7 @@ class WebhookNotFoundError(DeliveryError):
 
 class InvalidWebhookError(DeliveryError):
     """A webhook cannot be registered as given; the message says what would work."""
+
+
+class WebhookLimitError(DeliveryError):
+    """The clinic has as many webhooks as it may; the message says how many."""

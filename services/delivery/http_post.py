@@ -1,47 +1,50 @@
 """The one HTTP call of webhook delivery: POST a signed notice, report what came back.
 
-The standard library's client suffices for one small POST; it blocks, so the
-delivery worker calls it from its own threads.  Redirects are not followed (see
-``retry.after_attempt``) and are reported as the failure status they are.
+Each attempt goes through the egress gate again (what a name resolves to may have
+changed since the webhook was registered) and then to the very address the gate
+checked (``services.egress``).  The outcome kept is a status class or a failure
+word, never the receiver's body or an exception's text: a delivery log that
+echoed those would describe whatever answered at the address.
 """
 
-import http.client
-import urllib.error
-import urllib.request
+import ssl
 from collections.abc import Callable, Mapping
 from typing import Final
 
-from services.delivery.retry import PostResult
+from services.delivery.retry import REFUSED_BY_POLICY, PostResult
+from services.egress import (
+    Answer,
+    EgressGate,
+    Failure,
+    Limits,
+    Refused,
+    Unresolvable,
+    post,
+)
 
 USER_AGENT: Final = "Coreline-Webhooks/1"
-_RESPONSE_READ_LIMIT: Final = 64 * 1024
+_CONNECT_TIMEOUT_S: Final = 5.0
 
 PostNotice = Callable[[str, bytes, Mapping[str, str], float], PostResult]
 """``(url, body, headers, timeout_s) -> PostResult``: how a delivery is sent."""
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *_args: object, **_kwargs: object) -> None:
-        return None
+def notice_poster(gate: EgressGate, ssl_context: ssl.SSLContext | None = None) -> PostNotice:
+    """A ``PostNotice`` that sends only where ``gate`` allows (``ssl_context``: whom
+    HTTPS receivers' certificates must chain to; the system's CAs by default)."""
 
+    def post_notice(
+        url: str, body: bytes, headers: Mapping[str, str], timeout_s: float
+    ) -> PostResult:
+        verdict = gate.check(url)
+        if isinstance(verdict, Refused):
+            return PostResult(None, REFUSED_BY_POLICY, verdict.reason)
+        if isinstance(verdict, Unresolvable):
+            return PostResult(None, Failure.UNREACHABLE.value, verdict.reason)
+        limits = Limits(total_s=timeout_s, connect_s=min(_CONNECT_TIMEOUT_S, timeout_s))
+        sent = post(verdict, body, {**headers, "User-Agent": USER_AGENT}, limits, ssl_context)
+        if isinstance(sent, Answer):
+            return PostResult(sent.status)
+        return PostResult(None, sent.failure.value, f"{sent.detail} from {verdict.address}")
 
-_OPENER: Final = urllib.request.build_opener(_NoRedirects())
-
-
-def post_notice(url: str, body: bytes, headers: Mapping[str, str], timeout_s: float) -> PostResult:
-    """POST ``body``; never raises for anything the receiver or the network does."""
-    request = urllib.request.Request(  # noqa: S310 - webhooks accept only http(s) URLs
-        url, data=body, headers={**headers, "User-Agent": USER_AGENT}, method="POST"
-    )
-    try:
-        with _OPENER.open(request, timeout=timeout_s) as response:
-            # Drain a little so the connection closes cleanly; the answer is the status.
-            response.read(_RESPONSE_READ_LIMIT)
-            return PostResult(int(response.status))
-    except urllib.error.HTTPError as error:
-        error.close()  # it holds the response; left open it warns when collected
-        return PostResult(error.code, f"HTTP {error.code} {error.reason}")
-    except urllib.error.URLError as error:
-        return PostResult(None, f"unreachable: {error.reason}")
-    except (OSError, http.client.HTTPException) as error:
-        return PostResult(None, f"{type(error).__name__}: {error}" if str(error) else repr(error))
+    return post_notice

@@ -27,11 +27,13 @@ from sqlalchemy import Engine
 
 from schemas import AlertAcknowledged, AlertRaised, AlertResolved, clinic_alerts_topic
 from services.delivery.delivery_log import enqueue_deliveries
+from services.delivery.http_post import notice_poster
 from services.delivery.moments import utc_moment
 from services.delivery.mqtt_publisher import AlertPublisher
 from services.delivery.notice import AlertNotice, build_notice, is_alert_stream
 from services.delivery.retry import RetryPolicy
 from services.delivery.worker import DeliveryWorker
+from services.egress import EgressGate, EgressSettings
 from services.eventstore import EventStore, StoredEvent, load_checkpoint, save_checkpoint
 from transport import BrokerAddress
 
@@ -49,6 +51,9 @@ class NotifierOptions:
     """How long a batch waits for the broker's PUBACKs before it is retried."""
     client_id: str = "coreline-notifier"
     """One notifier per client id: the broker keeps its session under this name."""
+    egress: EgressGate | None = None
+    """Where webhook deliveries may go; ``None``: public addresses and the operator's
+    ``CORELINE_EGRESS_ALLOW``."""
 
 
 class Notifier:
@@ -71,7 +76,10 @@ class Notifier:
         self.publisher = (
             AlertPublisher(broker, self.options.client_id) if broker is not None else None
         )
-        self.worker = DeliveryWorker(engine, master_key, self.options.policy, clock=clock)
+        egress = self.options.egress or EgressGate(EgressSettings().allow_list())
+        self.worker = DeliveryWorker(
+            engine, master_key, self.options.policy, post=notice_poster(egress), clock=clock
+        )
         self._started = False
 
     def start(self) -> None:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Final
 
 MAX_ERROR_TEXT: Final = 500
+REFUSED_BY_POLICY: Final = "refused: egress policy"
+"""The failure of an attempt the egress policy stopped before it connected."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +53,23 @@ class PostResult:
     """What one HTTP attempt came to: a status, or why there was none."""
 
     status: int | None
-    error: str | None = None
+    failure: str | None = None
+    """Without a status: ``timeout``, ``unreachable``, ``tls failed``, ``invalid
+    response`` or ``refused: egress policy``; words that say nothing of the network
+    behind the receiver."""
+    detail: str | None = None
+    """More for the operator's log (which address a refusal named); never stored."""
 
     @property
     def succeeded(self) -> bool:
         return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def summary(self) -> str:
+        """What the delivery log keeps: the status class (``4xx``) or the failure."""
+        if self.status is not None:
+            return f"{self.status // 100}xx"
+        return self.failure or "unreachable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +99,15 @@ def after_attempt(
     """What becomes of a delivery whose attempt number ``attempts`` gave ``result``.
 
     Only a 2xx answer delivers: a redirect is a failure too, since following one
-    would send the signed notice somewhere the clinic never registered.
+    would send the signed notice somewhere the clinic never registered.  An attempt
+    the egress policy refused is not tried again: the URL, or what its name resolves
+    to now, points where no notice may go, and asking again would only probe it.
     """
     if result.status is not None and result.succeeded:
         return Delivered(result.status)
-    error = (result.error or f"HTTP {result.status}")[:MAX_ERROR_TEXT]
+    error = result.summary[:MAX_ERROR_TEXT]
+    if result.failure == REFUSED_BY_POLICY:
+        return GaveUp(None, error)
     if attempts >= policy.max_attempts:
         return GaveUp(result.status, error)
     return RetryLater(retry_delay(policy, attempts, rng), result.status, error)

@@ -34,12 +34,15 @@ class DeliveryState(StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+    """Its webhook was deleted before it went out."""
 
 
 class DeliveryTables(NamedTuple):
     metadata: MetaData
     webhooks: Table
     deliveries: Table
+    deletions: Table
 
 
 def delivery_tables() -> DeliveryTables:
@@ -76,7 +79,16 @@ def delivery_tables() -> DeliveryTables:
         Index("webhook_deliveries_due", "state", "next_attempt_at"),
         Index("webhook_deliveries_event", "event_id"),
     )
-    return DeliveryTables(metadata, webhooks, deliveries)
+    # A deleted webhook keeps its row, so its delivery log still names it; deletion is
+    # a row of its own rather than a column because SQLite cannot add a column "if
+    # not exists", and two processes may run the same schema upgrade at once.
+    deletions = Table(
+        "webhook_deletions",
+        metadata,
+        Column("webhook_id", Text, ForeignKey("webhooks.id"), primary_key=True),
+        Column("deleted_at", _MOMENT, nullable=False),
+    )
+    return DeliveryTables(metadata, webhooks, deliveries, deletions)
 
 
 TABLES: Final = delivery_tables()

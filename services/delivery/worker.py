@@ -24,10 +24,11 @@ from services.delivery.delivery_log import (
     next_due_at,
     record_outcome,
 )
-from services.delivery.http_post import PostNotice, post_notice
+from services.delivery.http_post import PostNotice, notice_poster
 from services.delivery.moments import utc_moment
 from services.delivery.retry import Delivered, GaveUp, RetryPolicy, after_attempt
 from services.delivery.signature import derive_secret, signed_headers
+from services.egress import EgressGate
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class DeliveryWorker:
         master_key: bytes,
         policy: RetryPolicy | None = None,
         *,
-        post: PostNotice = post_notice,
+        post: PostNotice | None = None,
         clock: Callable[[], float] = time.time,
         concurrency: int = 8,
         rng: random.Random | None = None,
@@ -50,7 +51,8 @@ class DeliveryWorker:
         self._engine = engine
         self._master_key = master_key
         self.policy = policy or RetryPolicy()
-        self._post = post
+        self._post = post or notice_poster(EgressGate())
+        """By default only public addresses are reached."""
         self._clock = clock
         self._concurrency = concurrency
         self._rng = rng or random.Random()  # noqa: S311 - jitter needs spread, not secrecy
@@ -107,6 +109,9 @@ class DeliveryWorker:
         with self._rng_lock:
             outcome = after_attempt(self.policy, attempt, result, self._rng)
         record_outcome(self._engine, delivery.id, attempt, outcome, utc_moment(self._clock()))
+        if result.detail is not None:
+            # The operator's log may say what the clinic's delivery log must not.
+            log.warning("webhook %s: %s (%s)", delivery.webhook_id, result.summary, result.detail)
         if isinstance(outcome, Delivered):
             log.info("webhook %s: delivered %s", delivery.webhook_id, delivery.event_id)
         elif isinstance(outcome, GaveUp):

@@ -14,31 +14,40 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 from rich.console import Console
 from rich.live import Live
+from sqlalchemy import Engine
 
 from edge_agent.outbox import Durability, Outbox
 from services.api import Role, commands, create_token
-from services.delivery import create_webhook
+from services.api.people import SecretBox
+from services.delivery import WebhookRules, create_webhook
+from services.demo.accounts import create_demo_accounts, print_accounts
 from services.demo.broker import embedded_broker
 from services.demo.ports import free_port, port_in_use, wait_for_gateway, wait_for_port
 from services.demo.summary import line, render, snapshot
 from services.demo.webhook_sink import WebhookSink
+from services.egress import EgressGate, parse_allow_list
 from services.eventstore import open_event_store, upgrade_schema
 from services.projections.read_store import ReadModelStore
 from simulation import FleetPlan, FleetSimulation, SimulatorProfile, fleet_device_ids
 from transport import BrokerAddress
 
+T = TypeVar("T")
 LIVELY: Final = SimulatorProfile(
     faults_per_punching_hour=0.6, mean_idle_gap_s=900, min_idle_gap_s=120
 )
 """Busier than the default clinic: in a few accelerated minutes, every kind of alert."""
+
+
+DEMO_EGRESS_ALLOW: Final = "127.0.0.1/32"
+"""The demo's webhook receiver runs on this machine."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +84,19 @@ def run_demo(options: DemoOptions, console: Console, stop: threading.Event) -> i
         clinics = [f"clinic-{number}" for number in range(1, options.clinics + 1)]
         devices = fleet_device_ids(options.devices)
         tokens = _seed(database_url, clinics, devices, sink, master_key.encode())
+        # The key that seals the demo accounts' TOTP secrets, given to the API too.
+        secret_key = secrets.token_hex(32)
+        accounts = _with_engine(
+            database_url,
+            lambda engine: create_demo_accounts(engine, SecretBox(secret_key.encode()), clinics),
+        )
         environment = {
             **{key: value for key, value in os.environ.items() if not key.startswith("CORELINE_")},
             "CORELINE_DATABASE_URL": database_url,
             "CORELINE_MQTT_URL": mqtt_url,
             "CORELINE_WEBHOOK_MASTER_KEY": master_key,
+            "CORELINE_EGRESS_ALLOW": DEMO_EGRESS_ALLOW,
+            "CORELINE_SECRET_KEY": secret_key,
         }
         gateway_metrics = free_port()
         children = stack.enter_context(_children(data_dir, environment, options, gateway_metrics))
@@ -93,6 +110,7 @@ def run_demo(options: DemoOptions, console: Console, stop: threading.Event) -> i
             f"{options.speed:g}× time, broker {broker_name}, data in {data_dir}"
         )
         console.print(f"dashboard: {url}  (API docs: {url}api/v1/docs)")
+        print_accounts(console, accounts)
         for name, token in tokens.items():
             console.print(f"token {name}: {token}", soft_wrap=True, highlight=False)
         outbox = Outbox(data_dir / "outbox.db", durability=Durability.NORMAL)
@@ -118,13 +136,15 @@ def _seed(
     store = open_event_store(database_url)
     try:
         engine = read_models.engine
+        # The demo's receiver listens on loopback, which only an allow-list admits.
+        rules = WebhookRules(EgressGate(parse_allow_list(DEMO_EGRESS_ALLOW)))
         tokens = {
             "manufacturer": create_token(engine, Role.MANUFACTURER, None, "demo fleet team")[1]
         }
         for clinic in clinics:
             tokens[clinic] = create_token(engine, Role.CLINIC, clinic, f"{clinic} staff")[1]
             path = f"/hooks/{clinic}"
-            _, sink.secrets[path] = create_webhook(engine, key, clinic, sink.url + path)
+            _, sink.secrets[path] = create_webhook(engine, key, clinic, sink.url + path, rules)
         tokens["auditor"] = create_token(engine, Role.AUDITOR, None, "demo auditor")[1]
         for index, device_id in enumerate(devices):
             commands.register_device(store, device_id, "CX-2", "demo fleet team")
@@ -135,6 +155,14 @@ def _seed(
         store.close()
         read_models.close()
     return tokens
+
+
+def _with_engine(database_url: str, use: "Callable[[Engine], T]") -> T:
+    read_models = ReadModelStore(database_url)
+    try:
+        return use(read_models.engine)
+    finally:
+        read_models.close()
 
 
 @contextmanager

@@ -160,7 +160,60 @@ CREATE TRIGGER IF NOT EXISTS held_events_no_update BEFORE UPDATE ON held_events
 BEGIN SELECT RAISE(ABORT, 'held events are never changed, only promoted or refused'); END;
 """
 
-_UPGRADES: Final = (_VERSION_1, _VERSION_2, _VERSION_3, _VERSION_4)
+# Deleted webhooks: the webhook's row stays (its delivery log still names it) and
+# gains a row here; a table rather than a column, so the step stays IF NOT EXISTS.
+_VERSION_5: Final = """
+CREATE TABLE IF NOT EXISTS webhook_deletions (
+    webhook_id  TEXT     NOT NULL,
+    deleted_at  DATETIME NOT NULL,
+    PRIMARY KEY (webhook_id),
+    FOREIGN KEY (webhook_id) REFERENCES webhooks (id)
+);
+"""
+
+# People (DESIGN §9): named accounts and their dashboard sessions; machine tokens
+# gain an expiry, a year from the upgrade for those made before.  The expiry has a
+# table of its own because ADD COLUMN has no IF NOT EXISTS, and INSERT OR IGNORE
+# keeps a second run from touching an expiry already set.
+_VERSION_6: Final = """
+CREATE TABLE IF NOT EXISTS users (
+    user_id          TEXT     NOT NULL,
+    email            TEXT     NOT NULL,
+    display_name     TEXT     NOT NULL,
+    role             TEXT     NOT NULL,
+    clinic_id        TEXT,
+    password_hash    TEXT,
+    totp_sealed      TEXT,
+    totp_last_step   BIGINT,
+    disabled         BOOLEAN  NOT NULL,
+    failed_attempts  INTEGER  NOT NULL,
+    locked_until     DATETIME,
+    created_at       DATETIME NOT NULL,
+    updated_at       DATETIME NOT NULL,
+    PRIMARY KEY (user_id),
+    UNIQUE (email)
+);
+CREATE TABLE IF NOT EXISTS web_sessions (
+    session_digest  TEXT     NOT NULL,
+    user_id         TEXT     NOT NULL,
+    created_at      DATETIME NOT NULL,
+    last_seen_at    DATETIME NOT NULL,
+    expires_at      DATETIME NOT NULL,
+    PRIMARY KEY (session_digest),
+    FOREIGN KEY (user_id) REFERENCES users (user_id)
+);
+CREATE INDEX IF NOT EXISTS web_sessions_user ON web_sessions (user_id);
+CREATE TABLE IF NOT EXISTS api_token_expiry (
+    token_id    TEXT     NOT NULL,
+    expires_at  DATETIME NOT NULL,
+    PRIMARY KEY (token_id),
+    FOREIGN KEY (token_id) REFERENCES api_tokens (token_id)
+);
+INSERT OR IGNORE INTO api_token_expiry (token_id, expires_at)
+SELECT token_id, datetime('now', '+365 days') FROM api_tokens;
+"""
+
+_UPGRADES: Final = (_VERSION_1, _VERSION_2, _VERSION_3, _VERSION_4, _VERSION_5, _VERSION_6)
 """The script that brings a file from ``user_version`` N to N + 1 is ``_UPGRADES[N]``.
 
 Every statement is ``IF NOT EXISTS``: two upgraders can both read the old version

@@ -21,6 +21,7 @@ from services.projections.changes import (
     SessionChanged,
     SessionClosed,
 )
+from services.projections.custody import Custody, CustodyInterval, assign, event_owner
 from services.projections.device import RECENT_CARTRIDGES, DeviceProjection, fold_device
 from services.projections.device_summary import DeviceSummary
 from services.projections.errors import ProjectionError
@@ -72,6 +73,8 @@ __all__ = [
     "Applied",
     "CartridgeInstall",
     "Change",
+    "Custody",
+    "CustodyInterval",
     "DeviceProjection",
     "DeviceSummary",
     "Fact",
@@ -92,8 +95,10 @@ __all__ = [
     "SessionChanged",
     "SessionClosed",
     "actuations_left",
+    "assign",
     "cartridge_install",
     "clock_skewed",
+    "event_owner",
     "event_time",
     "fact_from_body",
     "fact_from_wire",

@@ -201,6 +201,12 @@ class DeviceProjection:
         return ChainStatus.INCOMPLETE if self.pending else ChainStatus.VERIFIED
 
     @property
+    def seen_through(self) -> int:
+        """The highest seq of the stream this fold has been given, folded or waiting:
+        where a reassignment folded now cuts the device's custody."""
+        return max(self.applied_through, max(self.pending, default=0))
+
+    @property
     def waiting_for_seq(self) -> int | None:
         return self.applied_through + 1 if self.pending else None
 

@@ -9,6 +9,7 @@ the work is in the fold.
 import pickle
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
@@ -18,13 +19,17 @@ from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from services.eventstore import Backend, Cursor, DatabaseUrl, load_checkpoint, save_checkpoint
+from services.projections.custody import Custody, CustodyInterval
 from services.projections.device import DeviceProjection
 from services.projections.tables import ReadTables, read_tables
 
-SNAPSHOT_FORMAT: Final = 2
-"""Bumped when ``DeviceProjection``'s fields change.  Snapshots of another format are
-not used; the release that bumps it says to run ``coreline replay``, which rebuilds
-them all from the event store.  2: clock-skew counters and open integrity incidents."""
+SNAPSHOT_FORMAT: Final = 3
+"""Bumped when ``DeviceProjection``'s fields, or the persisted state folds resume
+from, change.  Snapshots of another format are not used; the release that bumps it
+says to run ``coreline replay``, which rebuilds them all from the event store.
+2: clock-skew counters and open integrity incidents.  3: custody intervals
+(``read_custody``), which fix each session's and alert's clinic and which a live
+projector cannot derive from older read models."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +52,8 @@ class ReadModelUpdate:
     alerts_raised: list[dict[str, Any]] = field(default_factory=list)
     alert_changes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     """(alert id, columns to set), in event order: acknowledgements and resolutions."""
+    custody: list[Custody] = field(default_factory=list)
+    """Devices whose custody changed, with all their intervals."""
 
 
 class ReadModelStore:
@@ -105,6 +112,20 @@ class ReadModelStore:
             )
             return {row[0]: RegistryEntry(row[0], row[1], row[2], bool(row[3])) for row in rows}
 
+    def custody(self, device_ids: Iterable[str]) -> dict[str, Custody]:
+        """The custody intervals of these devices (absent: never assigned)."""
+        table = self.tables.custody
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(table)
+                .where(table.c.device_id.in_(list(device_ids)))
+                .order_by(table.c.device_id, table.c.assigned_seq)
+            )
+            intervals: dict[str, list[CustodyInterval]] = {}
+            for row in rows:
+                intervals.setdefault(row.device_id, []).append(custody_interval(row))
+        return {device: Custody(device, tuple(found)) for device, found in intervals.items()}
+
     # -- writing -----------------------------------------------------------
 
     def commit(
@@ -130,6 +151,10 @@ class ReadModelStore:
             self._upsert(connection, tables.devices, update.devices, ["device_id"])
         if update.sessions:
             self._upsert(connection, tables.sessions, update.sessions, ["session_id"])
+        if update.custody:
+            rows = [_custody_row(interval) for custody in update.custody
+                    for interval in custody.intervals]  # fmt: skip
+            self._upsert(connection, tables.custody, rows, ["device_id", "assigned_seq"])
         if update.alerts_raised:
             insert = self._insert(tables.alerts)
             connection.execute(
@@ -188,6 +213,27 @@ def document(value: Any) -> Any:
 def _registry_row(entry: RegistryEntry) -> dict[str, Any]:
     return {"device_id": entry.device_id, "clinic_id": entry.clinic_id, "model": entry.model,
             "registered": entry.registered}  # fmt: skip
+
+
+def _custody_row(interval: CustodyInterval) -> dict[str, Any]:
+    return {"device_id": interval.device_id, "assigned_seq": interval.assigned_seq,
+            "clinic_id": interval.clinic_id, "from_seq": interval.from_seq,
+            "to_seq": interval.to_seq, "assigned_at": interval.assigned_at,
+            "released_at": interval.released_at}  # fmt: skip
+
+
+def custody_interval(row: Any) -> CustodyInterval:
+    """An interval from its ``read_custody`` row (SQLite hands times back without zone)."""
+    return CustodyInterval(
+        device_id=row.device_id, clinic_id=row.clinic_id, from_seq=int(row.from_seq),
+        to_seq=None if row.to_seq is None else int(row.to_seq),
+        assigned_seq=int(row.assigned_seq), assigned_at=_aware(row.assigned_at),
+        released_at=None if row.released_at is None else _aware(row.released_at),
+    )  # fmt: skip
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _sqlite_settings(connection: Any, _record: Any) -> None:

@@ -34,6 +34,7 @@ class ReadTables(NamedTuple):
     cartridge_weeks: Table
     registry: Table
     alerts: Table
+    custody: Table
 
 
 def read_tables(suffix: str = "") -> ReadTables:
@@ -116,4 +117,18 @@ def read_tables(suffix: str = "") -> ReadTables:
         Index(f"read_alerts{suffix}_clinic_status", "clinic_id", "status"),
         Index(f"read_alerts{suffix}_device", "device_id", "rule", "subject"),
     )
-    return ReadTables(metadata, devices, sessions, cartridge_weeks, registry, alerts)
+    custody = Table(
+        f"read_custody{suffix}",
+        metadata,
+        # One row per interval (``services.projections.custody``), keyed by the
+        # assignment that opened it.
+        Column("device_id", Text, primary_key=True),
+        Column("assigned_seq", BigInteger, primary_key=True),
+        Column("clinic_id", Text),
+        Column("from_seq", BigInteger, nullable=False),
+        Column("to_seq", BigInteger),
+        Column("assigned_at", _MOMENT, nullable=False),
+        Column("released_at", _MOMENT),
+        Index(f"read_custody{suffix}_clinic", "clinic_id", "device_id"),
+    )
+    return ReadTables(metadata, devices, sessions, cartridge_weeks, registry, alerts, custody)

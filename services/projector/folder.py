@@ -1,8 +1,12 @@
 """Folding a batch of stored events into read-model rows: device events into their
-device's fold, registry events into the registry, alert events into ``read_alerts``
-and, for incidents over refused events, into their device's fold too (its
-``integrity`` status).  The live projector and ``coreline replay`` share it, so both
-build the same read models from the same events."""
+device's fold, registry events into the registry and the device's custody, alert
+events into ``read_alerts`` and, for incidents over refused events, into their
+device's fold too (its ``integrity`` status).  The live projector and ``coreline
+replay`` share it, so both build the same read models from the same events.
+
+Whose is what: a session's clinic, an alert's and a cartridge install's are decided
+by custody (``services.projections.custody.event_owner``) from the event's seq, once,
+when it is folded, never by who holds the device when a row is written later."""
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -10,13 +14,14 @@ from typing import Final
 
 import orjson
 
-from schemas.streams import is_device_stream
+from schemas.streams import is_change_stream, is_device_stream
 from services.alerts.engine import AlertEngine
 from services.alerts.incidents import is_refusal_incident
 from services.eventstore import EventRecord, StoredEvent
 from services.projections.changes import Applied, SessionChanged, SessionClosed
+from services.projections.custody import Custody, assign, event_owner
 from services.projections.device import DeviceProjection
-from services.projections.facts import event_time, fact_from_body, parse_timestamp
+from services.projections.facts import Fact, event_time, fact_from_body, parse_timestamp
 from services.projections.fleet import iso_week
 from services.projections.read_store import (
     ReadModelUpdate,
@@ -33,6 +38,10 @@ _REGISTRY_PREFIX: Final = "registry:"
 _ALERT_PREFIX: Final = "alert:"
 
 
+def _no_custody(_device_ids: Iterable[str]) -> dict[str, Custody]:
+    return {}
+
+
 class Folder:
     """Folds batches of stored events into read-model rows, holding the device folds
     and registry entries it has touched (loaded through ``load`` when first needed)."""
@@ -42,12 +51,16 @@ class Folder:
         load_projections: Callable[[Iterable[str]], dict[str, DeviceProjection]],
         load_registry: Callable[[Iterable[str]], dict[str, RegistryEntry]],
         engine: AlertEngine | None = None,
+        *,
+        load_custody: Callable[[Iterable[str]], dict[str, Custody]] = _no_custody,
     ) -> None:
         self._load_projections = load_projections
         self._load_registry = load_registry
+        self._load_custody = load_custody
         self.engine = engine
         self.projections: dict[str, DeviceProjection] = {}
         self.registry: dict[str, RegistryEntry] = {}
+        self.custody: dict[str, Custody] = {}
 
     def fold(self, stored: Sequence[Stored], *, device_rows: bool = True) -> ReadModelUpdate:
         """Fold one batch; the rows of every device (unless ``device_rows`` is off: a
@@ -59,11 +72,14 @@ class Folder:
         sessions: dict[str, SessionAudit] = {}
         changed_sessions: dict[str, set[str]] = {}
         registry_changed: set[str] = set()
+        custody_changed: set[str] = set()
         for event in stored:
             if is_device_stream(event.stream_id):
                 self._fold_device_event(event, update, changed_sessions)
                 touched.add(event.device_id)
-            elif event.stream_id.startswith(_REGISTRY_PREFIX) and self._fold_registry_event(event):
+            elif event.stream_id.startswith(_REGISTRY_PREFIX) and self._fold_registry_event(
+                event, custody_changed
+            ):
                 registry_changed.add(event.device_id)
                 touched.add(event.device_id)
             elif event.stream_id.startswith(_ALERT_PREFIX) and self._fold_alert_event(
@@ -84,6 +100,7 @@ class Folder:
                 update.devices.append(self.device_row(projection))
         update.sessions = [self._session_row(audit) for audit in sessions.values()]
         update.registry = [self.registry[device_id] for device_id in registry_changed]
+        update.custody = [self.custody[device_id] for device_id in custody_changed]
         return update
 
     def _fold_device_event(
@@ -93,18 +110,28 @@ class Folder:
         fact = fact_from_body(event.body, event.hash, event.received_at)
         changes = projection.apply(fact)
         if self.engine is not None:
-            self.engine.after_fold(
-                projection, fact, changes, self._entry(event.device_id).clinic_id
-            )
+            # The alerts a fact raises are its owner's: a punch of a session begun
+            # before a reassignment raises them for the session's clinic.
+            self.engine.after_fold(projection, fact, changes, self._owner(projection, fact))
         for change in changes:
             if isinstance(change, SessionChanged | SessionClosed):
                 changed_sessions.setdefault(event.device_id, set()).add(change.session_id)
             elif isinstance(change, Applied) and change.fact.type == "cartridge.installed":
-                clinic = self._entry(event.device_id).clinic_id or ""
+                clinic = self._owner(projection, change.fact) or ""
                 key = (clinic, iso_week(event_time(change.fact)))
                 update.cartridges_installed[key] = update.cartridges_installed.get(key, 0) + 1
 
-    def _fold_registry_event(self, event: Stored) -> bool:
+    def _owner(self, projection: DeviceProjection, fact: Fact) -> str | None:
+        """The clinic ``fact`` belongs to (``custody.event_owner``): a session's events
+        its clinic's, as of the seq that started it."""
+        custody = self._custody(projection.device_id)
+        named = fact.data.get("session_id") if isinstance(fact.data, dict) else None
+        session_id = named if isinstance(named, str) else None  # an altered row: by seq
+        tally = None if session_id is None else projection.sessions.get(session_id)
+        known = {} if tally is None else {tally.session_id: custody.holder_at(tally.started_seq)}
+        return event_owner(custody, fact.seq, session_id, known)
+
+    def _fold_registry_event(self, event: Stored, custody_changed: set[str]) -> bool:
         body = orjson.loads(event.body)
         data, device_id = body["data"], event.device_id
         entry = self._entry(device_id)
@@ -116,6 +143,17 @@ class Folder:
             self.registry[device_id] = RegistryEntry(
                 device_id, data["clinic_id"], entry.model, entry.registered
             )
+            custody = self._custody(device_id)
+            # In the global order every event of the device before this assignment has
+            # been given to its fold already (see ``services.projections.custody``).
+            moved = assign(
+                custody, data["clinic_id"], registry_seq=event.seq,
+                device_seen_through=self._projection(device_id).seen_through,
+                at=event.received_at,
+            )  # fmt: skip
+            if moved is not custody:
+                self.custody[device_id] = moved
+                custody_changed.add(device_id)
         elif event.type == "device.serviced":
             at = parse_timestamp(body["occurred_at"])
             projection = self._projection(device_id)
@@ -163,6 +201,9 @@ class Folder:
         return False
 
     def _load_for(self, stored: Sequence[Stored]) -> None:
+        # Change streams (policies, identities) concern no device: their events' device
+        # id is the platform's own, which must not become a device row.
+        stored = [event for event in stored if not is_change_stream(event.stream_id)]
         wanted = {event.device_id for event in stored} - self.projections.keys()
         if wanted:
             found = self._load_projections(wanted)
@@ -173,12 +214,20 @@ class Folder:
             found_entries = self._load_registry(unknown)
             for device_id in unknown:
                 self.registry[device_id] = found_entries.get(device_id) or RegistryEntry(device_id)
+        unheld = {event.device_id for event in stored} - self.custody.keys()
+        if unheld:
+            found_custody = self._load_custody(unheld)
+            for device_id in unheld:
+                self.custody[device_id] = found_custody.get(device_id) or Custody(device_id)
 
     def _projection(self, device_id: str) -> DeviceProjection:
         return self.projections[device_id]
 
     def _entry(self, device_id: str) -> RegistryEntry:
         return self.registry[device_id]
+
+    def _custody(self, device_id: str) -> Custody:
+        return self.custody[device_id]
 
     def device_row(self, projection: DeviceProjection) -> dict[str, object]:
         summary = projection.summary()
@@ -199,7 +248,8 @@ class Folder:
         return {
             "session_id": audit.session_id,
             "device_id": audit.device_id,
-            "clinic_id": self._entry(audit.device_id).clinic_id,
+            # Fixed at its start: the session stays with that clinic wherever it ends.
+            "clinic_id": self._custody(audit.device_id).holder_at(audit.started_seq),
             "treatment_area": audit.treatment_area,
             "area_cm2": audit.area_cm2,
             "started_at": audit.started_at,

@@ -23,6 +23,7 @@ from services.alerts import events as alert_events
 from services.alerts import store as alert_store
 from services.alerts.engine import AlertDecisions, AlertEngine, Resolution
 from services.eventstore import Cursor, EventStore, StoredEvent, save_checkpoint
+from services.projections.custody import Custody
 from services.projections.device import DeviceProjection
 from services.projections.facts import implausible_device_time
 from services.projections.read_store import ReadModelStore, RegistryEntry
@@ -80,7 +81,10 @@ class Projector:
         started = time.perf_counter()
         engine = self._engine({event.device_id for event in stored}) if self.alerts else None
         # Folds are loaded afresh each batch: a replay may have swapped the tables.
-        folder = Folder(self.read_models.projections, self.read_models.registry, engine)
+        folder = Folder(
+            self.read_models.projections, self.read_models.registry, engine,
+            load_custody=self.read_models.custody,
+        )  # fmt: skip
         update = folder.fold(stored)
         also = None
         if engine is not None:
@@ -116,8 +120,13 @@ class Projector:
         def clinic(device_id: str) -> str | None:
             return registry.get(device_id, RegistryEntry(device_id)).clinic_id
 
+        custody = self.read_models.custody(quiet)
         for device_id, projection in self.read_models.projections(quiet).items():
-            engine.tick(projection, now, self._last_heard(projection, now), clinic(device_id))
+            held = custody.get(device_id, Custody(device_id))
+            engine.tick(
+                projection, now, self._last_heard(projection, now),
+                _quiet_owner(projection, held, clinic(device_id)),
+            )  # fmt: skip
         judge_refusals(self.events, engine, refused, clinic)
         decisions = engine.decisions
         self._append_alert_events(decisions)
@@ -163,6 +172,14 @@ class Projector:
             )
             if resolved is not None:
                 metrics.ALERT_EVENTS.labels("alert.resolved").inc()
+
+
+def _quiet_owner(projection: DeviceProjection, custody: Custody, holder: str | None) -> str | None:
+    """Whose the clock's alerts over a quiet device are: silence during a session
+    names the session, so they go to the clinic the session belongs to (the one that
+    held the device when it started); otherwise to the holder now."""
+    session = projection.open_session
+    return holder if session is None else custody.holder_at(session.started_seq)
 
 
 def _resolution_after(resolution: Resolution, head: StoredEvent | None) -> SealedEvent | None:

@@ -21,6 +21,8 @@ from services.eventstore import open_event_store
 from services.projections.read_store import ReadModelStore
 from services.projector import Projector
 from tests.support import api_world
+from tests.support.accounts import Account, create_accounts
+from tests.support.api_client import MASTER_KEY
 from tests.support.api_world import World, build_world
 from tests.support.postgres import free_port
 
@@ -41,6 +43,8 @@ class Dashboard:
 
     base_url: str
     world: World
+    accounts: dict[str, Account]
+    """People to sign in as, by the world's token names (manufacturer, clinic_a, …)."""
 
     def url(self, path: str) -> str:
         return f"{self.base_url}{path}"
@@ -83,10 +87,13 @@ def projector(world: World) -> Iterator[None]:
 def dashboard(
     world: World, projector: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Dashboard]:
+    accounts = create_accounts(world.database_url, MASTER_KEY)
     """``coreline api`` on a free loopback port, serving the world until the module ends."""
     port = free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("CORELINE_")}
     env["CORELINE_DATABASE_URL"] = world.database_url
+    # The key the accounts' TOTP secrets were sealed with (derived from this one).
+    env["CORELINE_WEBHOOK_MASTER_KEY"] = MASTER_KEY.decode()
     log_path = tmp_path_factory.mktemp("api") / "api.log"
     with log_path.open("wb") as log:
         server = subprocess.Popen(
@@ -95,7 +102,7 @@ def dashboard(
         )  # fmt: skip
         try:
             _wait_for_port(server, port, log_path)
-            yield Dashboard(f"http://127.0.0.1:{port}", world)
+            yield Dashboard(f"http://127.0.0.1:{port}", world, accounts)
         finally:
             server.terminate()
             try:

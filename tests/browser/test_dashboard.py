@@ -10,18 +10,24 @@ import httpx
 import pytest
 from playwright.sync_api import Page
 
+from services.api.deps import SESSION_COOKIE
 from tests.browser.conftest import Dashboard
+from tests.support.accounts import Account
 from tests.support.api_world import CLINIC_A, CLINIC_B
 
 _LIVE_REFRESH_WAIT_MS = 15_000
 _BAR_TITLE = re.compile(r"(\d{4}-\d{2}-\d{2}): (\d+) sessions, ([\d,]+) cores")
 
 
-def log_in(page: Page, dashboard: Dashboard, token: str) -> None:
-    """Log in through the form, as a person would, and wait for where it leads."""
+def log_in(page: Page, dashboard: Dashboard, who: str | Account) -> None:
+    """Sign in through the form as a person would (e-mail, password, and the
+    authenticator's code where the role needs one) and wait for where it leads."""
+    account = dashboard.accounts[who] if isinstance(who, str) else who
     login_url = dashboard.url("/login")
     page.goto(login_url)
-    page.fill("#token", token)
+    page.fill("#email", account.email)
+    page.fill("#password", account.password)
+    page.fill("#code", account.fresh_code())
     page.click("form[action='/login'] button[type=submit]")
     page.wait_for_url(lambda url: url != login_url)
 
@@ -36,7 +42,7 @@ def api_get(dashboard: Dashboard, token: str, path: str) -> Any:
 
 def test_clinic_sees_only_its_own_devices(page: Page, dashboard: Dashboard) -> None:
     """A clinic's fleet page lists exactly its devices and never names another clinic."""
-    log_in(page, dashboard, dashboard.world.tokens["clinic_a"])
+    log_in(page, dashboard, "clinic_a")
 
     assert page.url == dashboard.url("/")
     rows = page.locator("table[data-testid=devices] tr[data-device]")
@@ -51,7 +57,7 @@ def test_clinic_sees_only_its_own_devices(page: Page, dashboard: Dashboard) -> N
 
 def test_clinic_cannot_open_another_clinics_device(page: Page, dashboard: Dashboard) -> None:
     """Another clinic's device page answers 404, exactly as a device that does not exist."""
-    log_in(page, dashboard, dashboard.world.tokens["clinic_a"])
+    log_in(page, dashboard, "clinic_a")
 
     response = page.goto(dashboard.url("/devices/HP-000201"))
 
@@ -66,7 +72,7 @@ def test_device_page_charts_usage_cartridge_and_faults(page: Page, dashboard: Da
     """A device page draws a bar per day matching the usage API, the cartridge's life bar
     at its used share, and the device's open fault."""
     token = dashboard.world.tokens["clinic_a"]
-    log_in(page, dashboard, token)
+    log_in(page, dashboard, "clinic_a")
     page.goto(dashboard.url("/devices/HP-000101"))
 
     bars = page.locator("[data-testid=usage-chart] svg.chart rect.bar").evaluate_all(
@@ -95,9 +101,9 @@ def test_device_page_charts_usage_cartridge_and_faults(page: Page, dashboard: Da
 
 
 def test_acknowledged_alert_changes_once_folded(page: Page, dashboard: Dashboard) -> None:
-    """Acknowledging an open alert on the inbox shows it acknowledged, by whom, once the
-    projector has folded the acknowledgement."""
-    log_in(page, dashboard, dashboard.world.tokens["clinic_a"])
+    """Acknowledging an open alert on the inbox shows it acknowledged, by the person
+    signed in, once the projector has folded the acknowledgement."""
+    log_in(page, dashboard, "clinic_a")
     page.goto(dashboard.url("/alerts?status=all"))
     row = page.locator("tr[data-alert][data-status=open]").filter(has_text="device fault").first
     alert_id = row.get_attribute("data-alert")
@@ -108,7 +114,9 @@ def test_acknowledged_alert_changes_once_folded(page: Page, dashboard: Dashboard
 
     acknowledged = page.locator(f"tr[data-alert='{alert_id}'][data-status=acknowledged]")
     acknowledged.wait_for(timeout=_LIVE_REFRESH_WAIT_MS)
-    assert "by clinic_a" in acknowledged.locator(".alert-status").inner_text()
+    email = dashboard.accounts["clinic_a"].email
+    status = acknowledged.locator(".alert-status").inner_text()
+    assert f"by Dana Ruiz <{email}> (clinic user u_" in status
     assert acknowledged.get_by_role("button").inner_text() == "Resolve"
     alert = api_get(dashboard, dashboard.world.tokens["clinic_a"], f"/alerts/{alert_id}")
     assert alert["status"] == "acknowledged"
@@ -118,7 +126,7 @@ def test_auditor_csv_matches_the_api(page: Page, dashboard: Dashboard, tmp_path:
     """The auditor's sessions page lists sessions, and its CSV export carries the same
     counts, reconciliation and coverage as the JSON API for every session."""
     token = dashboard.world.tokens["auditor"]
-    log_in(page, dashboard, token)
+    log_in(page, dashboard, "auditor")
 
     assert page.url == dashboard.url("/sessions")  # an auditor has no fleet page
     assert page.locator("[data-testid=sessions] tr[data-session]").count() > 0
@@ -142,15 +150,15 @@ def test_auditor_csv_matches_the_api(page: Page, dashboard: Dashboard, tmp_path:
         assert float(row["coverage_pct"]) == session["coverage_pct"], row
 
 
-def test_unknown_token_is_refused(page: Page, dashboard: Dashboard) -> None:
-    """A token that does not exist brings the login page back with its error, sets no
-    session, and the dashboard stays out of reach."""
-    log_in(page, dashboard, "clt_not-a-token-anyone-was-given")
+def test_unknown_account_is_refused(page: Page, dashboard: Dashboard) -> None:
+    """A login that does not exist brings the sign-in page back with its error, sets
+    no session, and the dashboard stays out of reach."""
+    log_in(page, dashboard, Account("nobody@people.example", "a-password-of-no-one", None))
 
-    assert page.url == dashboard.url("/login?error=unknown")
-    assert "unknown or revoked" in page.get_by_role("alert").inner_text()
+    assert page.url == dashboard.url("/login?error=refused")
+    assert "not right" in page.get_by_role("alert").inner_text()
     assert page.locator("table[data-testid=devices]").count() == 0
-    assert page.context.cookies() == []
+    assert [cookie for cookie in page.context.cookies() if cookie["name"] == SESSION_COOKIE] == []
     page.goto(dashboard.url("/"))
     assert page.url.startswith(dashboard.url("/login"))
     assert page.locator("table[data-testid=devices]").count() == 0
@@ -158,7 +166,7 @@ def test_unknown_token_is_refused(page: Page, dashboard: Dashboard) -> None:
 
 def test_fleet_screenshot_as_manufacturer(page: Page, dashboard: Dashboard, tmp_path: Path) -> None:
     """The manufacturer's fleet page lists every device and renders to a non-empty PNG."""
-    log_in(page, dashboard, dashboard.world.tokens["manufacturer"])
+    log_in(page, dashboard, "manufacturer")
     devices = page.locator("table[data-testid=devices] tr[data-device]")
     listed = devices.evaluate_all("rows => rows.map(row => row.dataset.device)")
     assert sorted(listed) == ["HP-000101", "HP-000102", "HP-000201", "HP-000301"]

@@ -22,10 +22,12 @@ from services.delivery import (
     Notifier,
     NotifierOptions,
     RetryPolicy,
+    WebhookRules,
     create_webhook,
     delivery_log,
     verify_signature,
 )
+from services.egress import EgressGate, parse_allow_list
 from services.eventstore import (
     Cursor,
     EventStore,
@@ -42,6 +44,8 @@ from transport import BrokerAddress
 
 MASTER_KEY = b"integration-master-key-0123456789abcdef"
 POLICY = RetryPolicy(base_s=0.2, cap_s=2.0, max_attempts=4, timeout_s=5.0)
+LOOPBACK = WebhookRules(EgressGate(parse_allow_list("127.0.0.1/32")))
+"""The receivers here listen on loopback, which only the allow-list admits."""
 FLAKY_FAILURES = 2
 
 
@@ -181,18 +185,20 @@ def test_state_changes_reach_mqtt_in_order_and_webhooks_signed_with_retries(
     webhook gets each notice signed, after two failures and growing pauses; a dead
     one is given up after the bounded attempts; nothing reaches other clinics."""
     flaky_id, receiver.secrets["/flaky"] = create_webhook(
-        database.engine, MASTER_KEY, "clinic-a", receiver.url("/flaky")
+        database.engine, MASTER_KEY, "clinic-a", receiver.url("/flaky"), LOOPBACK
     )
     down_id, receiver.secrets["/down"] = create_webhook(
-        database.engine, MASTER_KEY, "clinic-a", receiver.url("/down")
+        database.engine, MASTER_KEY, "clinic-a", receiver.url("/down"), LOOPBACK
     )
-    create_webhook(database.engine, MASTER_KEY, "clinic-b", receiver.url("/other"))
+    create_webhook(database.engine, MASTER_KEY, "clinic-b", receiver.url("/other"), LOOPBACK)
     alert = alert_events(str(uuid.uuid4()), "clinic-a")
     unowned = alert_events(str(uuid.uuid4()), None)
     store.append(device_stream("HP-000123", 5))  # not an alert stream: passed over
     store.append(alert[:1] + unowned)
 
-    options = NotifierOptions(policy=POLICY, client_id=f"notifier-{uuid.uuid4().hex[:8]}")
+    options = NotifierOptions(
+        policy=POLICY, client_id=f"notifier-{uuid.uuid4().hex[:8]}", egress=LOOPBACK.egress
+    )
     notifier = Notifier(
         store, database.engine, BrokerAddress.parse(broker.url), MASTER_KEY, options
     )
@@ -273,10 +279,12 @@ def test_reprocessing_a_batch_enqueues_nothing_twice(
 ) -> None:
     """A batch handled again (as after a crash before its checkpoint moved) publishes
     its notices again, same event ids, but adds no webhook delivery."""
-    create_webhook(database.engine, MASTER_KEY, "clinic-a", "http://127.0.0.1:9/hook")
+    create_webhook(database.engine, MASTER_KEY, "clinic-a", "http://127.0.0.1:9/hook", LOOPBACK)
     alert = alert_events(str(uuid.uuid4()), "clinic-a")
     store.append(alert)
-    options = NotifierOptions(policy=POLICY, client_id=f"notifier-{uuid.uuid4().hex[:8]}")
+    options = NotifierOptions(
+        policy=POLICY, client_id=f"notifier-{uuid.uuid4().hex[:8]}", egress=LOOPBACK.egress
+    )
     notifier = Notifier(
         store, database.engine, BrokerAddress.parse(broker.url), MASTER_KEY, options
     )
@@ -300,10 +308,12 @@ def test_reprocessing_a_batch_enqueues_nothing_twice(
 def test_the_checkpoint_waits_for_the_broker(store: EventStore, database: ReadModelStore) -> None:
     """Without PUBACKs (no broker) the batch is not recorded: no checkpoint move, no
     deliveries enqueued; it is tried again later."""
-    create_webhook(database.engine, MASTER_KEY, "clinic-a", "http://127.0.0.1:9/hook")
+    create_webhook(database.engine, MASTER_KEY, "clinic-a", "http://127.0.0.1:9/hook", LOOPBACK)
     store.append(alert_events(str(uuid.uuid4()), "clinic-a"))
     nowhere = BrokerAddress("127.0.0.1", free_port())
-    options = NotifierOptions(policy=POLICY, ack_timeout_s=0.3, client_id="notifier-alone")
+    options = NotifierOptions(
+        policy=POLICY, ack_timeout_s=0.3, client_id="notifier-alone", egress=LOOPBACK.egress
+    )
     notifier = Notifier(store, database.engine, nowhere, MASTER_KEY, options)
     try:
         assert notifier.step() == 0

@@ -142,23 +142,21 @@ def test_two_gateways_share_one_subscription_group_with_their_own_client_ids(
 
 def test_prometheus_scrapes_every_coreline_process(document: dict[str, Any]) -> None:
     """Each gateway, the projector and the API of the Compose file is a Prometheus
-    target on the port its command (or the setting's default) serves metrics on, and
-    those with a separate metrics port listen on every interface."""
+    target on the separate metrics port its command (or the setting's default) serves
+    metrics on, listening on every interface and never published to the host."""
     expected: set[str] = set()
     for subcommand in PROCESSES:
         services = coreline_services(document, subcommand)
         assert services, f"no {subcommand} service in deploy/compose.yml"
         for name, service in services.items():
             command = command_of(service)
-            if subcommand == "api":
-                port = option(command, "--port")
-                assert option(command, "--host") == ALL_INTERFACES
-            else:
-                default = "9101" if subcommand == "gateway" else None
-                port = option(command, "--metrics-port") or default
-                variable = f"CORELINE_{subcommand.upper()}_METRICS_HOST"
-                assert service["environment"][variable] == ALL_INTERFACES, name
+            default = "9101" if subcommand == "gateway" else None
+            port = option(command, "--metrics-port") or default
+            variable = f"CORELINE_{subcommand.upper()}_METRICS_HOST"
+            assert service["environment"][variable] == ALL_INTERFACES, name
             assert port is not None, name
+            published = [str(mapping).split(":")[-1] for mapping in service.get("ports", [])]
+            assert port not in published, name
             expected.add(f"{name}:{port}/metrics")
     config = load_yaml(DEPLOY / "prometheus" / "prometheus.yml")
     scraped = set().union(*prometheus_targets(config).values())

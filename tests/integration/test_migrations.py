@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -17,8 +18,9 @@ from alembic.config import Config
 from sqlalchemy import Dialect, Engine, Inspector, MetaData, Table, text
 
 from services.alerts import store as alert_store
-from services.api import Role, create_token, list_tokens
-from services.api.tokens import api_tokens
+from services.api import Role, list_tokens
+from services.api.people.tables import users, web_sessions
+from services.api.tokens import api_token_expiry, api_tokens
 from services.delivery import create_webhook, list_webhooks
 from services.delivery.tables import TABLES as DELIVERY_TABLES
 from services.eventstore import Backend, DatabaseUrl, SchemaMissingError, open_event_store
@@ -32,12 +34,22 @@ OWNED: Final = (
     api_tokens,
     DELIVERY_TABLES.webhooks,
     DELIVERY_TABLES.deliveries,
+    DELIVERY_TABLES.deletions,
     alert_store.alert_conditions,
     alert_store.alert_policies,
+    api_token_expiry,
+    users,
+    web_sessions,
 )
 """The tables the migrations make, as the code that queries them defines them."""
+LEGACY_TOKENS: Final = Table(
+    "api_tokens",
+    MetaData(),
+    *(column._copy() for column in api_tokens.columns),
+)
+"""``api_tokens`` as ``create_all`` made it, before tokens expired."""
 OLD_WAY: Final[dict[str, MetaData]] = {
-    "tokens": api_tokens.metadata,
+    "tokens": LEGACY_TOKENS.metadata,
     "delivery": DELIVERY_TABLES.metadata,
     "alerts": alert_store.metadata,
 }
@@ -278,7 +290,13 @@ def test_a_database_at_the_previous_schema_with_run_time_tables_upgrades_keeping
     engine = engine_of(empty_url)
     for module in made:
         OLD_WAY[module].create_all(engine)
-    record, _ = create_token(engine, Role.CLINIC, CLINIC, "front desk")
+    with engine.begin() as connection:
+        connection.execute(
+            LEGACY_TOKENS.insert().values(
+                token_id="legacy-token", digest="0" * 64, role=Role.CLINIC.value,  # noqa: S106
+                clinic_id=CLINIC, label="front desk", created_at=datetime.now(UTC),
+            )
+        )  # fmt: skip
     alert_store.set_policy(engine, CLINIC, {"coverage_max_pct": 6})
     webhook_id = None
     if "delivery" in made:
@@ -290,8 +308,12 @@ def test_a_database_at_the_previous_schema_with_run_time_tables_upgrades_keeping
 
     open_event_store(empty_url).close()
     assert [(token.token_id, token.label) for token in list_tokens(engine)] == [
-        (record.token_id, record.label)
+        ("legacy-token", "front desk")
     ]
+    # A token from before expiry existed lives a year from the upgrade, not for ever.
+    (carried,) = list_tokens(engine)
+    assert carried.expires_at is not None
+    assert abs(carried.expires_at - datetime.now(UTC) - timedelta(days=365)) < timedelta(hours=1)
     assert alert_store.policy_overrides(engine, CLINIC) == {"coverage_max_pct": 6}
     assert [webhook.id for webhook in list_webhooks(engine)] == ([webhook_id] if webhook_id else [])
     fresh = _schema(engine_of(upgraded_url))

@@ -112,3 +112,70 @@ def simulated_events(device_id: str, seed: int, hours: float) -> list[SealedEven
 
 def event_store(world: World) -> EventStore:
     return open_event_store(world.database_url)
+
+
+@dataclass
+class HandpieceWriter:
+    """Appends one handpiece's events to a store one at a time, chained and valid, so
+    a test can interleave them with platform commands (a reassignment mid-session)."""
+
+    store: EventStore
+    device_id: str
+    clock: datetime = START
+    seq: int = 0
+    prev_hash: str = GENESIS_HASH
+    cartridge_id: str | None = None
+    session_id: str | None = None
+    needles: int = 3
+
+    def append(self, type_: str, data: dict[str, object]) -> SealedEvent:
+        self.seq += 1
+        self.clock += timedelta(seconds=30)
+        event = seal({
+            "event_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"writer:{self.device_id}:{self.seq}")),
+            "device_id": self.device_id, "seq": self.seq, "type": type_,
+            "occurred_at": utc_text(self.clock), "schema_version": 1, "data": data,
+            "prev_hash": self.prev_hash,
+        })  # fmt: skip
+        result = self.store.append([event])
+        assert result.appended == 1, result
+        self.prev_hash = event.hash
+        return event
+
+    def install_cartridge(self, cartridge_id: str, lot: str) -> SealedEvent:
+        self.cartridge_id = cartridge_id
+        return self.append("cartridge.installed", {
+            "cartridge_id": cartridge_id, "lot": lot, "needles": self.needles,
+            "needle_gauge": 22, "core_diameter_mm": 0.5, "rated_actuations": 100_000,
+        })  # fmt: skip
+
+    def start_session(self, session_id: str, operator_ref: str) -> SealedEvent:
+        assert self.cartridge_id is not None, "install a cartridge first"
+        self.session_id = session_id
+        return self.append("session.started", {
+            "session_id": session_id, "treatment_area": "lower_face", "area_cm2": 40.0,
+            "operator_ref": operator_ref, "cartridge_id": self.cartridge_id,
+        })  # fmt: skip
+
+    def punch(self, actuations: int = 4) -> SealedEvent:
+        assert self.session_id is not None, "start a session first"
+        assert self.cartridge_id is not None
+        window_start = utc_text(self.clock)
+        return self.append("cores.punched", {
+            "session_id": self.session_id, "cartridge_id": self.cartridge_id,
+            "actuations": actuations, "cores": actuations * self.needles, "depth_mm": 1.5,
+            "window_start": window_start, "window_end": utc_text(self.clock + timedelta(seconds=5)),
+        })  # fmt: skip
+
+    def end_session(self, actuations_total: int, cores_total: int) -> SealedEvent:
+        assert self.session_id is not None, "start a session first"
+        session_id, self.session_id = self.session_id, None
+        return self.append("session.ended", {
+            "session_id": session_id, "actuations_total": actuations_total,
+            "cores_total": cores_total, "duration_s": 600, "reason": "completed",
+        })  # fmt: skip
+
+    def fault(self, fault_code: str, message: str, severity: str = "warning") -> SealedEvent:
+        return self.append(
+            "fault.raised", {"fault_code": fault_code, "severity": severity, "message": message}
+        )

@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.delivery import PostResult, RetryPolicy, after_attempt, retry_delay
+from services.delivery import (
+    REFUSED_BY_POLICY,
+    PostResult,
+    RetryPolicy,
+    after_attempt,
+    retry_delay,
+)
 from services.delivery.retry import Delivered, GaveUp, RetryLater, retry_ceiling
 
 POLICY = RetryPolicy(base_s=1.0, cap_s=600.0, max_attempts=8)
@@ -40,18 +46,27 @@ def test_a_2xx_answer_delivers(status: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "result",
-    [PostResult(500, "HTTP 500 Internal Server Error"), PostResult(302), PostResult(404),
-     PostResult(None, "unreachable: connection refused")],
+    ("result", "logged"),
+    [(PostResult(500), "5xx"), (PostResult(302), "3xx"), (PostResult(404), "4xx"),
+     (PostResult(None, "unreachable", "ConnectError from 10.0.0.7"), "unreachable"),
+     (PostResult(None, "timeout", "ReadTimeout from 10.0.0.7"), "timeout")],
 )  # fmt: skip
-def test_anything_else_is_retried(result: PostResult) -> None:
-    """Server errors, redirects, client errors and network failures are retried, with
-    the status and error kept for the log."""
+def test_anything_else_is_retried_and_logged_as_a_class(result: PostResult, logged: str) -> None:
+    """Server errors, redirects, client errors and network failures are retried; the log
+    keeps the status class or failure word, never the detail (addresses, exceptions)."""
     outcome = after_attempt(POLICY, 1, result, random.Random(1))
     assert isinstance(outcome, RetryLater)
     assert outcome.status == result.status
-    assert outcome.error == (result.error or f"HTTP {result.status}")
+    assert outcome.error == logged
     assert 0.5 <= outcome.delay_s <= 1.0
+
+
+def test_an_attempt_the_egress_policy_refused_is_not_retried() -> None:
+    """A refusal by the egress policy gives up at once, whatever attempts are left."""
+    refused = PostResult(None, REFUSED_BY_POLICY, "x.example resolves to 127.0.0.1")
+    assert after_attempt(POLICY, 1, refused, random.Random(1)) == GaveUp(
+        None, "refused: egress policy"
+    )
 
 
 def test_a_receiver_that_always_fails_gets_exactly_max_attempts() -> None:
@@ -63,7 +78,7 @@ def test_a_receiver_that_always_fails_gets_exactly_max_attempts() -> None:
         assert attempts <= POLICY.max_attempts
         outcome = after_attempt(POLICY, attempts, PostResult(503), rng)
     assert attempts == POLICY.max_attempts
-    assert outcome == GaveUp(503, "HTTP 503")
+    assert outcome == GaveUp(503, "5xx")
 
 
 def test_a_success_on_the_last_attempt_still_delivers() -> None:

@@ -51,7 +51,7 @@ class FakeReceiver:
     ) -> PostResult:
         self.requests.append((url, body, dict(headers)))
         status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
-        return PostResult(status, None if status < 300 else f"HTTP {status}")
+        return PostResult(status)
 
 
 @pytest.fixture

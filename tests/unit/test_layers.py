@@ -19,7 +19,10 @@ ALLOWED: dict[str, set[str]] = {
     "services.projections": {"schemas", "services.eventstore"},
     "services.alerts": {"schemas", "services.projections"},
     "services.audit": {"schemas", "services.eventstore"},
-    "services.delivery": {"schemas", "transport", "services.eventstore", "services.settings"},
+    "services.egress": set(),
+    "services.delivery": {
+        "schemas", "transport", "services.eventstore", "services.settings", "services.egress",
+    },
     "services.projector": {
         "schemas", "transport", "services.eventstore", "services.projections",
         "services.alerts", "services.delivery", "services.settings",
@@ -32,7 +35,11 @@ ALLOWED: dict[str, set[str]] = {
 """Which packages each package may import.  The command line and the demo wire
 everything together and may import anything."""
 
-OWNERS = {"paho": {"transport"}, "psycopg": {"services.eventstore"}}
+OWNERS = {
+    "paho": {"transport"},
+    "psycopg": {"services.eventstore"},
+    "httpcore": {"services.egress"},
+}
 """Outside libraries that exactly one package may import."""
 
 

@@ -1,2 +1,5 @@
 """The web dashboard: server-rendered pages over the API's queries, every asset
 served from this package (no CDN)."""
+
+# Pages in modules of their own join the dashboard's router as the package loads.
+from services.api.dashboard import audit_log_page  # noqa: F401

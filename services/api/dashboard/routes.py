@@ -1,8 +1,7 @@
-"""Dashboard pages: fleet, device, alerts, sessions, a session's audit; login by token.
+"""Dashboard pages: fleet, device, alerts, sessions, a session's audit.
 
-The session cookie holds the token itself (HttpOnly, so no script reads it;
-SameSite=Lax, so no other site's form post carries it); every page checks it exactly
-as the API checks a bearer token, with the same roles and scopes.
+Every page needs a signed-in person (``sign_in.py``) and checks them with the same
+roles and scopes as the API; every form post carries the session's CSRF token.
 """
 
 from collections.abc import Iterator
@@ -21,12 +20,11 @@ from services.api import commands
 from services.api.access import Action, Principal
 from services.api.csv_export import csv_lines
 from services.api.dashboard.charts import usage_bars
-from services.api.deps import SESSION_COOKIE, ApiContext, context
+from services.api.deps import ApiContext, SameSiteForm, context, signed_in_person
 from services.api.queries import alerts as alert_queries
 from services.api.queries import devices as device_queries
 from services.api.queries import sessions as session_queries
 from services.api.queries.fleet import fleet_overview
-from services.api.tokens import authenticate
 
 _HERE: Final = Path(__file__).parent
 _templates: Final = Jinja2Templates(directory=_HERE / "templates")
@@ -44,8 +42,7 @@ class PageRefused(Exception):  # noqa: N818 - rendered as a page, not a failure
 
 
 def viewer(request: Request, api: Annotated[ApiContext, Depends(context)]) -> Principal:
-    token = request.cookies.get(SESSION_COOKIE)
-    found = None if token is None else authenticate(api.engine, token)
+    found = signed_in_person(request, api)
     if found is None:
         raise LoginRequired
     return found
@@ -65,39 +62,6 @@ def _page(request: Request, template: str, who: Principal | None, **values: Any)
 def _require(who: Principal, action: Action) -> None:
     if not who.may(action):
         raise PageRefused(403, f"A {who.role.value} token may not see this page.")
-
-
-@router.get("/login")
-def login_form(request: Request, error: str | None = None, next: str = "/") -> Response:  # noqa: A002
-    return _page(request, "login.html", None, error=error, next=_local(next))
-
-
-@router.post("/login")
-def login(
-    request: Request,
-    api: Api,
-    token: Annotated[str, Form(max_length=200)],
-    next: Annotated[str, Form(max_length=500)] = "/",  # noqa: A002 - the usual name
-) -> Response:
-    who = authenticate(api.engine, token.strip())
-    if who is None:
-        back = "" if _local(next) == "/" else f"&next={quote(_local(next))}"
-        return RedirectResponse(f"/login?error=unknown{back}", status_code=303)
-    response = RedirectResponse(_local(next), status_code=303)
-    # Lax: sent when someone follows a link here, never with another site's form posts
-    # (acknowledge and resolve are posts), and never readable by scripts.
-    response.set_cookie(
-        SESSION_COOKIE, token.strip(), httponly=True, samesite="lax",
-        secure=request.app.state.secure_cookies, max_age=12 * 3600,
-    )  # fmt: skip
-    return response
-
-
-@router.post("/logout")
-def logout() -> Response:
-    response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE)
-    return response
 
 
 @router.get("/")
@@ -146,6 +110,7 @@ def alerts_page(request: Request, who: Viewer, api: Api, status: str | None = "o
 @router.post("/alerts/{alert_id}/{move}")
 def move_alert(
     who: Viewer,
+    same_site: SameSiteForm,
     api: Api,
     alert_id: str,
     move: str,
@@ -201,13 +166,6 @@ def session_page(request: Request, who: Viewer, api: Api, session_id: str) -> Re
         raise _not_found("session")
     session, audit = found
     return _page(request, "session.html", who, session=session, audit=audit)
-
-
-def _local(target: str) -> str:
-    """Only a path on this server: ``next`` must not send anyone elsewhere."""
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/"
-    return target
 
 
 def _not_found(kind: str) -> PageRefused:

@@ -7,7 +7,7 @@ from sqlalchemy import Connection, func, select, tuple_
 
 from services.api.access import Principal
 from services.api.models import AlertOut, DeliveryOut
-from services.api.queries.devices import scoped
+from services.api.queries.scope import scoped
 from services.api.queries.tables import READ, aware, utc
 from services.delivery.tables import TABLES
 

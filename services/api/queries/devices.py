@@ -5,7 +5,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, case, false, or_, select, true
+from sqlalchemy import ColumnElement, Connection, Select, and_, case, false, or_, select
 
 from services.api.access import Principal
 from services.api.models import (
@@ -16,6 +16,7 @@ from services.api.models import (
     ForecastOut,
     UsageDay,
 )
+from services.api.queries.scope import EventScope, scoped, summary_scopes
 from services.api.queries.tables import READ, aware, presence, utc
 from services.projections.cartridge import life_used_pct
 from services.projections.maintenance import MaintenanceStatus
@@ -37,10 +38,6 @@ _COLUMNS: Final = (
     _devices.c.last_seen, _devices.c.summary, _registry.c.model, _registry.c.registered,
     presence.c.online,
 )  # fmt: skip
-
-
-def scoped(principal: Principal, clinic_column: Any) -> ColumnElement[bool]:
-    return true() if principal.clinic_id is None else clinic_column == principal.clinic_id
 
 
 def _joined(*columns: Any) -> Select[Any]:
@@ -83,19 +80,28 @@ def list_devices(
     if after is not None:
         query = query.where(_devices.c.device_id > after)
     rows = connection.execute(query.order_by(_devices.c.device_id).limit(limit + 1)).all()
-    return [_device(row) for row in rows]
+    scopes = summary_scopes(connection, principal, {row.device_id: row.summary for row in rows})
+    return [_device(row, _summary(row, scopes)) for row in rows]
 
 
 def find_device(
     connection: Connection, principal: Principal, device_id: str
 ) -> DeviceDetail | None:
-    """The device, or ``None`` when it does not exist or is outside the scope."""
+    """The device, or ``None`` when it does not exist or is outside the scope.
+
+    A clinic sees the devices it holds now, and on them only what it owns: a device
+    it held before is ``None`` (its sessions and alerts from then stay visible as
+    sessions and alerts), and the page of one it holds now leaves out an open
+    session and faults of the clinic before it."""
     row = connection.execute(
         _joined(*_COLUMNS).where(
             _devices.c.device_id == device_id, scoped(principal, _devices.c.clinic_id)
         )
     ).first()
-    return None if row is None else _detail(row)
+    if row is None:
+        return None
+    scopes = summary_scopes(connection, principal, {row.device_id: row.summary})
+    return _detail(row, _summary(row, scopes))
 
 
 def device_visible(connection: Connection, principal: Principal, device_id: str) -> bool:
@@ -139,8 +145,12 @@ def daily_usage(
     ]
 
 
-def _device(row: Any) -> DeviceOut:
+def _summary(row: Any, scopes: dict[str, EventScope] | None) -> dict[str, Any]:
     summary: dict[str, Any] = row.summary
+    return summary if scopes is None else scopes[row.device_id].own_summary(summary)
+
+
+def _device(row: Any, summary: dict[str, Any]) -> DeviceOut:
     cartridge = summary.get("cartridge")
     return DeviceOut(
         device_id=row.device_id,
@@ -156,14 +166,13 @@ def _device(row: Any) -> DeviceOut:
     )
 
 
-def _detail(row: Any) -> DeviceDetail:
-    summary: dict[str, Any] = row.summary
+def _detail(row: Any, summary: dict[str, Any]) -> DeviceDetail:
     cartridge, forecast = summary.get("cartridge"), summary.get("forecast")
     attention = [status for status in summary.get("attention", ()) if status != OFFLINE]
     if row.online is False:
         attention.insert(1 if attention[:1] == [INTEGRITY] else 0, OFFLINE)
     return DeviceDetail(
-        **_device(row).model_dump(),
+        **_device(row, summary).model_dump(),
         agent_version=summary.get("agent_version"),
         attention=attention,
         chain_status=summary["chain_status"],

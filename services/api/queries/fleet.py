@@ -7,7 +7,8 @@ from sqlalchemy import Connection, func, select
 from services.api.access import Principal
 from services.api.models import CartridgeWeek, CountBy, FleetOverview
 from services.api.queries.alerts import count_open_alerts
-from services.api.queries.devices import effective_status, scoped
+from services.api.queries.devices import effective_status
+from services.api.queries.scope import scoped
 from services.api.queries.tables import READ, presence
 
 _devices, _weeks = READ.devices, READ.cartridge_weeks

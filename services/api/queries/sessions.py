@@ -8,7 +8,7 @@ from sqlalchemy import Connection, Select, select, tuple_
 
 from services.api.access import Principal
 from services.api.models import SessionOut
-from services.api.queries.devices import scoped
+from services.api.queries.scope import scoped
 from services.api.queries.tables import READ, aware, utc
 
 _sessions = READ.sessions

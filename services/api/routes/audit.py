@@ -1,6 +1,6 @@
 """Audit: the session export as CSV, and chain verification of a device or session."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -9,12 +9,14 @@ from fastapi.responses import StreamingResponse
 
 from schemas.fields import DEVICE_ID_PATTERN
 from schemas.streams import device_stream
+from services.api.access import Principal
 from services.api.csv_export import csv_lines
 from services.api.deps import Auditor, Context, Db, Store
 from services.api.models import FindingOut, VerificationOut
 from services.api.problems import ERROR_RESPONSES, bad_request, not_found
 from services.api.queries import devices as device_queries
 from services.api.queries import sessions as session_queries
+from services.api.queries.scope import visible_seqs
 from services.api.routes.sessions import filtered
 from services.audit.verify import audit_stream
 
@@ -57,7 +59,8 @@ def verify(
 ) -> VerificationOut:
     """Recomputes the stored hash chain from the stored bytes (``coreline verify``).
     A session verifies when every link from its device's first event through its
-    ``session.ended`` holds."""
+    ``session.ended`` holds.  The status is the chain's; a clinic is shown only the
+    findings at events it owns (DESIGN §9), never another clinic's."""
     if (device_id is None) == (session_id is None):
         raise bad_request("give exactly one of device_id and session_id")
     if session_id is not None:
@@ -67,13 +70,13 @@ def verify(
         session, _ = found
         audit = audit_stream(store, device_stream(session.device_id), session_id)
         verdict = audit.session_verdict()
-        finding = verdict.finding
+        at_fault = [] if verdict.finding is None else [verdict.finding]
         return VerificationOut(
             device_id=session.device_id,
             session_id=str(session_id),
             status=verdict.status.value,
             events_checked=audit.events_checked,
-            findings=[] if finding is None else [_finding(finding)],
+            findings=_visible(db, store, who, session.device_id, at_fault),
         )
     assert device_id is not None  # noqa: S101 - one of the two, checked above
     if not device_queries.device_visible(db, who, device_id):
@@ -84,8 +87,15 @@ def verify(
         session_id=None,
         status=audit.status.value,
         events_checked=audit.events_checked,
-        findings=[_finding(finding) for finding in audit.findings],
+        findings=_visible(db, store, who, device_id, audit.findings),
     )
+
+
+def _visible(
+    db: Db, store: Store, who: Principal, device_id: str, findings: Sequence[Any]
+) -> list[FindingOut]:
+    seen = visible_seqs(db, store, who, device_id, (finding.seq for finding in findings))
+    return [_finding(finding) for finding in findings if finding.seq in seen]
 
 
 def _finding(finding: Any) -> FindingOut:

@@ -1,13 +1,12 @@
 """Devices: list, detail, event history, register, assign, record service."""
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Path, Query, status
 
 from schemas.fields import CLINIC_ID_PATTERN, DEVICE_ID_PATTERN
-from schemas.streams import device_stream, registry_stream
+from schemas.streams import device_stream
 from services.api import commands
 from services.api.deps import Db, DeviceManager, DeviceReader, Store
 from services.api.models import (
@@ -31,7 +30,8 @@ from services.api.pagination import (
 )
 from services.api.problems import ERROR_RESPONSES, conflict, not_found
 from services.api.queries import devices as queries
-from services.eventstore import EventStore, StoredEvent
+from services.api.queries.scope import visible_events
+from services.eventstore import StoredEvent
 
 router = APIRouter(prefix="/devices", tags=["devices"], responses=ERROR_RESPONSES)
 DevicePath = Annotated[str, Path(pattern=DEVICE_ID_PATTERN, examples=["HP-000123"])]
@@ -89,31 +89,19 @@ def list_events(
     limit: Limit = 100,
 ) -> Page[EventOut]:
     """The device's own events in seq order, as it sent them (hash-chained).  A clinic
-    sees those that arrived since the device became theirs: what it did at another
-    clinic (that clinic's session ids among them) stays that clinic's."""
+    sees the device while it holds it, and of its history what the clinic owns: the
+    events of its intervals and of its sessions (DESIGN §9).  What the device did at
+    another clinic (that clinic's session ids among them) stays that clinic's, so a
+    page may hold fewer items than ``limit`` and still have a next one."""
     if not queries.device_visible(db, who, device_id):
         raise not_found("device")
-    since = None if who.clinic_id is None else assigned_since(store, device_id, who.clinic_id)
     after = decode_cursor(cursor, (int,))
     from_seq = 1 if after is None else after[0] + 1
     stored = store.read_stream(device_stream(device_id), from_seq=from_seq, limit=limit + 1)
     page = stored[:limit]
-    items = [event_out(event) for event in page if since is None or event.received_at >= since]
+    items = visible_events(db, store, who, device_id, [event_out(event) for event in page])
     more = len(stored) > limit
     return Page(items=items, next_cursor=encode_cursor([page[-1].seq]) if more else None)
-
-
-def assigned_since(store: EventStore, device_id: str, clinic_id: str) -> datetime:
-    """When the device was last assigned to ``clinic_id`` (from its registry stream)."""
-    moment = datetime.max.replace(tzinfo=UTC)  # never assigned there: nothing to show
-    for event in store.read_stream(registry_stream(device_id)):
-        if event.type == "device.assigned":
-            assigned_to = orjson.loads(event.body)["data"]["clinic_id"]
-            if assigned_to == clinic_id and moment == datetime.max.replace(tzinfo=UTC):
-                moment = event.received_at
-            elif assigned_to != clinic_id:
-                moment = datetime.max.replace(tzinfo=UTC)
-    return moment
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, summary="Register a device")

@@ -19,6 +19,7 @@ from services.api.pagination import (
 )
 from services.api.problems import ERROR_RESPONSES, bad_request, not_found
 from services.api.queries import sessions as queries
+from services.api.queries.scope import visible_events
 from services.api.routes.devices import event_out
 
 router = APIRouter(prefix="/sessions", tags=["sessions"], responses=ERROR_RESPONSES)
@@ -71,7 +72,10 @@ def get_session(
     store: Store,
     session_id: Annotated[str, Path(max_length=64)],
 ) -> SessionDetail:
-    """The session's audit, the cartridges it used and its events."""
+    """The session's audit, the cartridges it used and its events: from its start
+    through its end (through the newest while it is open), its own and those between
+    that name no session.  A clinic sees, of the latter, those of its own custody: a
+    session begun before a reassignment keeps its events, not the next holder's."""
     found = queries.find_session(db, who, session_id)
     if found is None:
         raise not_found("session")
@@ -81,7 +85,8 @@ def get_session(
     stored = store.read_stream(
         device_stream(session.device_id), from_seq=first, to_seq=last, limit=_MAX_SESSION_EVENTS
     )
-    events = [event for event in map(event_out, stored) if _belongs(event.data, session_id)]
+    own = [event for event in map(event_out, stored) if _belongs(event.data, session_id)]
+    events = visible_events(db, store, who, session.device_id, own)
     return SessionDetail(
         **session.model_dump(),
         end_reason=audit.get("end_reason"),
