@@ -590,10 +590,16 @@ def user_create(
     auditor accounts, the TOTP enrolment URI) this once.  Single sign-on matches
     people to these accounts by e-mail: no one signs on without one."""
     from services.api.people import UserError, create_user  # noqa: PLC0415
+    from services.api.token_changes import cli_operator  # noqa: PLC0415
+    from services.api.user_changes import record_user_created  # noqa: PLC0415
 
-    with _people("user create", database_url) as (engine, box):
+    with (
+        _people("user create", database_url) as (engine, box),
+        _change_store("user create", database_url) as store,
+    ):
         try:
             enrolment = create_user(engine, box, email, name, _role(role), clinic)
+            record_user_created(store, engine, enrolment.user, cli_operator())
         except UserError as error:
             raise _fail("user create", error) from None
     _print_enrolment(enrolment)
@@ -623,8 +629,13 @@ def user_disable(
     """Refuse an account's sign-in from now on and end its sessions (or enable it)."""
     from services.api.people import UserError, set_disabled  # noqa: PLC0415
 
-    with _people("user disable", database_url) as (engine, _):
+    kind = "user.enabled" if enable else "user.disabled"
+    with (
+        _people("user disable", database_url) as (engine, _),
+        _change_store("user disable", database_url) as store,
+    ):
         try:
+            _record_user_change(store, engine, email, kind)
             user = set_disabled(engine, email, disabled=not enable)
         except UserError as error:
             raise _fail("user disable", error) from None
@@ -643,8 +654,12 @@ def user_reset_password(
     a lock-out."""
     from services.api.people import UserError, reset_password  # noqa: PLC0415
 
-    with _people("user reset-password", database_url) as (engine, box):
+    with (
+        _people("user reset-password", database_url) as (engine, box),
+        _change_store("user reset-password", database_url) as store,
+    ):
         try:
+            _record_user_change(store, engine, email, "user.password_reset")
             enrolment = reset_password(engine, box, email, new_totp=new_totp)
         except UserError as error:
             raise _fail("user reset-password", error) from None
@@ -661,12 +676,30 @@ def user_set_role(
     """Change what an account may see and do; its sessions end."""
     from services.api.people import UserError, set_role  # noqa: PLC0415
 
-    with _people("user set-role", database_url) as (engine, _):
+    with (
+        _people("user set-role", database_url) as (engine, _),
+        _change_store("user set-role", database_url) as store,
+    ):
         try:
-            user = set_role(engine, email, _role(role), clinic)
+            scope = (_role(role), clinic)
+            _record_user_change(store, engine, email, "user.role_changed", scope)
+            user = set_role(engine, email, *scope)
         except UserError as error:
             raise _fail("user set-role", error) from None
     typer.echo(f"{user.email}: {user.role.value} for {user.clinic_id or 'the whole fleet'}")
+
+
+def _record_user_change(
+    store: "EventStore",
+    engine: "Engine",
+    email: str,
+    kind: str,
+    role: "tuple[Role, str | None] | None" = None,
+) -> None:
+    from services.api.token_changes import cli_operator  # noqa: PLC0415
+    from services.api.user_changes import record_user_change  # noqa: PLC0415
+
+    record_user_change(store, engine, email, kind, cli_operator(), role)
 
 
 @contextmanager

@@ -8,7 +8,7 @@ request to that very address, bounded in time and size, following no redirect.
 """
 
 from services.egress.addresses import IPAddress, read_host
-from services.egress.client import Answer, Failure, Limits, NoAnswer, post
+from services.egress.client import Answer, Failure, Limits, NoAnswer, post, send
 from services.egress.errors import EgressError, InvalidAllowListError
 from services.egress.gate import Destination, EgressGate, Refused, Unresolvable, Verdict
 from services.egress.policy import METADATA, AllowList, parse_allow_list, refusal
@@ -36,5 +36,6 @@ __all__ = [
     "post",
     "read_host",
     "refusal",
+    "send",
     "system_resolve",
 ]

@@ -51,6 +51,7 @@ class Answer:
     status: int
     body: bytes
     """At most ``Limits.max_response_bytes`` of it."""
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +69,26 @@ def post(
     ssl_context: ssl.SSLContext | None = None,
 ) -> Answer | NoAnswer:
     """POST ``body``; never raises for anything the receiver or the network does."""
+    return send("POST", destination, body, headers.items(), limits, ssl_context)
+
+
+def send(
+    method: str,
+    destination: Destination,
+    body: bytes,
+    headers: Iterable[tuple[str, str]],
+    limits: Limits,
+    ssl_context: ssl.SSLContext | None = None,
+) -> Answer | NoAnswer:
+    """Send one request; never raises for anything the receiver or the network does.
+    ``headers`` must not name ``Host``: it is the destination's."""
     deadline = time.monotonic() + limits.total_s
     backend = _PinnedBackend(destination, deadline)
     host_header = f"[{destination.host}]" if ":" in destination.host else destination.host
     default_port = 443 if destination.scheme == "https" else 80
     if destination.port != default_port:
         host_header += f":{destination.port}"
-    request_headers = [("Host", host_header), *headers.items()]
+    request_headers = [("Host", host_header), *headers]
     timeouts = {"connect": limits.connect_s, "read": limits.total_s, "write": limits.total_s,
                 "pool": limits.total_s}  # fmt: skip
     with httpcore.ConnectionPool(
@@ -82,7 +96,7 @@ def post(
     ) as pool:
         try:
             with pool.stream(
-                "POST",
+                method,
                 httpcore.URL(
                     scheme=destination.scheme, host=destination.host, port=destination.port,
                     target=destination.target,
@@ -91,7 +105,8 @@ def post(
                 content=body,
                 extensions={"timeout": timeouts},
             ) as response:  # fmt: skip
-                return Answer(response.status, _bounded_body(response, limits.max_response_bytes))
+                body_read = _bounded_body(response, limits.max_response_bytes)
+                return Answer(response.status, body_read, tuple(response.headers))
         except httpcore.TimeoutException as error:
             return NoAnswer(Failure.TIMEOUT, type(error).__name__)
         except httpcore.ConnectError as error:

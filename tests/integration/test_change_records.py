@@ -215,3 +215,80 @@ def test_change_streams_verify_and_never_become_devices(platform: Platform) -> N
         assert read_models.projections(["PLATFORM"]) == {}
     finally:
         read_models.close()
+
+
+def test_webhook_changes_are_recorded_with_their_author_and_never_a_secret(
+    platform: Platform,
+) -> None:
+    """Adding, switching off and on, rotating and deleting a webhook each append their
+    event to the clinic's configuration stream naming the author; no event holds a
+    secret the API handed out."""
+    desk = bearer(platform.tokens["front-desk"])
+    hooks = f"/api/v1/clinics/{CLINIC}/webhooks"
+    added = platform.client.post(hooks, json={"url": "https://alerts.example/in"}, headers=desk)
+    assert added.status_code == 201, added.text
+    webhook_id, secrets = added.json()["id"], [added.json()["secret"]]
+    one = f"{hooks}/{webhook_id}"
+    assert platform.client.patch(one, json={"active": False}, headers=desk).status_code == 200
+    assert platform.client.patch(one, json={"active": False}, headers=desk).status_code == 200
+    assert platform.client.patch(one, json={"active": True}, headers=desk).status_code == 200
+    rotated = platform.client.post(f"{one}/rotate", headers=desk)
+    assert rotated.status_code == 200, rotated.text
+    secrets.append(rotated.json()["secret"])
+    assert platform.client.delete(one, headers=desk).status_code == 204
+    assert platform.client.delete(one, headers=desk).status_code == 404
+
+    events = _stream(platform.url, POLICY_STREAM)
+    assert [event.type for event in events] == [
+        "webhook.created", "webhook.disabled", "webhook.enabled", "webhook.secret_rotated",
+        "webhook.deleted",
+    ]  # fmt: skip
+    assert _data(events[0])["url"] == "https://alerts.example/in"
+    assert {_data(event)["webhook_id"] for event in events} == {webhook_id}
+    assert all("front-desk (clinic token" in _data(event)["by"] for event in events)
+    for secret in secrets:
+        assert all(secret.encode() not in event.body for event in events)
+
+
+def test_accounts_made_and_changed_on_the_command_line_are_recorded(sqlite_url: str) -> None:
+    """``coreline user create``, ``set-role``, ``disable``, ``disable --enable`` and
+    ``reset-password`` append their events to the account's stream by
+    ``cli:user@host``, the role change with what it replaced; never a password."""
+    settings = ("--email", "dana@clinic.example", "--name", "Dana Ruiz")
+    made = _coreline(sqlite_url, "user", "create", *settings, "--role", "clinic",
+                     "--clinic", CLINIC)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    passwords = [line.removeprefix("password: ") for line in made.stdout.splitlines()
+                 if line.startswith("password: ")]  # fmt: skip
+    email = "dana@clinic.example"
+    moved = _coreline(sqlite_url, "user", "set-role", email, "--role", "clinic",
+                      "--clinic", "clinic-beta")  # fmt: skip
+    assert moved.returncode == 0, moved.stderr
+    refused = _coreline(sqlite_url, "user", "set-role", email, "--role", "clinic")
+    assert refused.returncode != 0
+    for args in (("disable", email), ("disable", email, "--enable"), ("reset-password", email)):
+        changed = _coreline(sqlite_url, "user", *args)
+        assert changed.returncode == 0, changed.stderr
+        passwords += [line.removeprefix("password: ") for line in changed.stdout.splitlines()
+                      if line.startswith("password: ")]  # fmt: skip
+
+    store = open_event_store(sqlite_url)
+    try:
+        (stream_id,) = [s for s in store.stream_ids() if s.startswith("identity:user:")]
+    finally:
+        store.close()
+    events = _stream(sqlite_url, stream_id)
+    assert [event.type for event in events] == [
+        "user.created", "user.role_changed", "user.disabled", "user.enabled",
+        "user.password_reset",
+    ]  # fmt: skip
+    assert _data(events[0])["email"] == email
+    role_change = _data(events[1])
+    assert (role_change["clinic_id"], role_change["previous_clinic_id"]) == (
+        "clinic-beta",
+        CLINIC,
+    )
+    assert all(re.fullmatch(r"cli:.+@.+", _data(event)["by"]) for event in events)
+    assert len(passwords) == 2
+    for password in passwords:
+        assert all(password.encode() not in event.body for event in events)

@@ -8,7 +8,9 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
@@ -18,6 +20,7 @@ from services.api import Role
 from services.api.dashboard.sign_in import SSO_COOKIE
 from services.api.deps import SESSION_COOKIE
 from services.api.people import SecretBox, create_user
+from services.eventstore import upgrade_schema
 from services.projections.read_store import ReadModelStore
 from tests.support.api_world import CLINIC_A, World, build_world
 from tests.support.openid_provider import (
@@ -42,10 +45,36 @@ class SignOnWorld:
         return f"{self.base_url}/login/sso/callback"
 
 
+@contextmanager
+def _serving_api(
+    database_url: str, idp: OpenIdProvider, port: int, log: Path, egress_allow: str
+) -> Iterator[None]:
+    """``coreline api`` on ``port``, set up for single sign-on at ``idp``."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CORELINE_")}
+    env |= {
+        "CORELINE_DATABASE_URL": database_url, "CORELINE_SECRET_KEY": SECRET_KEY,
+        "CORELINE_OIDC_ISSUER": idp.issuer, "CORELINE_OIDC_CLIENT_ID": idp.client_id,
+        "CORELINE_OIDC_CLIENT_SECRET": idp.client_secret,
+        "CORELINE_OIDC_REDIRECT_URL": idp.redirect_url, "CORELINE_EGRESS_ALLOW": egress_allow,
+    }  # fmt: skip
+    with log.open("wb") as output:
+        api = subprocess.Popen(
+            [sys.executable, "-m", "services", "api", "--port", str(port)],
+            env=env, stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_for_port(api, port, log)
+        yield
+    finally:
+        api.terminate()
+        api.wait(timeout=10)
+
+
 @pytest.fixture(scope="module")
 def sso(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SignOnWorld]:
     """A small world with one clinic account, the provider, and the API configured
-    to use it, each its own process on loopback."""
+    to use it (the provider's loopback address allowed by the egress policy), each
+    its own process on loopback."""
     directory = tmp_path_factory.mktemp("sso")
     world: World = build_world(f"sqlite:///{directory / 'coreline.db'}", hours=1)
     read_models = ReadModelStore(world.database_url)
@@ -54,26 +83,11 @@ def sso(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SignOnWorld]:
     read_models.close()
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    with running_provider(f"{base_url}/login/sso/callback", directory / "provider.log") as idp:
-        env = {key: value for key, value in os.environ.items() if not key.startswith("CORELINE_")}
-        env |= {
-            "CORELINE_DATABASE_URL": world.database_url, "CORELINE_SECRET_KEY": SECRET_KEY,
-            "CORELINE_OIDC_ISSUER": idp.issuer, "CORELINE_OIDC_CLIENT_ID": idp.client_id,
-            "CORELINE_OIDC_CLIENT_SECRET": idp.client_secret,
-            "CORELINE_OIDC_REDIRECT_URL": idp.redirect_url,
-        }  # fmt: skip
-        log = directory / "api.log"
-        with log.open("wb") as output:
-            api = subprocess.Popen(
-                [sys.executable, "-m", "services", "api", "--port", str(port)],
-                env=env, stdout=output, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        try:
-            wait_for_port(api, port, log)
-            yield SignOnWorld(base_url, idp)
-        finally:
-            api.terminate()
-            api.wait(timeout=10)
+    with (
+        running_provider(f"{base_url}/login/sso/callback", directory / "provider.log") as idp,
+        _serving_api(world.database_url, idp, port, directory / "api.log", "127.0.0.1"),
+    ):
+        yield SignOnWorld(base_url, idp)
 
 
 @pytest.fixture
@@ -147,3 +161,19 @@ def test_no_sign_on_without_having_begun_here(sso: SignOnWorld, browser: httpx.C
 def test_the_login_page_offers_single_sign_on(sso: SignOnWorld, browser: httpx.Client) -> None:
     """With single sign-on set up, the login page links to it."""
     assert 'href="/login/sso?next=/"' in browser.get(f"{sso.base_url}/login").text
+
+
+def test_the_provider_is_reached_only_as_the_egress_policy_allows(
+    sso: SignOnWorld, browser: httpx.Client, tmp_path: Path
+) -> None:
+    """The calls to the provider pass the egress policy like every outbound call: an
+    API whose allow-list does not name the provider's loopback address never reaches
+    it, and says the provider cannot be reached."""
+    database_url = f"sqlite:///{tmp_path / 'coreline.db'}"
+    upgrade_schema(database_url)
+    port = free_port()
+    log = tmp_path / "api.log"
+    with _serving_api(database_url, sso.provider, port, log, egress_allow="10.9.8.0/24"):
+        refused = browser.get(f"http://127.0.0.1:{port}/login/sso")
+    assert refused.status_code == 502
+    assert "loopback" in log.read_text()

@@ -7,28 +7,35 @@ Who may sign in this way: only people with an account here already
 Their role and clinic come from that account, never from the provider's claims,
 so a provider that lets anyone register cannot hand out access to the fleet.  The
 provider is trusted for the second factor: TOTP is asked only on password sign-in.
+
+Every call to the provider passes the egress policy (``services.egress``): a
+provider on a private or loopback address must be named in ``CORELINE_EGRESS_ALLOW``.
 """
 
 import base64
 import json
 import secrets
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from ipaddress import ip_address
 from typing import Any, Final, cast
 from urllib.parse import urlsplit
 
-import httpx
+import httpx2 as httpx
 from authlib.integrations.httpx_client import OAuth2Client  # type: ignore[import-untyped]
 from authlib.oauth2 import OAuth2Error  # type: ignore[import-untyped]
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, KeySetSerialization
 
+from services.egress import EgressGate, Limits
+from services.egress.httpx_transport import EgressTransport
+
 SCOPE: Final = "openid email profile"
 _ALGORITHMS: Final = ("RS256", "PS256", "ES256", "EdDSA")
 _TIMEOUT_S: Final = 10.0
 _CLOCK_LEEWAY_S: Final = 60
+_LIMITS: Final = Limits(total_s=_TIMEOUT_S, max_response_bytes=1024 * 1024)
 
 
 class OidcError(Exception):
@@ -45,6 +52,8 @@ class OidcClientSettings:
     client_id: str
     client_secret: str
     redirect_url: str
+    egress: EgressGate = field(default_factory=EgressGate)
+    """What the provider's addresses are judged by (the operator's allow-list)."""
 
     def problem(self) -> str | None:
         """What makes these settings unusable, or ``None``."""
@@ -151,6 +160,7 @@ class OidcClient:
             client_id=self.settings.client_id, client_secret=self.settings.client_secret,
             scope=SCOPE, redirect_uri=self.settings.redirect_url,
             code_challenge_method="S256", timeout=_TIMEOUT_S,
+            transport=EgressTransport(self.settings.egress, _LIMITS),
         )  # fmt: skip
 
     def _issuer(self) -> str:
@@ -175,10 +185,10 @@ class OidcClient:
                 self._discovery = found
             return self._discovery
 
-    @staticmethod
-    def _get_json(url: str) -> dict[str, Any]:
+    def _get_json(self, url: str) -> dict[str, Any]:
         try:
-            response = httpx.get(url, timeout=_TIMEOUT_S)
+            with httpx.Client(transport=EgressTransport(self.settings.egress, _LIMITS)) as client:
+                response = client.get(url, timeout=_TIMEOUT_S)
             response.raise_for_status()
             found = response.json()
         except (httpx.HTTPError, ValueError) as error:

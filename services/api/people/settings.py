@@ -20,6 +20,7 @@ from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.api.people.oidc import OidcClientSettings
+from services.egress import EgressGate, EgressSettings
 from transport import ConfigurationError
 
 MIN_SECRET_KEY_LENGTH: Final = 32
@@ -92,8 +93,16 @@ def _oidc(settings: PeopleSettings) -> OidcClientSettings | None:
         client_id=str(settings.oidc_client_id),
         client_secret=settings.oidc_client_secret.get_secret_value(),
         redirect_url=str(settings.oidc_redirect_url),
+        egress=_egress_gate(),
     )
     problem = client.problem()
     if problem:
         raise ConfigurationError(problem)
     return client
+
+
+def _egress_gate() -> EgressGate:
+    try:
+        return EgressGate(allow=EgressSettings().allow_list())
+    except ValidationError as error:
+        raise ConfigurationError(f"CORELINE_EGRESS_ALLOW: {error.errors()[0]['msg']}") from None

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Request, Response, status
 
 from schemas.fields import CLINIC_ID_PATTERN
 from services.api.access import Principal
-from services.api.deps import ClinicConfigurer, Context
+from services.api.deps import ClinicConfigurer, Context, Store
 from services.api.models import NewWebhook, WebhookChange, WebhookOut, WebhookSecret
 from services.api.problems import (
     ERROR_RESPONSES,
@@ -23,6 +23,7 @@ from services.api.problems import (
     unavailable,
     unprocessable,
 )
+from services.api.webhook_changes import record_webhook_change, recorded_creation
 from services.delivery import (
     InvalidWebhookError,
     Webhook,
@@ -89,7 +90,12 @@ def get_webhooks(who: ClinicConfigurer, api: Context, clinic_id: ClinicPath) -> 
     responses=_NEEDS_KEY | _LIMITED,
 )
 def add_webhook(
-    who: ClinicConfigurer, api: Context, rules: Rules, clinic_id: ClinicPath, body: NewWebhook
+    who: ClinicConfigurer,
+    api: Context,
+    store: Store,
+    rules: Rules,
+    clinic_id: ClinicPath,
+    body: NewWebhook,
 ) -> WebhookSecret:
     """Alert notices will be POSTed there, signed with the secret returned (once).
     The URL must lead to a public address (or one the operator allows)."""
@@ -102,16 +108,24 @@ def add_webhook(
         raise unprocessable(str(error)) from None
     except WebhookLimitError as error:
         raise conflict(str(error)) from None
+    recorded_creation(store, api.engine, clinic_id, webhook_id, body.url, who.author)
     return WebhookSecret(id=webhook_id, secret=secret)
 
 
 @router.post("/{webhook_id}/rotate", summary="Rotate a webhook's secret", responses=_NEEDS_KEY)
 def rotate_webhook(
-    who: ClinicConfigurer, api: Context, clinic_id: ClinicPath, webhook_id: WebhookPath
+    who: ClinicConfigurer,
+    api: Context,
+    store: Store,
+    clinic_id: ClinicPath,
+    webhook_id: WebhookPath,
 ) -> WebhookSecret:
     _in_scope(who, clinic_id)
+    master_key = _master_key(api)
+    _existing(api, clinic_id, webhook_id)
+    record_webhook_change(store, clinic_id, webhook_id, "webhook.secret_rotated", who.author)
     try:
-        secret = rotate_secret(api.engine, _master_key(api), webhook_id, clinic_id)
+        secret = rotate_secret(api.engine, master_key, webhook_id, clinic_id)
     except WebhookNotFoundError:
         raise not_found("webhook") from None
     return WebhookSecret(id=webhook_id, secret=secret)
@@ -121,6 +135,7 @@ def rotate_webhook(
 def change_webhook(
     who: ClinicConfigurer,
     api: Context,
+    store: Store,
     clinic_id: ClinicPath,
     webhook_id: WebhookPath,
     body: WebhookChange,
@@ -128,6 +143,9 @@ def change_webhook(
     """Switched off, a webhook gets no new notices; deliveries already pending wait,
     unsent, until it is switched on again."""
     _in_scope(who, clinic_id)
+    if _existing(api, clinic_id, webhook_id).active != body.active:
+        kind = "webhook.enabled" if body.active else "webhook.disabled"
+        record_webhook_change(store, clinic_id, webhook_id, kind, who.author)
     try:
         hook = set_webhook_active(api.engine, webhook_id, active=body.active, clinic_id=clinic_id)
     except WebhookNotFoundError:
@@ -142,11 +160,17 @@ def change_webhook(
     summary="Delete a webhook",
 )
 def remove_webhook(
-    who: ClinicConfigurer, api: Context, clinic_id: ClinicPath, webhook_id: WebhookPath
+    who: ClinicConfigurer,
+    api: Context,
+    store: Store,
+    clinic_id: ClinicPath,
+    webhook_id: WebhookPath,
 ) -> None:
     """It gets nothing more, and its pending deliveries are cancelled; its delivery
     log stays."""
     _in_scope(who, clinic_id)
+    _existing(api, clinic_id, webhook_id)
+    record_webhook_change(store, clinic_id, webhook_id, "webhook.deleted", who.author)
     try:
         delete_webhook(api.engine, webhook_id, clinic_id)
     except WebhookNotFoundError:
@@ -158,6 +182,15 @@ def _out(hook: Webhook) -> WebhookOut:
         id=hook.id, clinic_id=hook.clinic_id, url=hook.url,
         secret_version=hook.secret_version, created_at=hook.created_at, active=hook.active,
     )  # fmt: skip
+
+
+def _existing(api: Context, clinic_id: str, webhook_id: str) -> Webhook:
+    """The clinic's live webhook (404 otherwise), looked up before its change is
+    recorded: nothing is recorded for a webhook that is not there."""
+    for hook in list_webhooks(api.engine, clinic_id):
+        if hook.id == webhook_id:
+            return hook
+    raise not_found("webhook")
 
 
 def _in_scope(who: Principal, clinic_id: str) -> None:
