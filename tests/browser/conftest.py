@@ -2,12 +2,7 @@
 over real HTTP, a projector folding in this process (so acknowledgements land), and
 Debian's Chromium driven headless by Playwright."""
 
-import os
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,6 +19,7 @@ from tests.support import api_world
 from tests.support.accounts import Account, create_accounts
 from tests.support.api_client import MASTER_KEY
 from tests.support.api_world import World, build_world
+from tests.support.platform_processes import serving_api
 from tests.support.postgres import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -34,7 +30,6 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 PAGE_TIMEOUT_MS = 10_000
-_SERVER_START_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -90,40 +85,12 @@ def dashboard(
     accounts = create_accounts(world.database_url, MASTER_KEY)
     """``coreline api`` on a free loopback port, serving the world until the module ends."""
     port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("CORELINE_")}
-    env["CORELINE_DATABASE_URL"] = world.database_url
-    # The key the accounts' TOTP secrets were sealed with (derived from this one).
-    env["CORELINE_WEBHOOK_MASTER_KEY"] = MASTER_KEY.decode()
     log_path = tmp_path_factory.mktemp("api") / "api.log"
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "services", "api", "--host", "127.0.0.1", "--port", str(port)],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            _wait_for_port(server, port, log_path)
-            yield Dashboard(f"http://127.0.0.1:{port}", world, accounts)
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
-
-
-def _wait_for_port(server: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
-    deadline = time.monotonic() + _SERVER_START_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"coreline api exited with {server.returncode}:\n{log_path.read_text()}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        except OSError:
-            time.sleep(0.05)
-        else:
-            return
-    pytest.fail(f"coreline api did not listen on {port} within {_SERVER_START_S} s")
+    # The key the accounts' TOTP secrets were sealed with (derived from this one).
+    with serving_api(
+        port, log_path, database_url=world.database_url, webhook_master_key=MASTER_KEY.decode()
+    ):
+        yield Dashboard(f"http://127.0.0.1:{port}", world, accounts)
 
 
 @pytest.fixture(scope="session")

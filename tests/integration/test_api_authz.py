@@ -213,9 +213,9 @@ def test_the_matrix_covers_every_route(matrix_world: tuple[World, TestClient, Ob
         for method, template in documented:
             if method == case.method and _matches(template, concrete):
                 exercised.add((method, template))
-    # Rotation needs a webhook to exist first: test_webhook_rotation_is_scoped covers it.
+    # Rotating, switching off and deleting need a webhook to exist first:
+    # test_one_webhook_follows_the_matrix covers them for every token.
     rotation = ("POST", "/api/v1/clinics/{clinic_id}/webhooks/{webhook_id}/rotate")
-    # So do switching off and deleting one: test_webhooks_api covers their scoping.
     one_webhook = "/api/v1/clinics/{clinic_id}/webhooks/{webhook_id}"
     missing = documented - exercised - {rotation, ("PATCH", one_webhook), ("DELETE", one_webhook)}
     assert missing == set()
@@ -247,3 +247,37 @@ def test_webhook_rotation_is_scoped(matrix_world: tuple[World, TestClient, Objec
     as_b = f"/api/v1/clinics/{CLINIC_B}/webhooks/{hook}/rotate"
     assert client.post(as_b, headers=bearer(world.tokens["clinic_b"])).status_code == 404
     assert client.post(rotate, headers=bearer(world.tokens["auditor"])).status_code == 403
+
+
+@pytest.mark.parametrize(("method", "suffix", "body", "done"), [
+    ("POST", "/rotate", None, 200),
+    ("PATCH", "", {"active": False}, 200),
+    ("DELETE", "", None, 204),
+])  # fmt: skip
+def test_one_webhook_follows_the_matrix(
+    matrix_world: tuple[World, TestClient, Objects],
+    method: str,
+    suffix: str,
+    body: Any,
+    done: int,
+) -> None:
+    """Rotating, switching off and deleting clinic A's webhook: 401 without a token,
+    403 for auditors, 404 for clinic B (under either clinic's path), done for clinic
+    A and the manufacturer."""
+    world, client, _ = matrix_world
+    owner = bearer(world.tokens["clinic_a"])
+    expected = {None: 401, "auditor": 403, "auditor_a": 403, "clinic_b": 404,
+                "clinic_a": done, "manufacturer": done}  # fmt: skip
+    for name, status in expected.items():
+        created = client.post(
+            f"/api/v1/clinics/{CLINIC_A}/webhooks", headers=owner,
+            json={"url": "https://alpha.example/hook"},
+        )  # fmt: skip
+        assert created.status_code == 201, created.text
+        hook = created.json()["id"]
+        headers = bearer(world.tokens[name]) if name else {}
+        for clinic in (CLINIC_A, CLINIC_B) if name == "clinic_b" else (CLINIC_A,):
+            path = f"/api/v1/clinics/{clinic}/webhooks/{hook}{suffix}"
+            answer = client.request(method, path, headers=headers, json=body)
+            assert answer.status_code == status, (name, clinic, answer.text)
+        client.delete(f"/api/v1/clinics/{CLINIC_A}/webhooks/{hook}", headers=owner)

@@ -3,11 +3,7 @@ page that references another host, API docs that render offline under the policy
 and /metrics only on its own listener."""
 
 import http.client
-import os
 import re
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +14,7 @@ from playwright.sync_api import ConsoleMessage, sync_playwright
 from services.api.hardening import CONTENT_SECURITY_POLICY
 from tests.support.api_client import api_client, bearer
 from tests.support.api_world import World, build_world
+from tests.support.platform_processes import serving_api
 from tests.support.postgres import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -119,34 +116,11 @@ def test_metrics_are_not_served_on_the_api_port(client: TestClient) -> None:
 def served(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int]]:
     """``coreline api --metrics-port`` on loopback: (API port, metrics port)."""
     port, metrics_port = free_port(), free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("CORELINE_")}
-    env["CORELINE_DATABASE_URL"] = world.database_url
     log_path = tmp_path_factory.mktemp("api") / "api.log"
-    command = [sys.executable, "-m", "services", "api", "--host", "127.0.0.1", "--port"]
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(
-            [*command, str(port), "--metrics-port", str(metrics_port)],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            _wait_until_listening(server, port, log_path)
-            yield port, metrics_port
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
-
-
-def _wait_until_listening(server: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"coreline api exited:\n{log_path.read_text()}")
-        try:
-            if _get(port, "/healthz")[0] == 200:
-                return
-        except OSError:
-            time.sleep(0.1)
-    pytest.fail(f"coreline api did not answer:\n{log_path.read_text()}")
+    with serving_api(
+        port, log_path, "--metrics-port", str(metrics_port), database_url=world.database_url
+    ):
+        yield port, metrics_port
 
 
 def _get(port: int, path: str) -> tuple[int, str]:

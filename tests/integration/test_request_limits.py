@@ -5,11 +5,8 @@ The hostile-client test runs ``coreline api`` as a real server on loopback and
 measures ``/healthz`` and the server's memory while the attack goes on."""
 
 import http.client
-import os
 import select
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +21,7 @@ from services.eventstore import open_event_store
 from services.projections.read_store import ReadModelStore
 from tests.support.api_client import api_client, bearer
 from tests.support.api_world import World, build_world
+from tests.support.platform_processes import serving_api
 from tests.support.postgres import free_port
 
 LIMIT = 64 * 1024
@@ -144,40 +142,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int,
     folder = tmp_path_factory.mktemp("limits")
     world = build_world(f"sqlite:///{folder / 'coreline.db'}", hours=1)
     port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("CORELINE_")}
-    env.update(
-        CORELINE_DATABASE_URL=world.database_url,
-        CORELINE_API_BODY_TIMEOUT_S=str(BODY_TIMEOUT_S),
-    )
-    log_path = folder / "api.log"
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "services", "api", "--host", "127.0.0.1", "--port", str(port)],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            _wait_for_health(server, port, log_path)
-            yield "127.0.0.1", port, world, server.pid
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
-
-
-def _wait_for_health(server: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"coreline api exited with {server.returncode}:\n{log_path.read_text()}")
-        try:
-            if _healthz_seconds(port) < 5:
-                return
-        except OSError:
-            time.sleep(0.1)
-    pytest.fail(f"coreline api did not answer on {port}:\n{log_path.read_text()}")
+    with serving_api(
+        port, folder / "api.log", database_url=world.database_url,
+        api_body_timeout_s=str(BODY_TIMEOUT_S),
+    ) as server:  # fmt: skip
+        yield "127.0.0.1", port, world, server.pid
 
 
 def _healthz_seconds(port: int) -> float:

@@ -4,9 +4,6 @@ nonce and the state checked, and only people with an account here let in."""
 
 import base64
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,8 +24,8 @@ from tests.support.openid_provider import (
     OpenIdProvider,
     running_provider,
     sign_in_at_provider,
-    wait_for_port,
 )
+from tests.support.platform_processes import serving_api
 from tests.support.postgres import free_port
 
 SECRET_KEY = "sso-test-secret-key-0123456789abcdef"  # noqa: S105 - a test key
@@ -50,24 +47,12 @@ def _serving_api(
     database_url: str, idp: OpenIdProvider, port: int, log: Path, egress_allow: str
 ) -> Iterator[None]:
     """``coreline api`` on ``port``, set up for single sign-on at ``idp``."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("CORELINE_")}
-    env |= {
-        "CORELINE_DATABASE_URL": database_url, "CORELINE_SECRET_KEY": SECRET_KEY,
-        "CORELINE_OIDC_ISSUER": idp.issuer, "CORELINE_OIDC_CLIENT_ID": idp.client_id,
-        "CORELINE_OIDC_CLIENT_SECRET": idp.client_secret,
-        "CORELINE_OIDC_REDIRECT_URL": idp.redirect_url, "CORELINE_EGRESS_ALLOW": egress_allow,
-    }  # fmt: skip
-    with log.open("wb") as output:
-        api = subprocess.Popen(
-            [sys.executable, "-m", "services", "api", "--port", str(port)],
-            env=env, stdout=output, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        wait_for_port(api, port, log)
+    with serving_api(
+        port, log, database_url=database_url, secret_key=SECRET_KEY, oidc_issuer=idp.issuer,
+        oidc_client_id=idp.client_id, oidc_client_secret=idp.client_secret,
+        oidc_redirect_url=idp.redirect_url, egress_allow=egress_allow,
+    ):  # fmt: skip
         yield
-    finally:
-        api.terminate()
-        api.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")

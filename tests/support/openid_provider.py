@@ -3,9 +3,7 @@
 
 import re
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,6 +12,7 @@ from urllib.parse import urljoin
 
 import httpx
 
+from tests.support.platform_processes import wait_for_port
 from tests.support.postgres import free_port
 
 PROVIDER_DIR = Path(__file__).parent / "oidc"
@@ -59,25 +58,11 @@ def running_provider(redirect_url: str, log: Path) -> Iterator[OpenIdProvider]:
             cwd=PROVIDER_DIR, stdout=output, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
-        wait_for_port(process, port, log)
+        wait_for_port(process, port, log, _START_S)
         yield provider
     finally:
         process.terminate()
         process.wait(timeout=10)
-
-
-def wait_for_port(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    deadline = time.monotonic() + _START_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        except OSError:
-            time.sleep(0.05)
-        else:
-            return
-    raise AssertionError(f"nothing listened on {port} within {_START_S} s:\n{log.read_text()}")
 
 
 def sign_in_at_provider(client: httpx.Client, start: str, login: str, stop_at: str) -> str:

@@ -2,9 +2,12 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.support.mosquitto import TemporaryMosquitto
@@ -18,6 +21,43 @@ def coreline(*args: str, log: Path, **settings: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [sys.executable, "-m", "services", *args], env=env, stdout=output, stderr=output
         )
+
+
+@contextmanager
+def serving_api(
+    port: int, log: Path, *args: str, **settings: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``coreline api`` on 127.0.0.1:``port`` (more ``args`` after), ``CORELINE_<NAME>``
+    from ``settings``; yielded once it listens, stopped when the block ends."""
+    server = coreline("api", "--host", "127.0.0.1", "--port", str(port), *args, log=log, **settings)
+    try:
+        wait_for_port(server, port, log)
+        yield server
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def wait_for_port(
+    process: subprocess.Popen[bytes], port: int, log: Path, within_s: float = 30.0
+) -> None:
+    """Until something listens on 127.0.0.1:``port``; fails naming the log if
+    ``process`` exits first or nothing listens within ``within_s``."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        except OSError:
+            time.sleep(0.05)
+        else:
+            return
+    raise AssertionError(f"nothing listened on {port} within {within_s} s:\n{log.read_text()}")
 
 
 def python_module(module: str, *args: str, log: Path) -> subprocess.Popen[bytes]:
