@@ -164,7 +164,7 @@ class TokenRevoked(EventEnvelope):
     data: TokenRevokedData
 
 
-ChangeEvent = Annotated[
+ChangeEventModel = (
     PolicyChanged
     | PolicyBoundsChanged
     | WebhookCreated
@@ -178,9 +178,9 @@ ChangeEvent = Annotated[
     | UserEnabled
     | UserPasswordReset
     | TokenCreated
-    | TokenRevoked,
-    Field(discriminator="type"),
-]
+    | TokenRevoked
+)
+ChangeEvent = Annotated[ChangeEventModel, Field(discriminator="type")]
 
 CHANGE_EVENT_TYPES: Final = frozenset(
     {

@@ -191,7 +191,7 @@ class AgentResynced(EventEnvelope):
     data: AgentResyncedData
 
 
-DeviceEvent = Annotated[
+DeviceEventModel = (
     AgentStarted
     | CartridgeInstalled
     | SessionStarted
@@ -201,9 +201,9 @@ DeviceEvent = Annotated[
     | FaultCleared
     | SessionEnded
     | CartridgeRemoved
-    | AgentResynced,
-    Field(discriminator="type"),
-]
+    | AgentResynced
+)
+DeviceEvent = Annotated[DeviceEventModel, Field(discriminator="type")]
 
 DEVICE_EVENT_TYPES = frozenset(
     {

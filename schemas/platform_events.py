@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from schemas.change_events import ChangeEvent
+from schemas.change_events import ChangeEventModel
 from schemas.device_events import Severity
 from schemas.envelope import EventEnvelope
 from schemas.fields import (
@@ -114,15 +114,13 @@ class AlertResolved(EventEnvelope):
     data: AlertResolvedData
 
 
-PlatformEvent = (
-    Annotated[
-        DeviceRegistered
-        | DeviceAssigned
-        | DeviceServiced
-        | AlertRaised
-        | AlertAcknowledged
-        | AlertResolved,
-        Field(discriminator="type"),
-    ]
-    | ChangeEvent
+PlatformEventModel = (
+    DeviceRegistered
+    | DeviceAssigned
+    | DeviceServiced
+    | AlertRaised
+    | AlertAcknowledged
+    | AlertResolved
+    | ChangeEventModel
 )
+PlatformEvent = Annotated[PlatformEventModel, Field(discriminator="type")]
