@@ -41,6 +41,7 @@ from services.api.csv_export import CSV_COLUMNS
 from services.api.pagination import encode_cursor, time_key
 from services.api.queries import devices as device_queries
 from services.api.queries import sessions as session_queries
+from services.api.queries.tables import READ
 from services.api.tokens import create_token
 from services.eventstore import upgrade_schema
 from services.projections.read_store import ReadModelStore
@@ -259,9 +260,11 @@ def export_over_http(client: httpx.Client, pid: int) -> Export:
 
 
 def export_with_copy(url: str) -> Export:
-    columns = ", ".join(CSV_COLUMNS)
+    # The baseline copies the CSV's columns that the sessions read model holds as they
+    # are (the export adds evidence columns the read model does not carry).
+    columns = ", ".join(c for c in CSV_COLUMNS if c in READ.sessions.c)
     statement = (
-        f"COPY (SELECT {columns} FROM read_sessions ORDER BY started_at, session_id) "
+        f"COPY (SELECT {columns} FROM read_sessions ORDER BY started_at DESC, session_id DESC) "
         "TO STDOUT (FORMAT csv, HEADER)"
     )
     with psycopg.connect(url) as connection, connection.cursor() as cursor:

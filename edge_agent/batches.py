@@ -1,12 +1,34 @@
 """Event batches on the wire (DESIGN §4), built from the outbox's stored bytes."""
 
+from typing import Final, Protocol
+
+import orjson
+
 from edge_agent.outbox import OutboxEntry
+from schemas.seals import BatchSeal
+
+SEAL_OVERHEAD: Final = 160
+"""Bytes a ``seal`` member adds to a batch (key id, seq, 86-character signature)."""
 
 
-def batch_payload(device_id: str, entries: list[OutboxEntry]) -> bytes:
-    """A wire batch built from stored event bytes, so resends are byte-identical."""
+class Sealer(Protocol):
+    """A device's seal key (``seal_keys.SealKey``), as the agent uses it."""
+
+    def seal(self, device_id: str, seq: int, event_hash: str) -> BatchSeal: ...
+
+
+def batch_payload(
+    device_id: str, entries: list[OutboxEntry], sealer: Sealer | None = None
+) -> bytes:
+    """A wire batch built from stored event bytes, so resends carry the same events;
+    sealed (DESIGN §4.1) over its last event when the device holds a key."""
     events = b",".join(entry.wire for entry in entries)
-    return b'{"device_id":"' + device_id.encode() + b'","events":[' + events + b"]}"
+    head = b'{"device_id":"' + device_id.encode() + b'","events":[' + events + b"]"
+    if sealer is None or not entries:
+        return head + b"}"
+    last = entries[-1]
+    seal = sealer.seal(device_id, last.seq, orjson.loads(last.wire)["hash"])
+    return head + b',"seal":' + seal.model_dump_json().encode() + b"}"
 
 
 def split_batches(

@@ -32,7 +32,7 @@ from typing import Final, Protocol
 
 from pydantic import ValidationError
 
-from edge_agent.batches import batch_payload, split_batches
+from edge_agent.batches import SEAL_OVERHEAD, Sealer, batch_payload, split_batches
 from edge_agent.custody import AckClock, AckVerdict, DeliveryState
 from edge_agent.outbox import Outbox, OutboxEntry
 from schemas import (
@@ -72,7 +72,7 @@ log = logging.getLogger(__name__)
 
 OFFLINE: Final = b'{"state":"offline"}'
 _SESSION_EXPIRY_S: Final = 7 * 24 * 3600
-_ENVELOPE_OVERHEAD: Final = 64
+_ENVELOPE_OVERHEAD: Final = 64 + SEAL_OVERHEAD
 _LARGEST_EVENT: Final = 4096
 """Bounded by the schema (the longest text field is 2,000 characters)."""
 
@@ -129,8 +129,12 @@ class DeviceLink(SessionListener):
         broker: BrokerAddress,
         settings: LinkSettings | None = None,
         watcher: SocketWatcher | None = None,
+        *,
+        sealer: Sealer | None = None,
     ) -> None:
         self.device_id = device_id
+        self._sealer = sealer
+        """The device's seal key: every batch and every resend is sealed with it."""
         self._outbox = outbox
         self._settings = settings = settings or LinkSettings()
         self._events_topic = device_topic(device_id, DeviceChannel.EVENTS)
@@ -362,7 +366,7 @@ class DeviceLink(SessionListener):
             if not self._batch_may_go(entries, max_bytes, now):
                 return
             publication = self.mqtt.publish(
-                self._events_topic, batch_payload(self.device_id, entries), qos=1
+                self._events_topic, batch_payload(self.device_id, entries, self._sealer), qos=1
             )
             if not publication.on_wire:
                 return  # the connection just went; the reconnect starts again from here
@@ -392,4 +396,5 @@ class DeviceLink(SessionListener):
                 )  # fmt: skip
             max_bytes = self._settings.max_batch_bytes - _ENVELOPE_OVERHEAD - len(self.device_id)
             for chunk in split_batches(entries, self._settings.max_batch_events, max_bytes):
-                self.mqtt.publish(self._events_topic, batch_payload(self.device_id, chunk), qos=1)
+                payload = batch_payload(self.device_id, chunk, self._sealer)
+                self.mqtt.publish(self._events_topic, payload, qos=1)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from edge_agent.agent import Agent
+from edge_agent.batches import Sealer
 from edge_agent.driver import LinkDriver
 from edge_agent.firmware_input import FirmwareLineError, parse_line
 from edge_agent.outbox import InvalidReadingError, Outbox
@@ -43,11 +44,12 @@ def run_agent(
     stop: threading.Event,
     *,
     settings: LinkSettings | None = None,
+    signer: Sealer | None = None,
 ) -> AgentSummary:
     """Record each firmware line into the outbox and publish, until ``stop`` is set
     or the input ends and every recorded event has been acknowledged."""
     driver = LinkDriver(outbox)
-    link = DeviceLink(device_id, outbox, broker, settings, watcher=driver)
+    link = DeviceLink(device_id, outbox, broker, settings, watcher=driver, sealer=signer)
     driver.add(link)
     agent = Agent(device_id, outbox, link)
     inbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()

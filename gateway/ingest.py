@@ -28,6 +28,7 @@ from gateway.acks import DEFAULT_INTERVAL_S, AckCoalescer
 from gateway.gap_watch import GapWatch
 from gateway.gaps import GapTracker
 from gateway.inbound import PresenceChange, interpret
+from gateway.seal_gate import Claim, KeyCache, judge
 from schemas import (
     GENESIS_HASH,
     DecodedBatch,
@@ -45,6 +46,7 @@ from services.eventstore import (
     EventStore,
     EventStoreError,
     StoreRefusedValueError,
+    StreamSeal,
 )
 from transport import Backoff, Message
 
@@ -87,6 +89,9 @@ class Batch:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     heartbeats: list[Heartbeat] = field(default_factory=list)
     presence: list[PresenceChange] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)
+    """Each event batch's events and dead letters again, with its seal: the unit the
+    seal gate admits or refuses whole."""
 
 
 def decode(messages: Sequence[Message], *, count: bool = True) -> Batch:
@@ -98,10 +103,17 @@ def decode(messages: Sequence[Message], *, count: bool = True) -> Batch:
             metrics.MESSAGES.labels(parsed.channel.value if parsed else "other").inc()
         outcome = interpret(message.topic, message.payload, message.received_at)
         if isinstance(outcome, DecodedBatch):
+            letters = [DeadLetter(message.topic, r) for r in outcome.rejections]
             batch.events.extend(outcome.events)
             if count:
                 metrics.EVENTS_RECEIVED.inc(len(outcome.events) + len(outcome.rejections))
-            batch.dead_letters.extend(DeadLetter(message.topic, r) for r in outcome.rejections)
+            batch.dead_letters.extend(letters)
+            device = parse_device_topic(message.topic)
+            if device is not None:
+                batch.claims.append(
+                    Claim(message.topic, message.payload, device.device_id,
+                          list(outcome.events), letters, outcome.seal)
+                )  # fmt: skip
         elif isinstance(outcome, Rejection):
             batch.dead_letters.append(DeadLetter(message.topic, outcome))
         elif isinstance(outcome, Heartbeat):
@@ -140,6 +152,7 @@ class IngestCore:
         self._acks = AckCoalescer(self.options.ack_interval_s)
         self._came_online: dict[str, int | None] = {}
         """Devices whose ``online`` status was stored, with the head each reported."""
+        self._keys = KeyCache(clock=clock)
 
     def collect(self, timeout_s: float = 0.1) -> Batch:
         """The next batch of messages, decoded (empty when none came within ``timeout_s``)."""
@@ -246,10 +259,36 @@ class IngestCore:
         for half in (batch.messages[:middle], batch.messages[middle:]):
             self.commit(decode(half, count=False), stop)
 
+    def _screen(self, store: EventStore, batch: Batch) -> tuple[Batch, tuple[StreamSeal, ...]]:
+        """``batch`` less the event batches the seal gate refuses (each replaced by one
+        ``signature`` dead letter), with the seals to store beside the rest."""
+        verdict = judge(batch.claims, lambda device, key: self._keys.keys(store, device, key))
+        if not verdict.refused:
+            return batch, verdict.seals
+        # By identity: a refused message's events may equal an admitted resend's.
+        dropped = {id(item) for claim, _ in verdict.refused
+                   for item in (*claim.events, *claim.dead_letters)}  # fmt: skip
+        for claim, letter in verdict.refused:
+            log.warning("signature: %s: %s", claim.device_id, letter.rejection.detail)
+        screened = Batch(
+            messages=batch.messages,
+            events=[event for event in batch.events if id(event) not in dropped],
+            dead_letters=[
+                *(letter for letter in batch.dead_letters if id(letter) not in dropped),
+                *(letter for _, letter in verdict.refused),
+            ],
+            heartbeats=batch.heartbeats,
+            presence=batch.presence,
+        )
+        return screened, verdict.seals
+
     def _write(self, batch: Batch) -> None:
         store = self._store_or_open()
         started = time.perf_counter()
-        result = store.append(batch.events, batch.dead_letters, received_at=datetime.now(UTC))
+        batch, seals = self._screen(store, batch)
+        result = store.append(
+            batch.events, batch.dead_letters, received_at=datetime.now(UTC), seals=seals
+        )
         if batch.heartbeats:
             store.record_heartbeats(batch.heartbeats)
         for change in batch.presence:

@@ -51,3 +51,6 @@ TAILS_REQUESTED: Final = Counter(
     "coreline_gateway_tail_requests_total",
     "Resend commands for a tail a device reported on coming online",
 )
+SEALS_VERIFIED: Final = Counter(
+    "coreline_gateway_seals_verified_total", "Batch seals that verified under a registered key"
+)

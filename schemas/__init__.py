@@ -38,12 +38,15 @@ from schemas.platform_events import (
     AlertResolved,
     AlertRule,
     DeviceAssigned,
+    DeviceKeyRegistered,
+    DeviceKeyRevoked,
     DeviceRegistered,
     DeviceServiced,
     PlatformEvent,
 )
 from schemas.rejection import Rejection, RejectionReason
 from schemas.sealed import SealedEvent, seal, unseal
+from schemas.seals import BatchSeal, Keyring, RegisteredKey, SealClaim, seal_message
 from schemas.streams import alert_stream, device_stream, is_device_stream, registry_stream
 from schemas.telemetry import Heartbeat, PlatformAck, Presence, ResendCommand, StatusMessage
 from schemas.topics import (
@@ -72,6 +75,7 @@ __all__ = [
     "AlertRaised",
     "AlertResolved",
     "AlertRule",
+    "BatchSeal",
     "CartridgeInstalled",
     "CartridgeRemovalReason",
     "CartridgeRemoved",
@@ -84,6 +88,8 @@ __all__ = [
     "DeviceAssigned",
     "DeviceChannel",
     "DeviceEvent",
+    "DeviceKeyRegistered",
+    "DeviceKeyRevoked",
     "DeviceRegistered",
     "DeviceServiced",
     "DeviceTopic",
@@ -91,14 +97,17 @@ __all__ = [
     "FaultCleared",
     "FaultRaised",
     "Heartbeat",
+    "Keyring",
     "NeedleWear",
     "PlatformAck",
     "PlatformEvent",
     "Presence",
+    "RegisteredKey",
     "Rejection",
     "RejectionReason",
     "ResendCommand",
     "ResyncReason",
+    "SealClaim",
     "SealedEvent",
     "SessionEndReason",
     "SessionEnded",
@@ -121,6 +130,7 @@ __all__ = [
     "parse_device_topic",
     "registry_stream",
     "seal",
+    "seal_message",
     "shared_subscription",
     "unseal",
     "utc_text",

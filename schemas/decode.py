@@ -1,7 +1,7 @@
 """Decode an MQTT event batch into sealed events and rejections.  Pure: bytes in, values out.
 
 The batch is judged as a whole only where it must be (size, JSON, envelope, which
-device is speaking); after that every event stands or falls on its own, so one bad
+device is speaking, a malformed seal); after that every event stands or falls on its own, so one bad
 event never costs the good ones beside it their place in the store.
 """
 
@@ -17,6 +17,7 @@ from schemas.events import DEVICE_EVENT_ADAPTER
 from schemas.fields import FROZEN_STRICT_SHAPE, DeviceId
 from schemas.rejection import Rejection, RejectionReason
 from schemas.sealed import SealedEvent
+from schemas.seals import BatchSeal, SealClaim
 from schemas.streams import device_stream
 from schemas.validation import describe
 
@@ -31,9 +32,13 @@ class _BatchEnvelope(BaseModel):
     device_id: DeviceId
     # Events are judged one by one below, so any JSON value is let through here.
     events: Annotated[list[Any], Field(min_length=1, max_length=MAX_BATCH_EVENTS)]
+    # Protocol v1.1 (DESIGN §4.1); judged below, so a malformed seal is a
+    # ``signature`` rejection rather than a ``schema`` one.
+    seal: Any = None
 
 
 _BATCH_ADAPTER: Final = TypeAdapter(_BatchEnvelope)
+_SEAL_ADAPTER: Final = TypeAdapter(BatchSeal)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +47,9 @@ class DecodedBatch:
 
     events: tuple[SealedEvent, ...]
     rejections: tuple[Rejection, ...]
+    seal: SealClaim | None = None
+    """The batch's seal (protocol v1.1); ``None``: the batch came unsealed.  Whether
+    it verifies is the gateway's to decide, against the device's registered keys."""
 
 
 def decode_event_batch(topic_device_id: str, payload: bytes) -> DecodedBatch:
@@ -74,12 +82,32 @@ def decode_event_batch(topic_device_id: str, payload: bytes) -> DecodedBatch:
             payload,
             topic_device_id,
         )
+    seal: BatchSeal | None = None
+    if batch.seal is not None:
+        try:
+            seal = _SEAL_ADAPTER.validate_python(batch.seal)
+        except ValidationError as error:
+            detail = f"malformed seal: {describe(error)}"
+            return _whole(RejectionReason.SIGNATURE, detail, payload, topic_device_id)
     events: list[SealedEvent] = []
     rejections: list[Rejection] = []
     for raw_event in batch.events:
         outcome = decode_device_event(batch.device_id, raw_event)
         (events if isinstance(outcome, SealedEvent) else rejections).append(outcome)  # type: ignore[arg-type]
-    return DecodedBatch(events=tuple(events), rejections=tuple(rejections))
+    claim = None if seal is None else _claim(batch.device_id, seal, events, rejections)
+    return DecodedBatch(events=tuple(events), rejections=tuple(rejections), seal=claim)
+
+
+def _claim(
+    device_id: str, seal: BatchSeal, events: list[SealedEvent], rejections: list[Rejection]
+) -> SealClaim:
+    """The seal with the hash it must sign: that of the batch's last event, which
+    must have decoded (a seal over anything else authenticates nothing)."""
+    seqs = [event.seq for event in events] + [r.seq for r in rejections if r.seq is not None]
+    sealed = next((event for event in events if event.seq == seal.seq), None)
+    last = max(seqs, default=None)
+    event_hash = sealed.hash if sealed is not None and last == seal.seq else None
+    return SealClaim(device_id, seal, event_hash)
 
 
 def decode_device_event(device_id: str, raw_event: Any) -> SealedEvent | Rejection:

@@ -10,7 +10,7 @@ registry stream of a device is ``registry:{device_id}``, an alert's is
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from schemas.change_events import ChangeEventModel
 from schemas.device_events import Severity
@@ -24,6 +24,7 @@ from schemas.fields import (
     LongText,
     ShortText,
 )
+from schemas.seals import ED25519, KeyId, PublicKeyText, key_id_of, public_key_of_text
 
 
 class AlertRule(StrEnum):
@@ -60,6 +61,30 @@ class DeviceServicedData(_Data):
     performed_by: Author
     notes: LongText
     actuations_at_service: Count | None
+
+
+class DeviceKeyRegisteredData(_Data):
+    """A seal key of the device (DESIGN §4.1): its batches must be sealed from now on."""
+
+    key_id: KeyId
+    public_key: PublicKeyText
+    algorithm: Literal["ed25519"] = ED25519
+    registered_by: Author
+
+    @model_validator(mode="after")
+    def _key_id_names_the_key(self) -> "DeviceKeyRegisteredData":
+        if key_id_of(public_key_of_text(self.public_key)) != self.key_id:
+            raise ValueError("key_id is not the id of public_key (first 8 bytes of its SHA-256)")
+        return self
+
+
+class DeviceKeyRevokedData(_Data):
+    key_id: KeyId
+    reason: LongText
+    revoked_by: Author
+    sealed_through: Count | None = None
+    """The highest seq the key had sealed when the revocation was applied (0: none):
+    its seals up to there stay valid, any later one is refused."""
 
 
 class AlertRaisedData(_Data):
@@ -99,6 +124,16 @@ class DeviceServiced(EventEnvelope):
     data: DeviceServicedData
 
 
+class DeviceKeyRegistered(EventEnvelope):
+    type: Literal["device.key_registered"]
+    data: DeviceKeyRegisteredData
+
+
+class DeviceKeyRevoked(EventEnvelope):
+    type: Literal["device.key_revoked"]
+    data: DeviceKeyRevokedData
+
+
 class AlertRaised(EventEnvelope):
     type: Literal["alert.raised"]
     data: AlertRaisedData
@@ -118,6 +153,8 @@ PlatformEventModel = (
     DeviceRegistered
     | DeviceAssigned
     | DeviceServiced
+    | DeviceKeyRegistered
+    | DeviceKeyRevoked
     | AlertRaised
     | AlertAcknowledged
     | AlertResolved

@@ -15,6 +15,9 @@ class RejectionReason(StrEnum):
     """Hash does not match the content, chain does not link, or a seq conflict."""
     OVERSIZE = "oversize"
     """Larger than the protocol allows."""
+    SIGNATURE = "signature"
+    """A device with a registered key sent a batch without a seal that verifies under
+    one of its registered, unrevoked keys (DESIGN §4.1): refused whole."""
 
 
 @dataclass(frozen=True, slots=True)

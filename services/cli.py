@@ -49,6 +49,17 @@ user_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(user_app, name="user")
+device_app = typer.Typer(help="Handpieces: their seal keys.", no_args_is_help=True)
+app.add_typer(device_app, name="device")
+device_key_app = typer.Typer(
+    help="Seal keys (DESIGN §4.1): generate, register, revoke.", no_args_is_help=True
+)
+device_app.add_typer(device_key_app, name="key")
+audit_app = typer.Typer(
+    help="The transparency log: keys, checkpoints, rebuilds and witnessing.",
+    no_args_is_help=True,
+)
+app.add_typer(audit_app, name="audit")
 
 DatabaseOption = Annotated[
     str | None,
@@ -132,6 +143,7 @@ def _stop_on_signals() -> threading.Event:
 def db_upgrade(database_url: DatabaseOption = None) -> None:
     """Create the schema, or bring it up to date; a no-op when it already is."""
     from services.eventstore import EventStoreError, upgrade_schema  # noqa: PLC0415
+    from services.merkle_log import create_key_file  # noqa: PLC0415
     from services.settings import load_settings  # noqa: PLC0415
 
     try:
@@ -140,6 +152,8 @@ def db_upgrade(database_url: DatabaseOption = None) -> None:
     except (ConfigurationError, EventStoreError) as error:
         raise _fail("db upgrade", error) from None
     typer.echo(f"schema is up to date: {redact(settings.database_url)}")
+    if create_key_file(settings.log_key_path(), settings.log_origin):
+        typer.echo(f"log signing key created: {settings.log_key_path()}")
 
 
 @app.command()
@@ -262,15 +276,18 @@ def projector(
     """Fold events into the read models, run the alert engine, deliver alerts.
 
     Follows new events as they come.  Alert state changes go to each clinic's MQTT
-    alert topic and webhooks (CORELINE_WEBHOOK_MASTER_KEY signs them).
+    alert topic and webhooks (CORELINE_WEBHOOK_MASTER_KEY signs them).  Keeps the
+    transparency log too, signing its checkpoints with CORELINE_LOG_KEY_FILE.
     """
     import threading  # noqa: PLC0415
 
     from services.eventstore import EventStoreError, open_event_store  # noqa: PLC0415
+    from services.merkle_log import MerkleLogError, create_key_file, load_signer  # noqa: PLC0415
     from services.projections.read_store import ReadModelStore  # noqa: PLC0415
     from services.projector import (  # noqa: PLC0415
         Projector,
         ProjectorSettings,
+        run_log_keeper,
         run_notifier,
     )
 
@@ -279,8 +296,14 @@ def projector(
         projector_metrics_port=metrics_port,
     )  # fmt: skip
     try:
+        # A deployment needs no further command: a missing log key is made here too.
+        if create_key_file(settings.log_key_path(), settings.log_origin):
+            typer.echo(
+                f"projector: created the log signing key {settings.log_key_path()}", err=True
+            )
+        load_signer(settings.log_key_path(), settings.log_origin)  # refuse early, and clearly
         events = open_event_store(settings.database_url)
-    except EventStoreError as error:
+    except (EventStoreError, MerkleLogError) as error:
         raise _fail("projector", error) from None
     read_models = ReadModelStore(settings.database_url)
     if settings.projector_metrics_port:
@@ -294,6 +317,13 @@ def projector(
         name="notifier",
     )
     notifier.start()
+    log_keeper = threading.Thread(
+        target=run_log_keeper,
+        args=(settings.database_url, settings.broker(), settings.log_key_path(),
+              settings.log_origin, stop),
+        name="log-keeper",
+    )  # fmt: skip
+    log_keeper.start()
     typer.echo(
         f"projector: {redact(settings.database_url)}, alerts to {redact(settings.mqtt_url)}",
         err=True,
@@ -303,6 +333,7 @@ def projector(
     finally:
         stop.set()
         notifier.join(timeout=30)
+        log_keeper.join(timeout=30)
         events.close()
         read_models.close()
 
@@ -339,6 +370,14 @@ def agent(
     mqtt_url: MqttOption = None,
     outbox: OutboxOption = None,
     log_level: LogLevelOption = LogLevel.INFO,
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--key-file",
+            help="Seal every batch with this Ed25519 private key (PEM, or the raw 32 bytes).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run one handpiece's agent, fed firmware events as JSON lines on stdin.
 
@@ -348,13 +387,21 @@ def agent(
     settings = _configure("agent", AgentSettings, log_level, mqtt_url=mqtt_url, outbox_path=outbox)
     if not _valid_device_id(device_id):
         raise _fail("agent", ConfigurationError(f"--device-id {device_id!r}: use e.g. HP-000123"))
+    signer = None
+    if key_file is not None:
+        from seal_keys import SealKey, SealKeyError  # noqa: PLC0415
+
+        try:
+            signer = SealKey.load(key_file)
+        except (OSError, SealKeyError) as error:
+            raise _fail("agent", error) from None
     store = Outbox(
         settings.outbox_path,
         resend_window=settings.outbox_resend_window,
         budget_bytes=settings.outbox_budget_mb * 1024 * 1024,
     )
     stop = _stop_on_signals()
-    summary = run_agent(device_id, store, settings.broker(), sys.stdin.buffer, stop)
+    summary = run_agent(device_id, store, settings.broker(), sys.stdin.buffer, stop, signer=signer)
     store.close()
     typer.echo(
         f"{device_id}: {summary.recorded} events recorded, {summary.refused} lines refused, "
@@ -569,6 +616,70 @@ def token_revoke(
     finally:
         engine.dispose()
     typer.echo(f"revoked {token_id}")
+
+
+@device_key_app.command("generate")
+def device_key_generate(
+    out: Annotated[Path, typer.Option("--out", help="Write the private key here (PEM).")],
+) -> None:
+    """Make a seal key for a handpiece: the private key to the file, the public key
+    (what `coreline device key add` takes) and its id to the output."""
+    from seal_keys import SealKey  # noqa: PLC0415
+
+    key = SealKey.generate()
+    try:
+        with out.open("xb") as file:  # never overwrite a device's key
+            out.chmod(0o600)
+            file.write(key.pem())
+    except OSError as error:
+        raise _fail("device key generate", error) from None
+    typer.echo(f"key id: {key.key_id}", err=True)
+    typer.echo(key.public_text)
+
+
+@device_key_app.command("add")
+def device_key_add(
+    device_id: Annotated[str, typer.Argument(help="The handpiece's serial.")],
+    public_key: Annotated[
+        str, typer.Option("--public-key", help="Base64url of the raw 32-byte Ed25519 public key.")
+    ],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Register a seal key: from now on the device's batches must be sealed."""
+    from services.api import commands  # noqa: PLC0415
+    from services.api.problems import Problem  # noqa: PLC0415
+    from services.api.token_changes import cli_operator  # noqa: PLC0415
+
+    if not _valid_device_id(device_id):
+        raise _fail("device key add", ConfigurationError(f"{device_id!r}: use e.g. HP-000123"))
+    with _change_store("device key add", database_url) as store:
+        try:
+            accepted = commands.register_key(store, device_id, public_key, cli_operator())
+        except Problem as problem:
+            raise _fail("device key add", ValueError(problem.detail)) from None
+    typer.echo(f"registered a seal key for {device_id} ({accepted.stream_id} seq {accepted.seq})")
+
+
+@device_key_app.command("revoke")
+def device_key_revoke(
+    device_id: Annotated[str, typer.Argument(help="The handpiece's serial.")],
+    key_id: Annotated[str, typer.Option("--key-id", help="The key's 16-hex id.")],
+    reason: Annotated[str, typer.Option(help="Why (recorded).")] = "revoked by an operator",
+    database_url: DatabaseOption = None,
+) -> None:
+    """Revoke a seal key: its later seals are refused, those it made stay valid."""
+    from services.api import commands  # noqa: PLC0415
+    from services.api.problems import Problem  # noqa: PLC0415
+    from services.api.token_changes import cli_operator  # noqa: PLC0415
+
+    if not _valid_device_id(device_id):
+        raise _fail("device key revoke", ConfigurationError(f"{device_id!r}: use e.g. HP-000123"))
+    with _change_store("device key revoke", database_url) as store:
+        try:
+            accepted = commands.revoke_key(store, device_id, key_id, reason, cli_operator())
+        except Problem as problem:
+            raise _fail("device key revoke", ValueError(f"{key_id}: {problem.detail}")) from None
+    typer.echo(f"revoked key {key_id} of {device_id} ({accepted.stream_id} seq {accepted.seq})")
 
 
 EmailArgument = Annotated[str, typer.Argument(help="The account's e-mail (its login).")]
@@ -797,3 +908,152 @@ def demo(
         data_dir=data_dir, broker=broker,
     )  # fmt: skip
     raise typer.Exit(code=run_demo(options, Console(), _stop_on_signals()))
+
+
+# -- the transparency log (DESIGN §11) ---------------------------------------------
+
+
+@audit_app.command("init-key")
+def audit_init_key(database_url: DatabaseOption = None) -> None:
+    """Create the log's signing key (CORELINE_LOG_KEY_FILE) if there is none, and print
+    its verifier key: the one witnesses should be given."""
+    from services.merkle_log import MerkleLogError, create_key_file, load_verifier  # noqa: PLC0415
+    from services.settings import Settings  # noqa: PLC0415
+
+    settings = _configure("audit init-key", Settings, LogLevel.WARNING, database_url=database_url)
+    path = settings.log_key_path()
+    created = create_key_file(path, settings.log_origin)
+    try:
+        verifier = load_verifier(path, settings.log_origin)
+    except MerkleLogError as error:
+        raise _fail("audit init-key", error) from None
+    typer.echo(f"{'created' if created else 'kept the existing'} log key {path}", err=True)
+    typer.echo(verifier.text())
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the signed checkpoint.")],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Write the log's latest signed checkpoint (a C2SP signed note) to FILE."""
+    from services.merkle_log import MerkleLog  # noqa: PLC0415
+    from services.settings import Settings  # noqa: PLC0415
+
+    settings = _configure("audit checkpoint", Settings, LogLevel.WARNING, database_url=database_url)
+    merkle_log = MerkleLog.open(settings.database_url)
+    try:
+        latest = merkle_log.latest_checkpoint()
+    finally:
+        merkle_log.close()
+    if latest is None:
+        typer.echo("coreline audit checkpoint: the log has no signed checkpoint yet", err=True)
+        raise typer.Exit(code=1)
+    out.write_text(latest.note)
+    typer.echo(f"checkpoint of size {latest.size} written to {out}", err=True)
+
+
+@audit_app.command("rebuild-log")
+def audit_rebuild_log(
+    database_url: DatabaseOption = None,
+    discard_contradicted: Annotated[
+        bool,
+        typer.Option(
+            help="Replace the log even when kept checkpoints contradict it, deleting those "
+            "(witnesses holding them will report the log inconsistent)."
+        ),
+    ] = False,
+) -> None:
+    """Rebuild the log from the events alone and check it against every kept checkpoint;
+    exits 1, changing nothing, when one is contradicted."""
+    from services.eventstore import EventStoreError, open_event_store  # noqa: PLC0415
+    from services.merkle_log import LogKeeper, MerkleLog, load_signer, rebuild_log  # noqa: PLC0415
+    from services.settings import Settings  # noqa: PLC0415
+
+    settings = _configure(
+        "audit rebuild-log", Settings, LogLevel.WARNING, database_url=database_url
+    )
+    try:
+        events = open_event_store(settings.database_url)
+    except EventStoreError as error:
+        raise _fail("audit rebuild-log", error) from None
+    merkle_log = MerkleLog.open(settings.database_url)
+    try:
+        result = rebuild_log(events, merkle_log, discard_contradicted=discard_contradicted)
+        for kept in result.contradicted:
+            typer.echo(f"contradicted: the checkpoint of size {kept.size}", err=True)
+        if not result.applied:
+            typer.echo("coreline audit rebuild-log: nothing changed", err=True)
+            raise typer.Exit(code=1)
+        signer = load_signer(settings.log_key_path(), settings.log_origin)
+        LogKeeper(events, merkle_log, signer).sign_if_due(now=True)
+    finally:
+        events.close()
+        merkle_log.close()
+    typer.echo(f"log rebuilt: size {result.size}, root {result.root.hex()}")
+
+
+@audit_app.command("witness")
+def audit_witness(
+    state: Annotated[Path, typer.Option("--state", help="Where this witness keeps its state.")],
+    api_url: Annotated[
+        str | None, typer.Option("--api", help="The platform's API base URL.", show_default=False)
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option("--token", help="A bearer token for --api.", show_default=False)
+    ] = None,
+    public_key: Annotated[
+        str | None,
+        typer.Option(
+            "--public-key",
+            help="The log's verifier key (name+hash+key). Without it, the key found on the "
+            "first run is trusted from then on (trust on first use).",
+            show_default=False,
+        ),
+    ] = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Fetch the latest checkpoint, verify its signature, check it is consistent with
+    the one kept in --state, and keep it.  Exits 1 naming any inconsistency."""
+    from services.merkle_log import (  # noqa: PLC0415
+        ApiSource,
+        CheckpointSource,
+        DatabaseSource,
+        MerkleLog,
+        MerkleLogError,
+        load_verifier,
+        witness,
+    )
+    from services.settings import Settings  # noqa: PLC0415
+    from services.transparency import NoteError  # noqa: PLC0415
+
+    source: CheckpointSource
+    merkle_log = None
+    if api_url is not None:
+        if token is None:
+            raise _fail("audit witness", ConfigurationError("--api needs --token"))
+        source = ApiSource(api_url, token)
+    else:
+        settings = _configure(
+            "audit witness", Settings, LogLevel.WARNING, database_url=database_url
+        )
+        merkle_log = MerkleLog.open(settings.database_url)
+        try:
+            verifier = load_verifier(settings.log_key_path(), settings.log_origin)
+        except MerkleLogError:
+            verifier = None
+        source = DatabaseSource(merkle_log, verifier)
+    try:
+        report = witness(state, source, public_key)
+    except (MerkleLogError, NoteError) as error:
+        typer.echo(f"coreline audit witness: {error}", err=True)
+        raise typer.Exit(code=1) from None
+    finally:
+        if merkle_log is not None:
+            merkle_log.close()
+    if report.trusted_on_first_use is not None:
+        typer.echo(f"trusting the log key on first use: {report.trusted_on_first_use}", err=True)
+    if not report.verdict.consistent:
+        typer.echo(f"coreline audit witness: INCONSISTENT: {report.verdict.reason}", err=True)
+        raise typer.Exit(code=1)
+    typer.echo(report.verdict.reason)

@@ -1,16 +1,19 @@
 """The platform processes' configuration from ``CORELINE_*`` variables (DESIGN §10):
-the broker settings every process shares, plus the database."""
+the broker settings every process shares, plus the database and the log key."""
 
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AfterValidator
 
-from services.eventstore import DatabaseUrl, UnsupportedDatabaseUrlError
+from services.eventstore import Backend, DatabaseUrl, UnsupportedDatabaseUrlError
+from services.transparency import DEFAULT_ORIGIN
 from transport import ConfigurationError, MqttSettings, load
 
 __all__ = ["ConfigurationError", "Settings", "load_settings"]
 
 DEFAULT_DATABASE_URL = "sqlite:///coreline.db"
+LOG_KEY_NAME = "coreline-log.key"
 
 
 def _supported_database(url: str) -> str:
@@ -23,6 +26,20 @@ def _supported_database(url: str) -> str:
 
 class Settings(MqttSettings):
     database_url: Annotated[str, AfterValidator(_supported_database)] = DEFAULT_DATABASE_URL
+    log_key_file: Path | None = None
+    """The Ed25519 key that signs the transparency log's checkpoints (PEM, mode 0600),
+    kept outside the database: by default beside the SQLite file, else
+    ``./coreline-log.key``."""
+    log_origin: str = DEFAULT_ORIGIN
+    """The checkpoints' origin line, which is also the signing key's name."""
+
+    def log_key_path(self) -> Path:
+        if self.log_key_file is not None:
+            return self.log_key_file
+        database = DatabaseUrl.parse(self.database_url)
+        if database.backend is Backend.SQLITE:
+            return database.sqlite_path.parent / LOG_KEY_NAME
+        return Path(LOG_KEY_NAME)
 
 
 def load_settings(**overrides: Any) -> Settings:

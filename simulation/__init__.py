@@ -8,6 +8,7 @@ Dependencies run one way, ``{schemas, transport, edge_agent} ← simulation``: t
 package never imports this one, so it stays light on a handpiece.
 """
 
+from simulation.device_keys import simulated_key
 from simulation.fleet import FleetPlan, FleetProgress, FleetSimulation
 from simulation.handpiece import HandpieceSimulator
 from simulation.ids import fleet_device_ids
@@ -21,4 +22,5 @@ __all__ = [
     "SimulatorCounters",
     "SimulatorProfile",
     "fleet_device_ids",
+    "simulated_key",
 ]

@@ -18,6 +18,7 @@ from edge_agent.driver import LinkDriver
 from edge_agent.outbox import Outbox
 from edge_agent.publisher import DeviceLink, LinkSettings
 from schemas import Heartbeat
+from simulation.device_keys import simulated_key
 from simulation.handpiece import HandpieceSimulator
 from simulation.profile import SimulatorProfile
 from transport import BrokerAddress
@@ -50,6 +51,8 @@ class FleetPlan:
     profile: SimulatorProfile = field(default_factory=SimulatorProfile)
     start: datetime | None = None
     """Simulated time at the start of the run; the wall clock's now by default."""
+    sealed: bool = True
+    """Whether each device seals its batches with its key (``simulated_key``)."""
 
 
 class FleetSimulation:
@@ -70,7 +73,14 @@ class FleetSimulation:
             for device_id in device_ids
         ]
         self.links = {
-            device_id: DeviceLink(device_id, outbox, broker, settings, watcher=self.driver)
+            device_id: DeviceLink(
+                device_id,
+                outbox,
+                broker,
+                settings,
+                watcher=self.driver,
+                sealer=simulated_key(plan.seed, device_id) if plan.sealed else None,
+            )
             for device_id in device_ids
         }
         for link in self.links.values():

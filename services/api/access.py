@@ -18,7 +18,8 @@ class Role(StrEnum):
     CLINIC = "clinic"
     """One clinic's staff: its devices, sessions and alerts; acknowledge and resolve."""
     AUDITOR = "auditor"
-    """Read-only sessions, exports and verification, fleet-wide or for one clinic."""
+    """Read-only sessions, devices, event history, exports and verification,
+    fleet-wide or for one clinic (scoped by custody exactly like the clinic)."""
 
 
 class Action(StrEnum):
@@ -52,7 +53,9 @@ _ALLOWED: Final[dict[Role, frozenset[Action]]] = {
             Action.AUDIT,
         }
     ),
-    Role.AUDITOR: frozenset({Action.READ_SESSIONS, Action.AUDIT, Action.READ_AUDIT_LOG}),
+    Role.AUDITOR: frozenset(
+        {Action.READ_DEVICES, Action.READ_SESSIONS, Action.AUDIT, Action.READ_AUDIT_LOG}
+    ),
 }
 
 

@@ -26,10 +26,12 @@ from services.api.routes import (
     audit,
     audit_log,
     clinics,
+    device_keys,
     devices,
     operations,
     policy_bounds,
     sessions,
+    transparency_log,
     webhooks,
 )
 from services.api.store_pool import StorePool
@@ -91,6 +93,8 @@ def create_app(
         operations,
         audit_log,
         policy_bounds,
+        transparency_log,
+        device_keys,
     ):
         api.include_router(module.router)
     app.include_router(api)

@@ -15,10 +15,17 @@ from typing import Any
 from pydantic import ValidationError
 
 from schemas import CHANGE_EVENT_TYPES, GENESIS_HASH, SealedEvent, describe, seal, utc_text
-from schemas.streams import CHANGE_DEVICE_ID, alert_stream, is_change_stream, registry_stream
+from schemas.seals import ED25519, b64url, key_id_of, public_key_of_text
+from schemas.streams import (
+    CHANGE_DEVICE_ID,
+    alert_stream,
+    device_stream,
+    is_change_stream,
+    registry_stream,
+)
 from services.api.models import Accepted
-from services.api.problems import Problem, conflict
-from services.eventstore import EventStore, StoredEvent
+from services.api.problems import Problem, bad_request, conflict, not_found
+from services.eventstore import EventStore, StoredEvent, load_keyring
 
 _ALERT_MOVES = {"alert.acknowledged": ("open",), "alert.resolved": ("open", "acknowledged")}
 _STATE_AFTER = {
@@ -47,6 +54,51 @@ def record_service(
 ) -> Accepted:
     data = {"performed_by": author, "notes": notes, "actuations_at_service": actuations_at_service}
     return _append(store, _after(registry_stream(device_id), device_id, "device.serviced", data))
+
+
+def register_key(store: EventStore, device_id: str, public_key: str, author: str) -> Accepted:
+    """Register a seal key (DESIGN §4.1): from now on the device's batches must be
+    sealed.  A key registered already (revoked or not) is a 409."""
+    try:
+        raw = public_key_of_text(public_key)
+    except ValueError as error:
+        raise bad_request(f"public key: {error}") from None
+    key_id = key_id_of(raw)
+    data = {"key_id": key_id, "public_key": b64url(raw), "algorithm": ED25519,
+            "registered_by": author}  # fmt: skip
+    build = _after(registry_stream(device_id), device_id, "device.key_registered", data)
+
+    def checked(head: StoredEvent | None) -> SealedEvent:
+        if key_id in load_keyring(store, device_id).keys:
+            raise conflict(f"key {key_id} is registered for {device_id} already")
+        return build.build(head)
+
+    return _append(store, _Builder(build.stream_id, checked))
+
+
+def revoke_key(
+    store: EventStore, device_id: str, key_id: str, reason: str, author: str
+) -> Accepted:
+    """Revoke a seal key: later seals by it are refused, the ones it made stay valid.
+
+    The revocation records the highest seq the key had sealed, read in the write
+    transaction of the registry stream (on SQLite no seal can be stored meanwhile;
+    on PostgreSQL a gateway may store one more until its key cache refreshes, which
+    ``coreline verify`` then reports)."""
+
+    def checked(head: StoredEvent | None) -> SealedEvent:
+        key = load_keyring(store, device_id).keys.get(key_id)
+        if key is None:
+            raise not_found("key")
+        if key.revoked:
+            raise conflict(f"key {key_id} of {device_id} is revoked already")
+        sealed = [seal.seq for seal in store.read_seals(device_stream(device_id))
+                  if seal.key_id == key_id]  # fmt: skip
+        data = {"key_id": key_id, "reason": reason, "revoked_by": author,
+                "sealed_through": max(sealed, default=0)}  # fmt: skip
+        return _after(registry_stream(device_id), device_id, "device.key_revoked", data).build(head)
+
+    return _append(store, _Builder(registry_stream(device_id), checked))
 
 
 def move_alert(

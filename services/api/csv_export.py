@@ -1,18 +1,28 @@
-"""Session audits as CSV, streamed: rows leave as the database yields them, so a
-million sessions take the memory of one chunk."""
+"""Session audits as CSV, streamed: rows leave a chunk at a time as the database
+yields them, so a million sessions take the memory of one chunk.
+
+Rows come newest first (start time, then session id, both descending): the order of
+the sessions page and ``GET /api/v1/sessions``.  ``coverage_pct`` is rounded to
+``COVERAGE_DECIMALS`` places; every other number is as stored."""
 
 import csv
 import io
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from itertools import islice
 from typing import Any, Final
 
 from services.api.models import SessionOut
+from services.api.queries.evidence import Evidence, SessionSpan
 
-CSV_COLUMNS: Final = tuple(SessionOut.model_fields)
-"""The columns of a session in the JSON API, in its order (rows come in this order)."""
-_ROWS_PER_WRITE: Final = 500
+COVERAGE_DECIMALS: Final = 2
+EVIDENCE_COLUMNS: Final = (
+    "cartridge_ids", "core_diameter_mm", "first_seq", "last_seq", "last_hash", "seal_status",
+)  # fmt: skip
+CSV_COLUMNS: Final = (*SessionOut.model_fields, *EVIDENCE_COLUMNS)
+"""A session's columns in the JSON API, then what an auditor checks it against."""
+_SESSION_WIDTH: Final = len(SessionOut.model_fields)
+LIST_SEPARATOR: Final = ";"
+"""Between the cartridges of a session that used several, and their diameters."""
 
 
 def _moment(value: datetime | None) -> str | None:
@@ -26,34 +36,39 @@ def _flag(value: bool | None) -> str | None:
     return None if value is None else ("true" if value else "false")  # None: pending
 
 
-# One converter per column, chosen once: exporting a million rows, per-cell type tests
-# were most of the work.  csv writes None as an empty cell.
-_CONVERT: Final[dict[str, Callable[[Any], Any]]] = {
-    "started_at": _moment, "ended_at": _moment, "reconciled": _flag,
-}  # fmt: skip
-_CONVERTED: Final = tuple(
-    (index, _CONVERT[column]) for index, column in enumerate(CSV_COLUMNS) if column in _CONVERT
-)
+def _number(value: float | None) -> str:
+    return "" if value is None else repr(value)
 
 
-def csv_lines(rows: Iterable[Any]) -> Iterator[str]:
-    """The header, then the rows (tuples in ``CSV_COLUMNS`` order), ``_ROWS_PER_WRITE``
-    to a chunk of text."""
+def export_cells(session: Sequence[Any], span: SessionSpan, evidence: Evidence) -> list[Any]:
+    """One row: ``session`` starts with the ``SessionOut`` columns in order.  csv writes
+    ``None`` as an empty cell."""
+    (
+        session_id, device_id, clinic_id, treatment_area, area_cm2, started_at, ended_at,
+        cores_counted, cores_reported, reconciled, coverage_pct, chain_status,
+    ) = session[:_SESSION_WIDTH]  # fmt: skip
+    diameters = (evidence.core_diameter(span, cartridge) for cartridge in span.cartridge_ids)
+    return [
+        session_id, device_id, clinic_id, treatment_area, area_cm2,
+        _moment(started_at), _moment(ended_at), cores_counted, cores_reported,
+        _flag(reconciled), f"{coverage_pct:.{COVERAGE_DECIMALS}f}", chain_status,
+        LIST_SEPARATOR.join(span.cartridge_ids), LIST_SEPARATOR.join(map(_number, diameters)),
+        span.first_seq, span.last_seq, evidence.last_hash(span), evidence.seal_status(span),
+    ]  # fmt: skip
+
+
+def csv_lines(
+    chunks: Iterable[tuple[Sequence[tuple[Sequence[Any], SessionSpan]], Evidence]],
+) -> Iterator[str]:
+    """The header, then each chunk of sessions (with the evidence gathered for it) as
+    one piece of text."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")  # RFC 4180
     writer.writerow(CSV_COLUMNS)
-    iterator = iter(rows)
-    while chunk := list(islice(iterator, _ROWS_PER_WRITE)):
-        writer.writerows(_converted(row) for row in chunk)
+    for sessions, evidence in chunks:
+        writer.writerows(export_cells(row, span, evidence) for row, span in sessions)
         yield _drain(buffer)
     yield _drain(buffer)
-
-
-def _converted(row: Any) -> list[Any]:
-    cells = list(row)
-    for index, convert in _CONVERTED:
-        cells[index] = convert(cells[index])
-    return cells
 
 
 def _drain(buffer: io.StringIO) -> str:

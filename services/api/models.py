@@ -86,15 +86,22 @@ class UsageDay(_Out):
     cores: int
 
 
+SealStatusName = Literal["signed", "unsigned"]
+
+
 class EventOut(_Out):
     seq: int
     event_id: str
     type: str
-    occurred_at: datetime
-    received_at: datetime
+    occurred_at: datetime = Field(description="As a time; `event` has the hashed text.")
+    received_at: datetime = Field(description="When the platform received it (not hashed).")
     hash: str
     prev_hash: str
     data: dict[str, Any]
+    event: dict[str, Any] = Field(
+        description="The stored event verbatim, `hash` included: SHA-256 of the RFC 8785 "
+        "canonical JSON of this object without `hash` is `hash`."
+    )
 
 
 class SessionOut(_Out):
@@ -116,12 +123,23 @@ class SessionCartridge(_Out):
     cartridge_id: str
     actuations: int
     cores: int
+    core_diameter_mm: float | None = Field(
+        default=None, description="From its `cartridge.installed`; null if none is stored."
+    )
 
 
 class SessionDetail(SessionOut):
     end_reason: str | None
     actuations_counted: int
     actuations_reported: int | None
+    first_seq: int = Field(description="The seq of its `session.started`.")
+    last_seq: int | None = Field(description="The seq of its `session.ended`; null while open.")
+    first_hash: str | None = Field(description="The stored hash of `first_seq`.")
+    last_hash: str | None = Field(description="The stored hash of `last_seq`.")
+    seal_status: SealStatusName | None = Field(
+        description="`signed`: a stored device seal covers `last_seq`; null while the "
+        "session is open or where the platform keeps no seals."
+    )
     cartridges: list[SessionCartridge]
     events: list[EventOut]
 

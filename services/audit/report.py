@@ -5,6 +5,7 @@ from typing import Self
 
 from schemas import ChainStatus
 from services.audit.chain_audit import ChainAudit, Finding, SessionVerdict
+from services.audit.seal_coverage import SealCoverage
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,11 +16,15 @@ class Tally:
     broken: int = 0
     incomplete: int = 0
     events: int = 0
+    seals_broken: int = 0
+    """Streams whose chain may verify but a stored seal does not."""
 
-    def counted(self, audit: ChainAudit) -> Self:
+    def counted(self, audit: ChainAudit, coverage: SealCoverage | None = None) -> Self:
         status = audit.status
         return replace(
             self,
+            seals_broken=self.seals_broken
+            + (coverage is not None and coverage.failure is not None),
             verified=self.verified + (status is ChainStatus.VERIFIED),
             broken=self.broken + (status is ChainStatus.BROKEN),
             incomplete=self.incomplete + (status is ChainStatus.INCOMPLETE),
@@ -32,7 +37,7 @@ class Tally:
 
     @property
     def all_verified(self) -> bool:
-        return self.verified == self.streams
+        return self.verified == self.streams and not self.seals_broken
 
 
 def stream_lines(audit: ChainAudit, width: int = 0) -> list[str]:
@@ -76,7 +81,8 @@ def session_line(verdict: SessionVerdict, stream_id: str) -> str:
 
 def summary_line(tally: Tally) -> str:
     streams = "stream" if tally.streams == 1 else "streams"
-    return (
+    line = (
         f"{tally.streams} {streams}, {tally.events} events: {tally.verified} verified, "
         f"{tally.broken} broken, {tally.incomplete} incomplete"
     )
+    return line + (f", {tally.seals_broken} with a broken seal" if tally.seals_broken else "")

@@ -6,6 +6,9 @@ flat however large the store: what is held per stream is the running
 Events appended while a stream is being read are simply verified too, if they land
 ahead of the reading position; a gap that the gateway is still waiting to have
 resent shows as INCOMPLETE, which is what it is until the resend arrives.
+
+After each device stream's chain, its seal coverage (DESIGN §4.1): ``signed through
+seq N``, ``unsigned``, or ``SEAL BROKEN …``, which fails the verification.
 """
 
 import re
@@ -19,19 +22,27 @@ from schemas.fields import DEVICE_ID_PATTERN
 from schemas.streams import device_stream
 from services.audit.chain_audit import ChainAudit, audit_record, body_names_session
 from services.audit.report import Tally, session_line, stream_lines, summary_line
-from services.eventstore.ports import StoredEvent
+from services.audit.seal_coverage import SealCoverage, seal_coverage
+from services.eventstore.keyrings import load_keyring
+from services.eventstore.ports import StoredEvent, StoredSeal
 
 READ_CHUNK: Final = 1000
 
 
 class StreamReader(Protocol):
-    """The part of ``services.eventstore.EventStore`` an audit reads."""
+    """The part of ``services.eventstore.EventStore`` a chain audit reads."""
 
     def stream_ids(self) -> list[str]: ...
 
     def read_stream(
         self, stream_id: str, from_seq: int = 1, to_seq: int | None = None, limit: int | None = None
     ) -> list[StoredEvent]: ...
+
+
+class SealedStreamReader(StreamReader, Protocol):
+    """What ``verify`` reads: the streams and the seals stored beside them."""
+
+    def read_seals(self, stream_id: str, from_seq: int = 1) -> list[StoredSeal]: ...
 
 
 class VerifyUsageError(Exception):
@@ -72,7 +83,7 @@ def parse_target(device: str | None, session: str | None, all_streams: bool) -> 
     return AllStreams()
 
 
-def verify(store: StreamReader, target: VerifyTarget, emit: Callable[[str], None]) -> bool:
+def verify(store: SealedStreamReader, target: VerifyTarget, emit: Callable[[str], None]) -> bool:
     """Verify what ``target`` names, ``emit`` the report line by line, and say whether
     everything verified.  Raises ``VerifyUsageError`` when there is nothing stored to
     verify for a device or session."""
@@ -92,11 +103,35 @@ def audit_stream(
     store: StreamReader, stream_id: str, session_id: UUID | None = None, chunk: int = READ_CHUNK
 ) -> ChainAudit:
     """The audit of one whole stream, read ``chunk`` events at a time."""
+    return _audit_and_hashes(store, stream_id, session_id, chunk, frozenset())[0]
+
+
+def audit_seals(
+    store: SealedStreamReader, stream_id: str, session_id: UUID | None = None
+) -> tuple[ChainAudit, SealCoverage]:
+    """A device stream's chain audit and its seal coverage, in one read of the stream."""
+    seals = store.read_seals(stream_id)
+    wanted = frozenset(seal.seq for seal in seals)
+    audit, hashes = _audit_and_hashes(store, stream_id, session_id, READ_CHUNK, wanted)
+    return audit, seal_coverage(stream_id, load_keyring(store, stream_id), seals, hashes)
+
+
+def _audit_and_hashes(
+    store: StreamReader,
+    stream_id: str,
+    session_id: UUID | None,
+    chunk: int,
+    wanted: frozenset[int],
+) -> tuple[ChainAudit, dict[int, str]]:
+    """The audit, and the stored hashes of the ``wanted`` seqs collected on the way."""
     audit = ChainAudit(stream_id, session_id)
+    hashes: dict[int, str] = {}
     for batch in _batches(store, stream_id, chunk):
         for record in batch:
             audit = audit_record(audit, record)
-    return audit
+            if record.seq in wanted:
+                hashes[record.seq] = record.hash
+    return audit, hashes
 
 
 def find_session_stream(
@@ -117,30 +152,42 @@ def find_session_stream(
 
 
 def _verify_streams(
-    store: StreamReader, stream_ids: list[str], emit: Callable[[str], None]
+    store: SealedStreamReader, stream_ids: list[str], emit: Callable[[str], None]
 ) -> bool:
     width = max((len(stream_id) for stream_id in stream_ids), default=0)
     tally = Tally()
     for stream_id in stream_ids:
-        audit = audit_stream(store, stream_id)
-        for line in stream_lines(audit, width):
-            emit(line)
-        tally = tally.counted(audit)
+        if not is_device_stream(stream_id):
+            audit = audit_stream(store, stream_id)
+            emit_all(stream_lines(audit, width), emit)
+            tally = tally.counted(audit)
+            continue
+        audit, coverage = audit_seals(store, stream_id)
+        emit_all(stream_lines(audit, width), emit)
+        emit(coverage.line(stream_id, width))
+        tally = tally.counted(audit, coverage)
     emit(summary_line(tally))
     return tally.all_verified
 
 
-def _verify_session(store: StreamReader, session_id: UUID, emit: Callable[[str], None]) -> bool:
+def _verify_session(
+    store: SealedStreamReader, session_id: UUID, emit: Callable[[str], None]
+) -> bool:
     """The session's device stream is reported whole; the answer is the session's."""
     stream_id = find_session_stream(store, session_id)
     if stream_id is None:
         raise VerifyUsageError(f"no stored event belongs to session {session_id}")
-    audit = audit_stream(store, stream_id, session_id)
-    for line in stream_lines(audit, len(stream_id)):
-        emit(line)
+    audit, coverage = audit_seals(store, stream_id, session_id)
+    emit_all(stream_lines(audit, len(stream_id)), emit)
+    emit(coverage.line(stream_id, len(stream_id)))
     verdict = audit.session_verdict()
     emit(session_line(verdict, stream_id))
-    return verdict.status is ChainStatus.VERIFIED
+    return verdict.status is ChainStatus.VERIFIED and coverage.failure is None
+
+
+def emit_all(lines: list[str], emit: Callable[[str], None]) -> None:
+    for line in lines:
+        emit(line)
 
 
 def _batches(store: StreamReader, stream_id: str, chunk: int) -> Iterator[list[StoredEvent]]:

@@ -36,7 +36,13 @@ from services.demo.webhook_sink import WebhookSink
 from services.egress import EgressGate, parse_allow_list
 from services.eventstore import open_event_store, upgrade_schema
 from services.projections.read_store import ReadModelStore
-from simulation import FleetPlan, FleetSimulation, SimulatorProfile, fleet_device_ids
+from simulation import (
+    FleetPlan,
+    FleetSimulation,
+    SimulatorProfile,
+    fleet_device_ids,
+    simulated_key,
+)
 from transport import BrokerAddress
 
 T = TypeVar("T")
@@ -83,7 +89,7 @@ def run_demo(options: DemoOptions, console: Console, stop: threading.Event) -> i
         stack.callback(sink.stop)
         clinics = [f"clinic-{number}" for number in range(1, options.clinics + 1)]
         devices = fleet_device_ids(options.devices)
-        tokens = _seed(database_url, clinics, devices, sink, master_key.encode())
+        tokens = _seed(database_url, clinics, devices, sink, master_key.encode(), options.seed)
         # The key that seals the demo accounts' TOTP secrets, given to the API too.
         secret_key = secrets.token_hex(32)
         accounts = _with_engine(
@@ -128,10 +134,16 @@ def run_demo(options: DemoOptions, console: Console, stop: threading.Event) -> i
 
 
 def _seed(
-    database_url: str, clinics: list[str], devices: list[str], sink: WebhookSink, key: bytes
+    database_url: str,
+    clinics: list[str],
+    devices: list[str],
+    sink: WebhookSink,
+    key: bytes,
+    fleet_seed: int,
 ) -> dict[str, str]:
     """Tokens for each role, the fleet registered and shared out among the clinics
-    (as the fleet team would through the API), and a webhook per clinic."""
+    (as the fleet team would through the API) with each handpiece's seal key, so
+    the whole fleet is sealed from its first batch, and a webhook per clinic."""
     read_models = ReadModelStore(database_url)
     store = open_event_store(database_url)
     try:
@@ -151,6 +163,8 @@ def _seed(
             commands.assign_device(
                 store, device_id, clinics[index % len(clinics)], "demo fleet team"
             )
+            public_key = simulated_key(fleet_seed, device_id).public_text
+            commands.register_key(store, device_id, public_key, "demo fleet team")
     finally:
         store.close()
         read_models.close()

@@ -13,6 +13,7 @@ from services.eventstore.errors import (
     UnsupportedDatabaseUrlError,
 )
 from services.eventstore.factory import open_event_store, upgrade_schema
+from services.eventstore.keyrings import load_keyring
 from services.eventstore.memory import InMemoryEventStore
 from services.eventstore.ports import (
     DEAD_LETTER_RAW_LIMIT,
@@ -26,10 +27,13 @@ from services.eventstore.ports import (
     Gap,
     NextEvent,
     Presence,
+    Seals,
     StoredDeadLetter,
     StoredEvent,
+    StoredSeal,
     StreamGaps,
     StreamHead,
+    StreamSeal,
     Telemetry,
 )
 
@@ -51,15 +55,19 @@ __all__ = [
     "NextEvent",
     "Presence",
     "SchemaMissingError",
+    "Seals",
     "StoreRefusedValueError",
     "StoreUnavailableError",
     "StoredDeadLetter",
     "StoredEvent",
+    "StoredSeal",
     "StreamGaps",
     "StreamHead",
+    "StreamSeal",
     "Telemetry",
     "UnsupportedDatabaseUrlError",
     "load_checkpoint",
+    "load_keyring",
     "open_event_store",
     "redact",
     "save_checkpoint",

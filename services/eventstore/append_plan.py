@@ -42,7 +42,7 @@ import orjson
 from schemas import GENESIS_HASH, Rejection, RejectionReason, SealedEvent
 from schemas.streams import is_device_stream
 from schemas.topics import DeviceChannel, device_topic
-from services.eventstore.ports import AppendResult, DeadLetter, StreamHead
+from services.eventstore.ports import AppendResult, DeadLetter, StreamHead, StreamSeal
 
 StreamKey = tuple[str, int]
 
@@ -318,6 +318,30 @@ def _dead_letter(row: EventRow, problem: str) -> DeadLetter:
         RejectionReason.INTEGRITY, problem, row.wire_json(), row.device_id, row.seq
     )
     return DeadLetter(topic=source_topic(row.stream_id, row.device_id), rejection=rejection)
+
+
+def seals_to_store(
+    seals: Iterable[StreamSeal],
+    stored: Mapping[StreamKey, StoredLink],
+    plan: AppendPlan,
+    held: Iterable[EventRow] = (),
+) -> list[StreamSeal]:
+    """The seals an append stores: each whose event the stream holds after the plan
+    (stored before, joined now, or held) with the very hash it signs.  A seal over
+    an event refused as a conflict or chain break would seal what the store does
+    not hold, so it goes with its event.  ``stored`` and ``held`` are what
+    ``plan_append`` was given; the adapters skip a seal already stored for the seq."""
+    refused = {(row.stream_id, row.seq, row.hash) for row in plan.released} - {
+        (row.stream_id, row.seq, row.hash) for row in plan.joins
+    }
+    holding = {(row.stream_id, row.seq, row.hash) for row in (*held, *plan.holds, *plan.joins)}
+    kept: dict[StreamKey, StreamSeal] = {}
+    for seal in seals:
+        key = (seal.stream_id, seal.seq, seal.hash)
+        link = stored.get((seal.stream_id, seal.seq))
+        if (link is not None and link.hash == seal.hash) or (key in holding and key not in refused):
+            kept.setdefault((seal.stream_id, seal.seq), seal)
+    return list(kept.values())
 
 
 def source_topic(stream_id: str, device_id: str) -> str:

@@ -21,6 +21,7 @@ from services.eventstore.append_plan import (
     custody_from,
     neighbour_ranges,
     plan_append,
+    seals_to_store,
 )
 from services.eventstore.ports import (
     DEAD_LETTER_RAW_LIMIT,
@@ -33,7 +34,9 @@ from services.eventstore.ports import (
     Presence,
     StoredDeadLetter,
     StoredEvent,
+    StoredSeal,
     StreamHead,
+    StreamSeal,
 )
 
 _NO_LIMIT: Final = 2**62
@@ -71,6 +74,7 @@ class InMemoryEventStore:
         self._streams: dict[str, _Stream] = {}
         self._held: dict[str, dict[tuple[int, str], EventRow]] = {}
         """Per stream, the events held past a hole, by (seq, hash): outside the stream."""
+        self._seals: dict[str, dict[int, StoredSeal]] = {}
         self._dead_letters: list[StoredDeadLetter] = []
         """The letter at index ``i`` has id ``i + 1``."""
         self._heartbeats: dict[str, list[Heartbeat]] = {}
@@ -84,12 +88,13 @@ class InMemoryEventStore:
         dead_letters: Sequence[DeadLetter] = (),
         *,
         received_at: datetime | None = None,
+        seals: Sequence[StreamSeal] = (),
     ) -> AppendResult:
         if not events and not dead_letters:
             return AppendResult.empty()
         received = _utc(received_at or datetime.now(UTC))
         with self._lock:
-            return self._append_in(events, dead_letters, received)
+            return self._append_in(events, dead_letters, received, seals)
 
     def append_next(
         self, stream_id: str, build: NextEvent, *, received_at: datetime | None = None
@@ -103,16 +108,18 @@ class InMemoryEventStore:
             return event
 
     def _append_in(
-        self, events: Sequence[SealedEvent], dead_letters: Sequence[DeadLetter], received: datetime
+        self,
+        events: Sequence[SealedEvent],
+        dead_letters: Sequence[DeadLetter],
+        received: datetime,
+        seals: Sequence[StreamSeal] = (),
     ) -> AppendResult:
         held = self._held_from(events)
+        neighbours = self._stored_neighbours(events, held)
         plan = plan_append(
-            events,
-            self._stored_neighbours(events, held),
-            received_at=received,
-            heads=self._heads(events),
-            held=held,
+            events, neighbours, received_at=received, heads=self._heads(events), held=held
         )
+        kept = seals_to_store(seals, neighbours, plan, held)
         # Every row is built before any is kept: all of the append lands, or none of it.
         first_position, first_id = len(self._events) + 1, len(self._dead_letters) + 1
         stored = [
@@ -131,6 +138,10 @@ class InMemoryEventStore:
             del self._held[row.stream_id][(row.seq, row.hash)]
         for row in plan.holds:
             self._held.setdefault(row.stream_id, {})[(row.seq, row.hash)] = row
+        for seal in kept:
+            self._seals.setdefault(seal.stream_id, {}).setdefault(
+                seal.seq, StoredSeal(seal.stream_id, seal.seq, seal.key_id, seal.sig, received)
+            )
         if stored:
             self._appends += 1
             self._appended.notify_all()
@@ -196,6 +207,11 @@ class InMemoryEventStore:
             events = stream.between(from_seq, _NO_LIMIT if to_seq is None else to_seq)
         # A limit of 0 means none, as the SQL adapters read it.
         return events[:limit] if limit else events
+
+    def read_seals(self, stream_id: str, from_seq: int = 1) -> list[StoredSeal]:
+        with self._lock:
+            by_seq = self._seals.get(stream_id, {})
+            return [by_seq[seq] for seq in sorted(by_seq) if seq >= from_seq]
 
     def count_events(self) -> int:
         with self._lock:

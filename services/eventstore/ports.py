@@ -17,6 +17,9 @@ Contract (DESIGN §5), proven for every adapter by ``tests/contract``:
   incident (dead letters whose detail starts ``chain custody:``);
 * ``read(after)`` returns events in an order where nothing can later appear
   before a position already returned, however writers interleave their commits;
+* seals (DESIGN §4.1) are stored append-only beside the events, in the append's
+  transaction, each only when its stream holds (stored or held) the event it signs
+  with the hash it signs; a seal already stored for that seq is kept (resends);
 * a device's presence only ever moves forward in time: a status stamped before
   the stored one is ignored, whatever order the two arrive in.
 """
@@ -153,6 +156,27 @@ class AppendResult:
         return cls(0, 0, (), 0, ())
 
 
+@dataclass(frozen=True, slots=True)
+class StreamSeal:
+    """A verified seal to store: ``sig`` signs the hash ``hash`` of event ``seq`` of
+    ``stream_id`` under key ``key_id`` (the hash is checked by the append, not kept)."""
+
+    stream_id: str
+    seq: int
+    hash: str
+    key_id: str
+    sig: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSeal:
+    stream_id: str
+    seq: int
+    key_id: str
+    sig: str
+    stored_at: datetime
+
+
 NextEvent = Callable[[StoredEvent | None], SealedEvent | None]
 """Builds a stream's next event from its newest stored one (see ``append_next``)."""
 
@@ -168,8 +192,10 @@ class EventLog(Protocol):
         dead_letters: Sequence[DeadLetter] = (),
         *,
         received_at: datetime | None = None,
+        seals: Sequence[StreamSeal] = (),
     ) -> AppendResult:
-        """Store ``events`` and ``dead_letters`` in one transaction (see the module doc)."""
+        """Store ``events``, ``dead_letters`` and the ``seals`` over them in one
+        transaction (see the module doc)."""
         ...
 
     def append_next(
@@ -230,6 +256,14 @@ class DeadLetters(Protocol):
         ...
 
 
+class Seals(Protocol):
+    """Device seals, written only through ``append``."""
+
+    def read_seals(self, stream_id: str, from_seq: int = 1) -> list[StoredSeal]:
+        """The stream's stored seals with ``seq >= from_seq``, in seq order."""
+        ...
+
+
 class Telemetry(Protocol):
     """What devices report besides events: heartbeat samples and MQTT presence.
     Neither is hashed nor chained; losing a sample is harmless (QoS 0)."""
@@ -281,7 +315,7 @@ class StreamGaps(Protocol):
         ...
 
 
-class EventStore(EventLog, DeadLetters, Telemetry, StreamGaps, Protocol):
+class EventStore(EventLog, DeadLetters, Seals, Telemetry, StreamGaps, Protocol):
     """Every part of the store behind one open handle, which ``close`` releases.
 
     One instance is used by one thread at a time; open one per worker.  Failures

@@ -45,6 +45,7 @@ from services.eventstore.append_plan import (
     custody_from,
     neighbour_ranges,
     plan_append,
+    seals_to_store,
 )
 from services.eventstore.database_url import unreachable
 from services.eventstore.driver_errors import DriverErrors
@@ -61,6 +62,8 @@ from services.eventstore.ports import (
     Presence,
     StoredDeadLetter,
     StoredEvent,
+    StoredSeal,
+    StreamSeal,
 )
 
 _EVENT_COLUMNS: Final = sql.SQL(
@@ -112,6 +115,10 @@ _DELETE_HELD: Final = (
 EVENT_COPY_TYPES: Final = [
     "text", "text", "int8", "uuid", "text", "timestamptz", "timestamptz", "text", "text", "bytea",
 ]  # fmt: skip
+_INSERT_SEAL: Final = (
+    "INSERT INTO seals (stream_id, seq, key_id, sig, stored_at) VALUES (%s, %s, %s, %s, %s) "
+    "ON CONFLICT (stream_id, seq) DO NOTHING"
+)
 _INSERT_DEAD_LETTER: Final = (
     "INSERT INTO dead_letters (received_at, topic, reason, detail, device_id, seq, raw, raw_size) "
     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
@@ -177,12 +184,13 @@ class PostgresEventStore(PortableQueries):
         dead_letters: Sequence[DeadLetter] = (),
         *,
         received_at: datetime | None = None,
+        seals: Sequence[StreamSeal] = (),
     ) -> AppendResult:
         if not events and not dead_letters:
             return AppendResult.empty()
         received = received_at or datetime.now(UTC)
         with self._connection.transaction(), self._connection.cursor() as cursor:
-            return self._append_in(cursor, events, dead_letters, received)
+            return self._append_in(cursor, events, dead_letters, received, seals)
 
     @POSTGRES_ERRORS
     def append_next(
@@ -205,15 +213,13 @@ class PostgresEventStore(PortableQueries):
         events: Sequence[SealedEvent],
         dead_letters: Sequence[DeadLetter],
         received: datetime,
+        seals: Sequence[StreamSeal] = (),
     ) -> AppendResult:
         neighbours = self._lock_and_fetch_neighbours(cursor, events)
         custody = self._custody(cursor, events)
+        neighbours |= custody.successors
         plan = plan_append(
-            events,
-            neighbours | custody.successors,
-            received_at=received,
-            heads=custody.heads,
-            held=custody.held,
+            events, neighbours, received_at=received, heads=custody.heads, held=custody.held
         )
         if plan.joins:
             # Promoted rows too: this COPY gives them this transaction's id (see above).
@@ -236,7 +242,23 @@ class PostgresEventStore(PortableQueries):
             cursor.executemany(
                 _INSERT_DEAD_LETTER, [_dead_letter_row(letter, received) for letter in letters]
             )
+        # Under the stream locks taken above, so the event each seal signs stays as
+        # ``seals_to_store`` saw it until COMMIT.
+        kept = seals_to_store(seals, neighbours, plan, custody.held)
+        if kept:
+            cursor.executemany(
+                _INSERT_SEAL, [(s.stream_id, s.seq, s.key_id, s.sig, received) for s in kept]
+            )
         return plan.result()
+
+    @POSTGRES_ERRORS
+    def read_seals(self, stream_id: str, from_seq: int = 1) -> list[StoredSeal]:
+        rows = self._connection.execute(
+            "SELECT stream_id, seq, key_id, sig, stored_at FROM seals "
+            "WHERE stream_id = %s AND seq >= %s ORDER BY seq",
+            (stream_id, from_seq),
+        ).fetchall()
+        return [StoredSeal(*row) for row in rows]
 
     @POSTGRES_ERRORS
     def read(self, after: Cursor, limit: int = 1000) -> list[StoredEvent]:

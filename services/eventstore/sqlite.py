@@ -23,6 +23,7 @@ from services.eventstore.append_plan import (
     custody_from,
     neighbour_ranges,
     plan_append,
+    seals_to_store,
 )
 from services.eventstore.driver_errors import DriverErrors
 from services.eventstore.errors import SchemaMissingError
@@ -37,6 +38,8 @@ from services.eventstore.ports import (
     Presence,
     StoredDeadLetter,
     StoredEvent,
+    StoredSeal,
+    StreamSeal,
 )
 from services.eventstore.sqlite_schema import SCHEMA_VERSION, connect
 
@@ -96,12 +99,13 @@ class SqliteEventStore(PortableQueries):
         dead_letters: Sequence[DeadLetter] = (),
         *,
         received_at: datetime | None = None,
+        seals: Sequence[StreamSeal] = (),
     ) -> AppendResult:
         if not events and not dead_letters:
             return AppendResult.empty()
         received = received_at or datetime.now(UTC)
         with self._write() as connection:
-            return self._append_in(connection, events, dead_letters, received)
+            return self._append_in(connection, events, dead_letters, received, seals)
 
     @SQLITE_ERRORS
     def append_next(
@@ -125,14 +129,12 @@ class SqliteEventStore(PortableQueries):
         events: Sequence[SealedEvent],
         dead_letters: Sequence[DeadLetter],
         received: datetime,
+        seals: Sequence[StreamSeal] = (),
     ) -> AppendResult:
         custody = self._custody(connection, events)
+        neighbours = self._stored_neighbours(connection, events) | custody.successors
         plan = plan_append(
-            events,
-            self._stored_neighbours(connection, events) | custody.successors,
-            received_at=received,
-            heads=custody.heads,
-            held=custody.held,
+            events, neighbours, received_at=received, heads=custody.heads, held=custody.held
         )
         # Joins in plan order: a stream's events take positions in seq order.
         connection.executemany(_INSERT_EVENTS, [_row_values(row) for row in plan.joins])
@@ -146,7 +148,26 @@ class SqliteEventStore(PortableQueries):
             "raw, raw_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [_dead_letter_row(letter, received_text) for letter in (*dead_letters, *plan.rejected)],
         )
+        connection.executemany(
+            "INSERT OR IGNORE INTO seals (stream_id, seq, key_id, sig, stored_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [
+                (seal.stream_id, seal.seq, seal.key_id, seal.sig, received_text)
+                for seal in seals_to_store(seals, neighbours, plan, custody.held)
+            ],
+        )
         return plan.result()
+
+    @SQLITE_ERRORS
+    def read_seals(self, stream_id: str, from_seq: int = 1) -> list[StoredSeal]:
+        rows = self._connection.execute(
+            "SELECT stream_id, seq, key_id, sig, stored_at FROM seals "
+            "WHERE stream_id = ? AND seq >= ? ORDER BY seq",
+            (stream_id, from_seq),
+        ).fetchall()
+        return [
+            StoredSeal(row[0], row[1], row[2], row[3], _parse_timestamp(row[4])) for row in rows
+        ]
 
     @SQLITE_ERRORS
     def read(self, after: Cursor, limit: int = 1000) -> list[StoredEvent]:

@@ -213,7 +213,53 @@ INSERT OR IGNORE INTO api_token_expiry (token_id, expires_at)
 SELECT token_id, datetime('now', '+365 days') FROM api_tokens;
 """
 
-_UPGRADES: Final = (_VERSION_1, _VERSION_2, _VERSION_3, _VERSION_4, _VERSION_5, _VERSION_6)
+# Device seals (DESIGN §4.1): one row per verified batch seal, append-only as the
+# events it seals.
+_VERSION_7: Final = """
+CREATE TABLE IF NOT EXISTS seals (
+    stream_id  TEXT    NOT NULL,
+    seq        INTEGER NOT NULL CHECK (seq >= 1),
+    key_id     TEXT    NOT NULL,
+    sig        TEXT    NOT NULL,
+    stored_at  TEXT    NOT NULL,
+    PRIMARY KEY (stream_id, seq)
+);
+CREATE TRIGGER IF NOT EXISTS seals_no_update BEFORE UPDATE ON seals
+BEGIN SELECT RAISE(ABORT, 'seals are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS seals_no_delete BEFORE DELETE ON seals
+BEGIN SELECT RAISE(ABORT, 'seals are append-only'); END;
+"""
+
+# The transparency log (DESIGN §11): leaves and complete-subtree nodes (rebuildable
+# from the events) and every signed checkpoint (not rebuildable: witnesses hold them).
+_VERSION_8: Final = """
+CREATE TABLE IF NOT EXISTS log_leaves (
+    leaf_index  BIGINT  NOT NULL,
+    stream_id   TEXT    NOT NULL,
+    seq         BIGINT  NOT NULL,
+    event_hash  TEXT    NOT NULL,
+    PRIMARY KEY (leaf_index),
+    CONSTRAINT log_leaves_event UNIQUE (stream_id, seq)
+);
+CREATE TABLE IF NOT EXISTS log_nodes (
+    level       INTEGER NOT NULL,
+    node_index  BIGINT  NOT NULL,
+    hash        BLOB    NOT NULL,
+    PRIMARY KEY (level, node_index)
+);
+CREATE TABLE IF NOT EXISTS log_checkpoints (
+    tree_size   BIGINT   NOT NULL,
+    root_hash   BLOB     NOT NULL,
+    note        TEXT     NOT NULL,
+    signed_at   DATETIME NOT NULL,
+    PRIMARY KEY (tree_size)
+);
+"""
+
+_UPGRADES: Final = (
+    _VERSION_1, _VERSION_2, _VERSION_3, _VERSION_4, _VERSION_5, _VERSION_6, _VERSION_7,
+    _VERSION_8,
+)  # fmt: skip
 """The script that brings a file from ``user_version`` N to N + 1 is ``_UPGRADES[N]``.
 
 Every statement is ``IF NOT EXISTS``: two upgraders can both read the old version

@@ -6,12 +6,15 @@ And no response a clinic-scoped token receives carries another clinic's identifi
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
+from services.eventstore import open_event_store
+from services.merkle_log import LogKeeper, MerkleLog, create_key_file, load_signer
 from tests.support.api_client import api_client, bearer
 from tests.support.api_world import CLINIC_A, CLINIC_B, DEVICES, World, build_world
 from tests.support.postgres import TemporaryPostgres
@@ -19,9 +22,10 @@ from tests.support.postgres import TemporaryPostgres
 # What each role may do, from DESIGN §9 (and the clinic's own alert policy and webhooks).
 MAY: dict[str, set[str]] = {
     "manufacturer": {"devices", "manage", "sessions", "alerts", "handle", "configure", "audit",
-                     "dead_letters", "audit_log", "bounds", "read_bounds"},
-    "clinic": {"devices", "sessions", "alerts", "handle", "configure", "audit", "read_bounds"},
-    "auditor": {"sessions", "audit", "audit_log"},
+                     "dead_letters", "audit_log", "bounds", "read_bounds", "log"},
+    "clinic": {"devices", "sessions", "alerts", "handle", "configure", "audit", "read_bounds",
+               "log"},
+    "auditor": {"devices", "sessions", "audit", "audit_log", "log"},
 }  # fmt: skip
 TOKENS = {  # token name → (role, clinic scope or None for the fleet)
     "manufacturer": ("manufacturer", None),
@@ -31,6 +35,7 @@ TOKENS = {  # token name → (role, clinic scope or None for the fleet)
     "auditor_a": ("auditor", CLINIC_A),
 }
 OWNERS = ("A", "B", "none")
+_SEAL_KEY, _SEAL_KEY_ID = "CNP-gygiFv3tfROOz3lR_z_UEvM1AgeP9J612yG_SX8", "c237fe2fd2925b9b"
 OWNER_CLINIC = {"A": CLINIC_A, "B": CLINIC_B, "none": None}
 
 
@@ -99,6 +104,10 @@ def _cases(objects: Objects) -> list[Case]:
         Case("set policy bounds", "PUT", "/api/v1/policy-bounds", "bounds", None, {}),
         Case("register", "POST", "/api/v1/devices", "manage", None,
              {"device_id": "HP-009999", "model": "CX-2"}, frozenset({202, 409})),
+        Case("log checkpoint", "GET", "/api/v1/log/checkpoint", "log", None),
+        Case("log checkpoint 1", "GET", "/api/v1/log/checkpoints/1", "log", None),
+        Case("log key", "GET", "/api/v1/log/public-key", "log", None),
+        Case("log consistency", "GET", "/api/v1/log/proofs/consistency?from=1&to=2", "log", None),
     ]  # fmt: skip
     for owner in OWNERS:
         device, session = objects.device[owner], objects.session[owner]
@@ -111,6 +120,12 @@ def _cases(objects: Objects) -> list[Case]:
                  {"clinic_id": OWNER_CLINIC[owner]}, frozenset({202})),
             Case(f"service {owner}", "POST", f"/api/v1/devices/{device}/services", "manage",
                  owner, {"notes": "matrix"}, frozenset({202})),
+            Case(f"keys {owner}", "GET", f"/api/v1/devices/{device}/keys", "manage", owner),
+            Case(f"add key {owner}", "POST", f"/api/v1/devices/{device}/keys", "manage", owner,
+                 {"public_key": _SEAL_KEY}, frozenset({202, 409})),
+            Case(f"revoke key {owner}", "DELETE",
+                 f"/api/v1/devices/{device}/keys/{_SEAL_KEY_ID}?reason=matrix", "manage", owner,
+                 ok=frozenset({202, 404, 409})),
             Case(f"session {owner}", "GET", f"/api/v1/sessions/{session}", "sessions", owner),
             Case(f"sessions of {owner}", "GET", f"/api/v1/sessions?device_id={device}",
                  "sessions", None),
@@ -125,6 +140,8 @@ def _cases(objects: Objects) -> list[Case]:
                  "audit", owner),
             Case(f"verify session {owner}", "GET",
                  f"/api/v1/audit/verify?session_id={session}", "audit", owner),
+            Case(f"log inclusion {owner}", "GET",
+                 f"/api/v1/log/proofs/inclusion?stream_id={device}&seq=1", "audit", owner),
         ]  # fmt: skip
         if owner != "none":  # clinic resources exist only for clinics
             cases += [
@@ -166,8 +183,24 @@ def matrix_world(
         server: TemporaryPostgres = request.getfixturevalue("postgres_server")
         url = server.create_database(f"authz_{id(request)}", template="coreline_template")
     world = build_world(url)
-    with api_client(url) as client:
+    key = tmp_path_factory.mktemp("log-key") / "coreline-log.key"
+    _keep_log(url, key)
+    with pytest.MonkeyPatch.context() as patch, api_client(url) as client:
+        patch.setenv("CORELINE_LOG_KEY_FILE", str(key))
         yield world, client, _objects(world)
+
+
+def _keep_log(url: str, key: Path) -> None:
+    """What the projector's log keeper does: a checkpoint at size 1, then at the end."""
+    create_key_file(key, "coreline/log/v1")
+    store, merkle_log = open_event_store(url), MerkleLog.open(url)
+    keeper = LogKeeper(store, merkle_log, load_signer(key, "coreline/log/v1"), batch_size=1)
+    keeper.step()
+    keeper.sign_if_due(now=True)
+    keeper.catch_up()
+    keeper.sign_if_due(now=True)
+    store.close()
+    merkle_log.close()
 
 
 def _request(client: TestClient, token: str | None, case: Case, world: World) -> Any:

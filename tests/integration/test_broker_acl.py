@@ -199,6 +199,25 @@ def test_clinic_reads_only_its_own_alerts_and_cannot_forge_them(clients: Clients
     assert clinic_9.wait_for(b"a9b") == [(alerts("clinic-9"), b"a9"), (alerts("clinic-9"), b"a9b")]
 
 
+def test_only_the_api_account_publishes_log_checkpoints_and_everyone_reads_them(
+    clients: Clients,
+) -> None:
+    """The projector's log keeper (api account) publishes the signed checkpoint; a
+    clinic and a device both receive it, and neither may publish one."""
+    topic = "coreline/v1/log/checkpoint"
+    clinic = clients.account("clinic-7")
+    handpiece = clients.device(DEVICE_1)
+    clinic.subscribe(topic)
+    handpiece.subscribe(topic)
+
+    assert clinic.publish(topic, b"forged by a clinic").value == NOT_AUTHORIZED
+    assert handpiece.publish(topic, b"forged by a device").value == NOT_AUTHORIZED
+    assert not clients.account("api").publish(topic, b"signed note").is_failure
+
+    assert clinic.wait_for(b"signed note") == [(topic, b"signed note")]
+    assert handpiece.wait_for(b"signed note") == [(topic, b"signed note")]
+
+
 def test_issue_device_cert_refuses_bad_ids_and_keeps_keys_private(tmp_path: Path) -> None:
     """The script rejects ids outside the protocol's pattern, writes the key with mode
     600, and issues a clientAuth certificate whose CN is the device id."""

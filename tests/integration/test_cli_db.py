@@ -3,6 +3,8 @@
 import os
 import subprocess
 import sys
+import tempfile
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -12,9 +14,13 @@ from services.eventstore import SchemaMissingError, open_event_store
 from services.eventstore.migrations import SCHEMA_REVISION
 from tests.support.postgres import TemporaryPostgres
 
+_KEYS = Path(tempfile.mkdtemp(prefix="coreline-cli-keys-"))
+
 
 def _coreline(*args: str, database_url: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("CORELINE_")}
+    # `db upgrade` makes the log's signing key when there is none: not in the checkout.
+    env["CORELINE_LOG_KEY_FILE"] = str(_KEYS / f"{uuid.uuid4().hex}.key")
     if database_url:
         env["CORELINE_DATABASE_URL"] = database_url
     command = [sys.executable, "-m", "services", *args]

@@ -6,6 +6,7 @@ at run time by ``create_all``."""
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +16,8 @@ import pytest
 import sqlalchemy
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Dialect, Engine, Inspector, MetaData, Table, text
+from sqlalchemy import Column, Dialect, Engine, Inspector, MetaData, Table, text
+from sqlalchemy.types import BigInteger, DateTime, Integer, Text
 
 from services.alerts import store as alert_store
 from services.api import Role, list_tokens
@@ -26,11 +28,23 @@ from services.delivery.tables import TABLES as DELIVERY_TABLES
 from services.eventstore import Backend, DatabaseUrl, SchemaMissingError, open_event_store
 from services.eventstore.migrations import MIGRATIONS_DIR, SCHEMA_REVISION
 from services.eventstore.sqlite_schema import SCHEMA_VERSION, upgrade_sqlite
+from services.merkle_log import log_checkpoints, log_leaves, log_nodes
 from services.projections.tables import read_tables
 from tests.support.api_client import api_client, bearer
 from tests.support.postgres import TemporaryPostgres
 
+SEALS: Final = Table(
+    "seals",
+    MetaData(),
+    Column("stream_id", Text, primary_key=True),
+    Column("seq", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    Column("key_id", Text, nullable=False),
+    Column("sig", Text, nullable=False),
+    Column("stored_at", DateTime(timezone=True).with_variant(Text(), "sqlite"), nullable=False),
+)
+"""Device seals (DESIGN §4.1), as the store adapters query them with SQL of their own."""
 OWNED: Final = (
+    SEALS,
     api_tokens,
     DELIVERY_TABLES.webhooks,
     DELIVERY_TABLES.deliveries,
@@ -40,6 +54,9 @@ OWNED: Final = (
     api_token_expiry,
     users,
     web_sessions,
+    log_leaves,
+    log_nodes,
+    log_checkpoints,
 )
 """The tables the migrations make, as the code that queries them defines them."""
 LEGACY_TOKENS: Final = Table(
@@ -62,11 +79,15 @@ MASTER_KEY: Final = b"migrations-master-key-0123456789abcdef"
 CLINIC: Final = "clinic-7"
 
 EngineOf = Callable[[str], Engine]
+_LOG_KEY_DIR: Final = Path(tempfile.mkdtemp(prefix="coreline-migrations-"))
 
 
 def _coreline(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("CORELINE_")}
     env["CORELINE_DATABASE_URL"] = database_url
+    # ``db upgrade`` makes the log key when missing: beside a SQLite file, else in the
+    # working directory, which must not be the checkout.
+    env["CORELINE_LOG_KEY_FILE"] = str(_LOG_KEY_DIR / "coreline-log.key")
     argv = [sys.executable, "-m", "services", *args]
     return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120, check=False)
 

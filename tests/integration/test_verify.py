@@ -110,8 +110,11 @@ def test_an_untouched_store_verifies(store_url: str, vectors_dir: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.splitlines() == [
         "HP-000011  verified  39 events",
+        "HP-000011  unsigned",
         "HP-000012  verified  25 events",
+        "HP-000012  unsigned",
         "HP-000013  verified  31 events",
+        "HP-000013  unsigned",
         _ALL_VERIFIED,
     ]
 
@@ -132,12 +135,12 @@ def test_a_payload_altered_in_place_is_named(store_url: str, vectors_dir: Path) 
     assert result.returncode == 1, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "HP-000011  verified  39 events"
-    assert lines[1] == (
+    assert lines[2] == (
         f"HP-000012  BROKEN at seq 7 (event {_event_id(vectors_dir, 'HP-000012', 7)}): "
         "the stored event does not hash to its stored hash: it was altered"
     )
-    assert lines[2] == "HP-000013  verified  31 events"
-    assert lines[3] == "3 streams, 95 events: 2 verified, 1 broken, 0 incomplete"
+    assert lines[4] == "HP-000013  verified  31 events"
+    assert lines[6] == "3 streams, 95 events: 2 verified, 1 broken, 0 incomplete"
 
 
 def test_a_payload_rewritten_as_text_is_named(sqlite_url: str, vectors_dir: Path) -> None:
@@ -215,6 +218,7 @@ def test_verify_one_device(postgres_url: str, vectors_dir: Path) -> None:
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert clean.stdout.splitlines() == [
         "HP-000011  verified  39 events",
+        "HP-000011  unsigned",
         "1 stream, 39 events: 1 verified, 0 broken, 0 incomplete",
     ]
     broken = _verify(postgres_url, "--device", "HP-000012")

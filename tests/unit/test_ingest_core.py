@@ -27,6 +27,7 @@ from services.eventstore import (
     InMemoryEventStore,
     StoreRefusedValueError,
     StoreUnavailableError,
+    StreamSeal,
 )
 from tests.support.streams import device_stream
 from transport import Backoff, Message
@@ -85,6 +86,7 @@ class FlakyStore(InMemoryEventStore):
         dead_letters: Sequence[DeadLetter] = (),
         *,
         received_at: datetime | None = None,
+        seals: Sequence[StreamSeal] = (),
     ) -> AppendResult:
         self.appends += 1
         if self.outages:
@@ -92,7 +94,7 @@ class FlakyStore(InMemoryEventStore):
             raise StoreUnavailableError("connection refused")
         if any(event.device_id == self.poison_device for event in events):
             raise StoreRefusedValueError("value out of range\nsecond line")
-        return super().append(events, dead_letters, received_at=received_at)
+        return super().append(events, dead_letters, received_at=received_at, seals=seals)
 
 
 def _core(

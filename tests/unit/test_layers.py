@@ -6,31 +6,43 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-_FIRST_PARTY = ("schemas", "transport", "edge_agent", "simulation", "gateway", "services")
+_FIRST_PARTY = (
+    "schemas",
+    "seal_keys",
+    "transport",
+    "edge_agent",
+    "simulation",
+    "gateway",
+    "services",
+)
 
 ALLOWED: dict[str, set[str]] = {
     "schemas": set(),
+    "seal_keys": {"schemas"},
     "transport": {"schemas"},
     "edge_agent": {"schemas", "transport"},
-    "simulation": {"schemas", "transport", "edge_agent"},
-    "gateway": {"schemas", "transport", "services.eventstore", "services.settings"},
+    "simulation": {"schemas", "seal_keys", "transport", "edge_agent"},
+    "gateway": {"schemas", "seal_keys", "transport", "services.eventstore", "services.settings"},
     "services.eventstore": {"schemas"},
-    "services.settings": {"transport", "services.eventstore"},
+    "services.transparency": set(),
+    "services.merkle_log": {"services.eventstore", "services.transparency"},
+    "services.settings": {"transport", "services.eventstore", "services.transparency"},
     "services.projections": {"schemas", "services.eventstore"},
     "services.alerts": {"schemas", "services.projections"},
-    "services.audit": {"schemas", "services.eventstore"},
+    "services.audit": {"schemas", "seal_keys", "services.eventstore"},
     "services.egress": set(),
+    "services.evidence": set(),
     "services.delivery": {
         "schemas", "transport", "services.eventstore", "services.settings", "services.egress",
     },
     "services.projector": {
         "schemas", "transport", "services.eventstore", "services.projections",
-        "services.alerts", "services.delivery", "services.settings",
+        "services.alerts", "services.delivery", "services.settings", "services.merkle_log",
     },
     "services.api": {
         "schemas", "transport", "services.eventstore", "services.projections",
         "services.alerts", "services.audit", "services.delivery", "services.egress",
-        "services.settings",
+        "services.settings", "services.merkle_log",
     },
 }  # fmt: skip
 """Which packages each package may import.  The command line and the demo wire
@@ -41,6 +53,7 @@ OWNERS = {
     "psycopg": {"services.eventstore"},
     "httpcore": {"services.egress"},
     "argon2": {"services.api"},
+    "cryptography": {"services.api", "seal_keys", "services.merkle_log", "services.transparency"},
     "authlib": {"services.api"},
 }
 """Outside libraries that exactly one package may import."""

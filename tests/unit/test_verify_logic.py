@@ -32,7 +32,7 @@ from services.audit import (
     summary_line,
     verify,
 )
-from services.eventstore import Cursor, StoredEvent
+from services.eventstore import Cursor, StoredEvent, StoredSeal
 from tests.support.streams import device_stream, event_fields
 from tests.support.vectors import STREAM_DEVICES, load_stream
 
@@ -398,6 +398,9 @@ class _FakeStreams:
         ]
         return selected[:limit] if limit else selected
 
+    def read_seals(self, stream_id: str, from_seq: int = 1) -> list[StoredSeal]:
+        return []
+
 
 def _fleet(vectors_dir: Path) -> list[StoredEvent]:
     return [record for device in STREAM_DEVICES for record in _vector_records(vectors_dir, device)]
@@ -419,9 +422,10 @@ def test_verify_all_reports_each_stream_and_a_summary(vectors_dir: Path) -> None
     lines: list[str] = []
     assert not verify(_FakeStreams(records), AllStreams(), lines.append)
     assert lines[0] == "HP-000011  verified  39 events"
-    assert lines[1].startswith(f"HP-000012  BROKEN at seq 7 (event {records[45].event_id})")
-    assert lines[2] == "HP-000013  verified  31 events"
-    assert lines[3] == "3 streams, 95 events: 2 verified, 1 broken, 0 incomplete"
+    assert lines[1] == "HP-000011  unsigned"
+    assert lines[2].startswith(f"HP-000012  BROKEN at seq 7 (event {records[45].event_id})")
+    assert lines[4] == "HP-000013  verified  31 events"
+    assert lines[6] == "3 streams, 95 events: 2 verified, 1 broken, 0 incomplete"
 
 
 def test_verify_a_device_that_has_no_events_is_refused(vectors_dir: Path) -> None:
@@ -442,6 +446,7 @@ def test_verify_a_session_finds_its_device_and_judges_the_session(vectors_dir: P
     assert verify(store, SessionTarget(session_of_13), lines.append)
     assert lines == [
         "HP-000013  verified  31 events",
+        "HP-000013  unsigned",
         f"session {session_of_13} (HP-000013, seq 3..31)  verified  29 events, chained from seq 1",
     ]
     with pytest.raises(VerifyUsageError, match="no stored event belongs to session"):

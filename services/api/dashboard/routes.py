@@ -9,22 +9,26 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Final
 from urllib.parse import quote
+from uuid import UUID
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
+from sqlalchemy import Connection
 
 from services.api import commands
 from services.api.access import Action, Principal
 from services.api.csv_export import csv_lines
 from services.api.dashboard.charts import usage_bars
 from services.api.deps import ApiContext, SameSiteForm, context, signed_in_person
+from services.api.models import VerificationOut
 from services.api.queries import alerts as alert_queries
 from services.api.queries import devices as device_queries
 from services.api.queries import sessions as session_queries
 from services.api.queries.fleet import fleet_overview
+from services.api.queries.verification import verify_session
 
 _HERE: Final = Path(__file__).parent
 _templates: Final = Jinja2Templates(directory=_HERE / "templates")
@@ -86,9 +90,14 @@ def device_page(request: Request, who: Viewer, api: Api, device_id: str) -> Resp
         usage = device_queries.daily_usage(db, who, device_id, 30)
         query = session_queries.session_query(who, device_id=device_id)
         recent = session_queries.list_sessions(db, query, None, 10)[:10]
-        alerts = alert_queries.list_alerts(
-            db, who, status=None, severity=None, device_id=device_id, after=None, limit=10
-        )[:10]
+        # An auditor reads devices but not alerts: the page leaves them out.
+        alerts = (
+            alert_queries.list_alerts(
+                db, who, status=None, severity=None, device_id=device_id, after=None, limit=10
+            )[:10]
+            if who.may(Action.READ_ALERTS)
+            else None
+        )
     chart = Markup(usage_bars(usage))  # noqa: S704 - built from numbers and escaped text
     return _page(
         request, "device.html", who, device=device, chart=chart, usage=usage, sessions=recent,
@@ -148,7 +157,7 @@ def sessions_csv(who: Viewer, api: Api, device_id: str | None = None) -> Respons
 
     def rows() -> Iterator[str]:
         with api.engine.connect() as db:
-            yield from csv_lines(session_queries.stream_rows(db, query, 2000))
+            yield from csv_lines(session_queries.stream_export(db, query, 2000))
 
     return StreamingResponse(
         rows(),
@@ -161,11 +170,42 @@ def sessions_csv(who: Viewer, api: Api, device_id: str | None = None) -> Respons
 def session_page(request: Request, who: Viewer, api: Api, session_id: str) -> Response:
     _require(who, Action.READ_SESSIONS)
     with api.engine.connect() as db:
+        return _session_page(request, who, db, session_id, verification=None)
+
+
+@router.post("/sessions/{session_id}/verify")
+def reverify_session(
+    request: Request, who: Viewer, same_site: SameSiteForm, api: Api, session_id: str
+) -> Response:
+    """Recomputes the session's chain from the stored bytes now, and shows the page
+    with the verdict (as ``GET /api/v1/audit/verify?session_id=…`` answers it)."""
+    _require(who, Action.AUDIT)
+    with api.engine.connect() as db:
         found = session_queries.find_session(db, who, session_id)
-    if found is None:
+        if found is None:
+            raise _not_found("session")
+        with api.stores.borrow() as store:
+            verification = verify_session(db, store, who, found[0].device_id, UUID(session_id))
+        return _session_page(request, who, db, session_id, verification)
+
+
+def _session_page(
+    request: Request,
+    who: Principal,
+    db: Connection,
+    session_id: str,
+    verification: VerificationOut | None,
+) -> Response:
+    found = session_queries.find_session(db, who, session_id)
+    evidence = session_queries.session_evidence(db, who, session_id)
+    if found is None or evidence is None:
         raise _not_found("session")
     session, audit = found
-    return _page(request, "session.html", who, session=session, audit=audit)
+    span, facts = evidence
+    return _page(
+        request, "session.html", who, session=session, audit=audit, span=span,
+        evidence=facts, seals_kept=facts.sealed_through is not None, verification=verification,
+    )  # fmt: skip
 
 
 def _not_found(kind: str) -> PageRefused:

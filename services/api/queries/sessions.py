@@ -8,12 +8,13 @@ from sqlalchemy import Connection, Select, select, tuple_
 
 from services.api.access import Principal
 from services.api.models import SessionOut
+from services.api.queries.evidence import Evidence, SessionSpan, collect, with_evidence
 from services.api.queries.scope import scoped
 from services.api.queries.tables import READ, aware, utc
 
 _sessions = READ.sessions
 SESSION_COLUMNS: Final = tuple(_sessions.c[name] for name in SessionOut.model_fields)
-"""The columns of ``SessionOut``, in its order (the CSV export's columns too)."""
+"""The columns of ``SessionOut``, in its order (the CSV export's first columns too)."""
 
 
 def session_query(
@@ -44,8 +45,7 @@ def list_sessions(
         query = query.where(
             tuple_(_sessions.c.started_at, _sessions.c.session_id) < (utc(started_at), session_id)
         )
-    ordered = query.order_by(_sessions.c.started_at.desc(), _sessions.c.session_id.desc())
-    return [session_out(row) for row in connection.execute(ordered.limit(limit + 1))]
+    return [session_out(row) for row in connection.execute(newest_first(query).limit(limit + 1))]
 
 
 def find_session(
@@ -60,12 +60,32 @@ def find_session(
     return None if row is None else (session_out(row), row.audit)
 
 
-def stream_rows(connection: Connection, query: Select[Any], chunk: int) -> Iterator[Any]:
-    """Every row of ``query`` in start order, fetched ``chunk`` at a time by a
-    server-side cursor: memory stays flat however many sessions match."""
-    ordered = query.order_by(_sessions.c.started_at, _sessions.c.session_id)
+def newest_first(query: Select[Any]) -> Select[Any]:
+    """The order of every session listing: the API's pages, the dashboard, the export."""
+    return query.order_by(_sessions.c.started_at.desc(), _sessions.c.session_id.desc())
+
+
+def stream_export(
+    connection: Connection, query: Select[Any], chunk: int
+) -> Iterator[tuple[list[tuple[Any, SessionSpan]], Evidence]]:
+    """Every session of ``query`` with its evidence, newest first, ``chunk`` at a time;
+    rows come from a server-side cursor, so memory stays flat however many match."""
+    ordered = newest_first(with_evidence(connection, query))
     result = connection.execution_options(stream_results=True, yield_per=chunk).execute(ordered)
-    yield from result
+    for rows in result.partitions(chunk):
+        yield collect(connection, rows)
+
+
+def session_evidence(
+    connection: Connection, principal: Principal, session_id: str
+) -> tuple[SessionSpan, Evidence] | None:
+    """One session's place in the chain and its evidence (``None`` outside the scope),
+    read as the export reads them."""
+    query = session_query(principal).where(_sessions.c.session_id == session_id)
+    sessions, evidence = collect(
+        connection, connection.execute(with_evidence(connection, query)).all()
+    )
+    return None if not sessions else (sessions[0][1], evidence)
 
 
 def session_out(row: Any) -> SessionOut:

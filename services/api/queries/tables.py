@@ -1,9 +1,10 @@
-"""The tables the API reads: the read models, and the event store's presence table."""
+"""The tables the API reads: the read models, and of the event store's tables presence,
+the columns of events that evidence needs, and device seals."""
 
 from datetime import UTC, datetime
 from typing import Final
 
-from sqlalchemy import Boolean, Column, DateTime, MetaData, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, LargeBinary, MetaData, Table, Text
 
 from services.projections.tables import read_tables
 
@@ -15,6 +16,27 @@ presence: Final = Table(
     Column("online", Boolean, nullable=False),
     Column("changed_at", DateTime(timezone=True), nullable=False),
 )
+_STORE: Final = MetaData()
+stored_events: Final = Table(
+    "events",
+    _STORE,
+    Column("stream_id", Text, primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("type", Text, nullable=False),
+    Column("hash", Text, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+)
+"""Read for the hashes and cartridges of session exports, a chunk of sessions at a
+time, where reading each session's stream through the store would be a query each."""
+seals: Final = Table(
+    "seals",
+    _STORE,
+    Column("stream_id", Text, primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("key_id", Text, nullable=False),
+)
+"""Device seals (DESIGN §4.1), one per sealed batch at its last seq; a store migrated
+before seals existed has no such table (``queries.evidence.seals_kept``)."""
 
 
 def aware(moment: datetime | None) -> datetime | None:

@@ -1,6 +1,6 @@
 """Audit: the session export as CSV, and chain verification of a device or session."""
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -8,17 +8,14 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
 from schemas.fields import DEVICE_ID_PATTERN
-from schemas.streams import device_stream
-from services.api.access import Principal
 from services.api.csv_export import csv_lines
 from services.api.deps import Auditor, Context, Db, Store
-from services.api.models import FindingOut, VerificationOut
+from services.api.models import VerificationOut
 from services.api.problems import ERROR_RESPONSES, bad_request, not_found
 from services.api.queries import devices as device_queries
 from services.api.queries import sessions as session_queries
-from services.api.queries.scope import visible_seqs
+from services.api.queries.verification import verify_device, verify_session
 from services.api.routes.sessions import filtered
-from services.audit.verify import audit_stream
 
 router = APIRouter(prefix="/audit", tags=["audit"], responses=ERROR_RESPONSES)
 _CHUNK = 2000
@@ -33,14 +30,17 @@ _CHUNK = 2000
 def export_sessions(
     who: Auditor, api: Context, query: Annotated[Any, Depends(filtered)]
 ) -> StreamingResponse:
-    """Every session matching the filters, oldest first, one row each; the columns of
-    a session in the JSON API.  Streamed with constant memory however many match."""
+    """Every session matching the filters, newest first (start time, then session id,
+    as the sessions list), one row each: the columns of a session in the JSON API,
+    coverage rounded to 2 decimals, then its cartridges and their core diameters, its
+    first and last seq, the stored hash of its last event and its seal status.
+    Streamed with constant memory however many match."""
     del who  # the filters in ``query`` carry the scope
 
     def rows() -> Iterator[str]:
         # Its own connection: the response outlives the request's dependencies.
         with api.engine.connect() as connection:
-            yield from csv_lines(session_queries.stream_rows(connection, query, _CHUNK))
+            yield from csv_lines(session_queries.stream_export(connection, query, _CHUNK))
 
     return StreamingResponse(
         rows(),
@@ -67,41 +67,8 @@ def verify(
         found = session_queries.find_session(db, who, str(session_id))
         if found is None:
             raise not_found("session")
-        session, _ = found
-        audit = audit_stream(store, device_stream(session.device_id), session_id)
-        verdict = audit.session_verdict()
-        at_fault = [] if verdict.finding is None else [verdict.finding]
-        return VerificationOut(
-            device_id=session.device_id,
-            session_id=str(session_id),
-            status=verdict.status.value,
-            events_checked=audit.events_checked,
-            findings=_visible(db, store, who, session.device_id, at_fault),
-        )
+        return verify_session(db, store, who, found[0].device_id, session_id)
     assert device_id is not None  # noqa: S101 - one of the two, checked above
     if not device_queries.device_visible(db, who, device_id):
         raise not_found("device")
-    audit = audit_stream(store, device_stream(device_id))
-    return VerificationOut(
-        device_id=device_id,
-        session_id=None,
-        status=audit.status.value,
-        events_checked=audit.events_checked,
-        findings=_visible(db, store, who, device_id, audit.findings),
-    )
-
-
-def _visible(
-    db: Db, store: Store, who: Principal, device_id: str, findings: Sequence[Any]
-) -> list[FindingOut]:
-    seen = visible_seqs(db, store, who, device_id, (finding.seq for finding in findings))
-    return [_finding(finding) for finding in findings if finding.seq in seen]
-
-
-def _finding(finding: Any) -> FindingOut:
-    return FindingOut(
-        defect=finding.defect.value,
-        seq=finding.seq,
-        event_id=str(finding.event_id),
-        detail=finding.detail,
-    )
+    return verify_device(db, store, who, device_id)

@@ -1,9 +1,11 @@
 """Devices: list, detail, event history, register, assign, record service."""
 
-from typing import Annotated, Any
+from enum import StrEnum
+from typing import Annotated, Any, Final
+from urllib.parse import urlencode
 
 import orjson
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Path, Query, Response, status
 
 from schemas.fields import CLINIC_ID_PATTERN, DEVICE_ID_PATTERN
 from schemas.streams import device_stream
@@ -35,6 +37,7 @@ from services.eventstore import StoredEvent
 
 router = APIRouter(prefix="/devices", tags=["devices"], responses=ERROR_RESPONSES)
 DevicePath = Annotated[str, Path(pattern=DEVICE_ID_PATTERN, examples=["HP-000123"])]
+NDJSON_MEDIA_TYPE: Final = "application/x-ndjson"
 
 
 @router.get("", summary="List devices")
@@ -79,7 +82,23 @@ def get_usage(
     return queries.daily_usage(db, who, device_id, days)
 
 
-@router.get("/{device_id}/events", summary="A device's event history")
+class EventFormat(StrEnum):
+    JSON = "json"
+    NDJSON = "ndjson"
+
+
+@router.get(
+    "/{device_id}/events",
+    summary="A device's event history",
+    response_model=Page[EventOut],
+    responses={
+        200: {
+            "content": {NDJSON_MEDIA_TYPE: {}},
+            "description": "With `format=ndjson`: one stored event per line, its bytes "
+            "exactly as stored with `hash` appended; the next page in the `Link` header.",
+        }
+    },
+)
 def list_events(
     who: DeviceReader,
     db: Db,
@@ -87,12 +106,15 @@ def list_events(
     device_id: DevicePath,
     cursor: CursorParam = None,
     limit: Limit = 100,
-) -> Page[EventOut]:
-    """The device's own events in seq order, as it sent them (hash-chained).  A clinic
-    sees the device while it holds it, and of its history what the clinic owns: the
-    events of its intervals and of its sessions (DESIGN §9).  What the device did at
-    another clinic (that clinic's session ids among them) stays that clinic's, so a
-    page may hold fewer items than ``limit`` and still have a next one."""
+    shape: Annotated[EventFormat, Query(alias="format")] = EventFormat.JSON,
+) -> Any:
+    """The device's own events in seq order, as it sent them (hash-chained); each item's
+    ``event`` is the stored event verbatim, so its hash can be recomputed.  A clinic
+    (and an auditor of one clinic) sees the device while it holds it, and of its
+    history what the clinic owns: the events of its intervals and of its sessions
+    (DESIGN §9).  What the device did at another clinic (that clinic's session ids
+    among them) stays that clinic's, so a page may hold fewer items than ``limit``
+    and still have a next one."""
     if not queries.device_visible(db, who, device_id):
         raise not_found("device")
     after = decode_cursor(cursor, (int,))
@@ -100,8 +122,17 @@ def list_events(
     stored = store.read_stream(device_stream(device_id), from_seq=from_seq, limit=limit + 1)
     page = stored[:limit]
     items = visible_events(db, store, who, device_id, [event_out(event) for event in page])
-    more = len(stored) > limit
-    return Page(items=items, next_cursor=encode_cursor([page[-1].seq]) if more else None)
+    following = encode_cursor([page[-1].seq]) if len(stored) > limit else None
+    if shape is EventFormat.JSON:
+        return Page(items=items, next_cursor=following)
+    shown = {item.seq for item in items}
+    lines = b"".join(stored_line(event) for event in page if event.seq in shown)
+    headers = {}
+    if following is not None:
+        # Relative to the request's own path (RFC 3986 §5.2): the same query, next page.
+        query = urlencode({"format": shape.value, "limit": limit, "cursor": following})
+        headers["Link"] = f'<?{query}>; rel="next"'
+    return Response(lines, media_type=NDJSON_MEDIA_TYPE, headers=headers)
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, summary="Register a device")
@@ -150,4 +181,14 @@ def event_out(event: StoredEvent) -> EventOut:
         hash=event.hash,
         prev_hash=event.prev_hash,
         data=body.get("data", {}),
+        # The parsed stored bytes: re-serializing typed fields (times above all) would
+        # change the text the hash covers.
+        event={**body, "hash": event.hash},
     )
+
+
+def stored_line(event: StoredEvent) -> bytes:
+    """The stored bytes (the canonical JSON the hash covers) with ``hash`` appended as
+    the last member, and a newline: cut ``,"hash":"…"`` back out and SHA-256 of what
+    is left is the hash, byte for byte."""
+    return b'%s,"hash":"%s"}\n' % (event.body[:-1], event.hash.encode())

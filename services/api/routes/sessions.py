@@ -1,12 +1,11 @@
 """Treatment sessions: list and detail (with cartridges and events)."""
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 from fastapi import APIRouter, Depends, Path, Query
 
 from schemas.fields import CLINIC_ID_PATTERN, DEVICE_ID_PATTERN
-from schemas.streams import device_stream
 from services.api.deps import Db, SessionReader, Store
 from services.api.models import SessionCartridge, SessionDetail, SessionOut
 from services.api.pagination import (
@@ -19,6 +18,7 @@ from services.api.pagination import (
 )
 from services.api.problems import ERROR_RESPONSES, bad_request, not_found
 from services.api.queries import sessions as queries
+from services.api.queries.evidence import Evidence, SessionSpan
 from services.api.queries.scope import visible_events
 from services.api.routes.devices import event_out
 
@@ -72,18 +72,19 @@ def get_session(
     store: Store,
     session_id: Annotated[str, Path(max_length=64)],
 ) -> SessionDetail:
-    """The session's audit, the cartridges it used and its events: from its start
-    through its end (through the newest while it is open), its own and those between
-    that name no session.  A clinic sees, of the latter, those of its own custody: a
-    session begun before a reassignment keeps its events, not the next holder's."""
+    """The session's audit, where it lies in the device's chain (first and last seq,
+    their stored hashes, seal status), the cartridges it used and its events, each
+    with the stored event verbatim: from its start through its end (through the
+    newest while it is open), its own and those between that name no session.  A
+    clinic sees, of the latter, those of its own custody: a session begun before a
+    reassignment keeps its events, not the next holder's."""
     found = queries.find_session(db, who, session_id)
     if found is None:
         raise not_found("session")
     session, audit = found
-    first = audit["started_seq"]
-    last = audit.get("ended_seq")
+    span, evidence = queries.session_evidence(db, who, session_id) or _gone()
     stored = store.read_stream(
-        device_stream(session.device_id), from_seq=first, to_seq=last, limit=_MAX_SESSION_EVENTS
+        span.stream_id, from_seq=span.first_seq, to_seq=span.last_seq, limit=_MAX_SESSION_EVENTS
     )
     own = [event for event in map(event_out, stored) if _belongs(event.data, session_id)]
     events = visible_events(db, store, who, session.device_id, own)
@@ -92,24 +93,38 @@ def get_session(
         end_reason=audit.get("end_reason"),
         actuations_counted=audit["actuations_counted"],
         actuations_reported=audit.get("actuations_reported"),
-        cartridges=_cartridges(audit["cartridge_ids"], events),
+        first_seq=span.first_seq,
+        last_seq=span.last_seq,
+        first_hash=evidence.first_hash(span),
+        last_hash=evidence.last_hash(span),
+        seal_status=evidence.seal_status(span),
+        cartridges=_cartridges(span, evidence, events),
         events=events,
     )
+
+
+def _gone() -> NoReturn:
+    raise not_found("session")  # between two reads: the same as never found
 
 
 def _belongs(data: dict[str, Any], session_id: str) -> bool:
     return data.get("session_id") in (None, session_id)
 
 
-def _cartridges(cartridge_ids: list[str], events: list[Any]) -> list[SessionCartridge]:
-    actuations = dict.fromkeys(cartridge_ids, 0)
-    cores = dict.fromkeys(cartridge_ids, 0)
+def _cartridges(span: SessionSpan, evidence: Evidence, events: list[Any]) -> list[SessionCartridge]:
+    actuations = dict.fromkeys(span.cartridge_ids, 0)
+    cores = dict.fromkeys(span.cartridge_ids, 0)
     for event in events:
         if event.type == "cores.punched":
             cartridge = event.data["cartridge_id"]
             actuations[cartridge] = actuations.get(cartridge, 0) + event.data["actuations"]
             cores[cartridge] = cores.get(cartridge, 0) + event.data["cores"]
     return [
-        SessionCartridge(cartridge_id=cartridge, actuations=actuations[cartridge], cores=count)
+        SessionCartridge(
+            cartridge_id=cartridge,
+            actuations=actuations[cartridge],
+            cores=count,
+            core_diameter_mm=evidence.core_diameter(span, cartridge),
+        )
         for cartridge, count in cores.items()
     ]

@@ -1,0 +1,64 @@
+"""``run_log_keeper``: the transparency log kept beside the projector, for the CLI.
+
+Its own thread with its own store handle: logging and signing never wait for the
+folds, and the log keeps pace with ingest on its own (DESIGN §11)."""
+
+import logging
+import threading
+from pathlib import Path
+from typing import Final
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from services.eventstore import EventStoreError, open_event_store
+from services.merkle_log import SIGN_EVERY_S, LogKeeper, MerkleLog, StoredCheckpoint, load_signer
+from services.projector.checkpoint_publisher import CheckpointPublisher
+from transport import BrokerAddress
+
+log = logging.getLogger(__name__)
+_RETRY_S: Final = 2.0
+
+
+def run_log_keeper(
+    database_url: str,
+    broker: BrokerAddress | None,
+    key_file: Path,
+    origin: str,
+    stop: threading.Event,
+    sign_every_s: float = SIGN_EVERY_S,
+) -> None:
+    """Keep the log and publish its checkpoints until ``stop`` is set
+    (``broker=None``: checkpoints are signed and stored, not published)."""
+    signer = load_signer(key_file, origin)
+    store = open_event_store(database_url)
+    merkle_log = MerkleLog.open(database_url)
+    publisher = CheckpointPublisher(broker) if broker is not None else None
+    keeper = LogKeeper(store, merkle_log, signer, sign_every_s=sign_every_s)
+    try:
+        if publisher is not None:
+            publisher.start()
+            latest = merkle_log.latest_checkpoint()
+            if latest is not None:
+                publisher.publish(latest.note)
+
+        def published(checkpoint: StoredCheckpoint) -> None:
+            if publisher is not None:
+                publisher.publish(checkpoint.note)
+
+        while not stop.is_set():
+            try:
+                keeper.run_once(published)
+            except (EventStoreError, SQLAlchemyError):
+                # The database is away (or a rebuild holds the log): nothing was
+                # half-written, since each batch commits whole; try again shortly.
+                log.exception("the log keeper could not reach the database; retrying")
+                keeper.close()
+                stop.wait(_RETRY_S)
+            if publisher is not None:
+                publisher.republish_if_reconnected()
+    finally:
+        keeper.close()
+        if publisher is not None:
+            publisher.stop()
+        store.close()
+        merkle_log.close()
