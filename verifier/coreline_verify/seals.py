@@ -1,0 +1,85 @@
+"""Device seals (DESIGN §4.1): the message a device signs, key ids, and a device's
+keys as its registry stream's events declare them."""
+
+import base64
+import binascii
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+_CONTEXT: Final = "coreline-seal/v1"
+_RAW_KEY_BYTES: Final = 32
+
+
+class SealError(ValueError):
+    """A key declaration or a seal that does not hold."""
+
+
+def seal_message(device_id: str, seq: int, event_hash: str) -> bytes:
+    """The bytes a device signs to seal its stream up to ``seq``."""
+    return f"{_CONTEXT}\n{device_id}\n{seq}\n{event_hash}\n".encode()
+
+
+def key_id_of(raw_public_key: bytes) -> str:
+    """Hex of the first 8 bytes of SHA-256 of the raw 32-byte public key."""
+    return hashlib.sha256(raw_public_key).digest()[:8].hex()
+
+
+def _base64url(text: Any) -> bytes:
+    if not isinstance(text, str):
+        raise SealError("expected base64url text")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as error:
+        raise SealError(f"{text!r} is not base64url") from error
+
+
+@dataclass(slots=True)
+class DeviceKeys:
+    """One device's seal keys: each registered key with the log index of its
+    registration, and each revocation's log index."""
+
+    registered: dict[str, Ed25519PublicKey] = field(default_factory=dict)
+    revoked_at: dict[str, int] = field(default_factory=dict)
+
+    def register(self, data: Any) -> None:
+        if not isinstance(data, dict) or data.get("algorithm") != "ed25519":
+            raise SealError("a registered key must be an ed25519 key")
+        raw = _base64url(data.get("public_key"))
+        if len(raw) != _RAW_KEY_BYTES:
+            raise SealError("a registered public key must be 32 bytes")
+        if data.get("key_id") != key_id_of(raw):
+            raise SealError(f"key_id {data.get('key_id')} does not match its public key")
+        self.registered[data["key_id"]] = Ed25519PublicKey.from_public_bytes(raw)
+
+    def revoke(self, data: Any, log_index: int) -> None:
+        key_id = data.get("key_id") if isinstance(data, dict) else None
+        if not isinstance(key_id, str):
+            raise SealError("a revocation must name a key_id")
+        # The first revocation counts: a key once revoked stays revoked from there.
+        self.revoked_at.setdefault(key_id, log_index)
+
+    def check(self, seal: Any, device_id: str, event_hash: str, log_index: int) -> str:
+        """Verify a seal over the event at ``log_index``; return its key id."""
+        if not isinstance(seal, dict):
+            raise SealError("a seal is an object with seq, key_id and sig")
+        key_id, seq = seal.get("key_id"), seal.get("seq")
+        if type(seq) is not int:
+            raise SealError("a seal names the seq it seals")
+        key = self.registered.get(key_id) if isinstance(key_id, str) else None
+        if key is None:
+            raise SealError(f"seal by key {key_id}, which the registry does not register")
+        revoked = self.revoked_at.get(key_id)  # type: ignore[arg-type]
+        if revoked is not None and revoked < log_index:
+            raise SealError(
+                f"seal by key {key_id}, revoked before this event "
+                f"(log index {revoked} < {log_index})"
+            )
+        try:
+            key.verify(_base64url(seal.get("sig")), seal_message(device_id, seq, event_hash))
+        except InvalidSignature as error:
+            raise SealError(f"seal by key {key_id} does not verify") from error
+        return str(key_id)
