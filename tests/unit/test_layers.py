@@ -31,7 +31,10 @@ ALLOWED: dict[str, set[str]] = {
     "services.alerts": {"schemas", "services.projections"},
     "services.audit": {"schemas", "seal_keys", "services.eventstore"},
     "services.egress": set(),
-    "services.evidence": set(),
+    "services.evidence": {
+        "schemas", "services.eventstore", "services.audit", "services.merkle_log",
+        "services.transparency",
+    },
     "services.delivery": {
         "schemas", "transport", "services.eventstore", "services.settings", "services.egress",
     },
@@ -42,7 +45,7 @@ ALLOWED: dict[str, set[str]] = {
     "services.api": {
         "schemas", "transport", "services.eventstore", "services.projections",
         "services.alerts", "services.audit", "services.delivery", "services.egress",
-        "services.settings", "services.merkle_log",
+        "services.settings", "services.merkle_log", "services.evidence",
     },
 }  # fmt: skip
 """Which packages each package may import.  The command line and the demo wire

@@ -1,7 +1,8 @@
-"""Audit: the session export as CSV, and chain verification of a device or session."""
+"""Audit: the session export as CSV, chain verification of a device or session, and
+evidence bundles (docs/evidence-bundle.md)."""
 
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
@@ -11,11 +12,28 @@ from schemas.fields import DEVICE_ID_PATTERN
 from services.api.csv_export import csv_lines
 from services.api.deps import Auditor, Context, Db, Store
 from services.api.models import VerificationOut
-from services.api.problems import ERROR_RESPONSES, bad_request, not_found
+from services.api.problems import (
+    ERROR_RESPONSES,
+    bad_request,
+    conflict,
+    forbidden,
+    not_found,
+    unavailable,
+)
 from services.api.queries import devices as device_queries
 from services.api.queries import sessions as session_queries
 from services.api.queries.verification import verify_device, verify_session
 from services.api.routes.sessions import filtered
+from services.evidence import (
+    ExportError,
+    NothingToExportError,
+    Scope,
+    bundle_chunks,
+    plan_export,
+    write_export,
+)
+from services.merkle_log import LogKeyError, MerkleLog, load_verifier
+from services.settings import load_settings
 
 router = APIRouter(prefix="/audit", tags=["audit"], responses=ERROR_RESPONSES)
 _CHUNK = 2000
@@ -72,3 +90,58 @@ def verify(
     if not device_queries.device_visible(db, who, device_id):
         raise not_found("device")
     return verify_device(db, store, who, device_id)
+
+
+@router.get(
+    "/evidence",
+    summary="An evidence bundle of a session or a device",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/jsonl": {}}, "description": "streamed"}},
+)
+def evidence(
+    who: Auditor,
+    api: Context,
+    store: Store,
+    session_id: UUID | None = None,
+    device_id: Annotated[str | None, Query(pattern=DEVICE_ID_PATTERN)] = None,
+    from_time: Annotated[str | None, Query(alias="from")] = None,
+    to_time: Annotated[str | None, Query(alias="to")] = None,
+) -> StreamingResponse:
+    """The ``coreline-evidence/v1`` bundle ``coreline audit export`` writes, streamed
+    with constant memory; check it offline with ``coreline-verify``.  Fleet-wide
+    auditors and the manufacturer only: a bundle holds the device's whole registry
+    stream and every event of its range, whichever clinic held it (403 for a
+    clinic-scoped token).  409 while the log has no checkpoint covering the events."""
+    if who.clinic_id is not None:
+        raise forbidden("evidence bundles are for fleet-wide auditors and the manufacturer")
+    if (device_id is None) == (session_id is None) or (session_id and (from_time or to_time)):
+        raise bad_request("give session_id, or device_id with optional from and to")
+    scope = (
+        Scope("session", session_id=str(session_id))
+        if session_id is not None
+        else Scope("device", device_id=device_id, from_time=from_time, to_time=to_time)
+    )
+    settings = load_settings()
+    try:
+        verifier = load_verifier(settings.log_key_path(), settings.log_origin)
+    except LogKeyError:
+        raise unavailable("the log's verifier key is not configured") from None
+    merkle_log = MerkleLog(api.engine)
+    try:
+        plan = plan_export(store, merkle_log, verifier, scope)
+    except NothingToExportError:
+        raise not_found(scope.kind) from None
+    except ExportError as error:
+        raise conflict(str(error)) from None
+
+    def write(out: BinaryIO) -> None:
+        # Its own store: the response outlives the request's dependencies.
+        with api.stores.borrow() as own:
+            write_export(out, own, merkle_log, plan)
+
+    name = session_id or device_id
+    return StreamingResponse(
+        bundle_chunks(write),
+        media_type="application/jsonl",
+        headers={"Content-Disposition": f'attachment; filename="coreline-evidence-{name}.jsonl"'},
+    )
