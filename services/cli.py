@@ -506,6 +506,7 @@ def api(
             settings.master_key(),
             secure_cookies=settings.api_secure_cookies,
             limits=settings.request_limits(),
+            log_key=settings.log_key_place(),
         )
     except ConfigurationError as error:  # people's settings: CORELINE_SECRET_KEY, OIDC
         raise _fail("api", error) from None

@@ -1,6 +1,7 @@
 """The platform processes' configuration from ``CORELINE_*`` variables (DESIGN §10):
 the broker settings every process shares, plus the database and the log key."""
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -34,12 +35,29 @@ class Settings(MqttSettings):
     """The checkpoints' origin line, which is also the signing key's name."""
 
     def log_key_path(self) -> Path:
-        if self.log_key_file is not None:
-            return self.log_key_file
-        database = DatabaseUrl.parse(self.database_url)
-        if database.backend is Backend.SQLITE:
-            return database.sqlite_path.parent / LOG_KEY_NAME
-        return Path(LOG_KEY_NAME)
+        return log_key_path(self.database_url, self.log_key_file)
+
+    def log_key_place(self) -> "LogKeyPlace":
+        return LogKeyPlace(self.log_key_path(), self.log_origin)
+
+
+@dataclass(frozen=True, slots=True)
+class LogKeyPlace:
+    """Where the transparency log's signing key is, and the name (origin) it signs as."""
+
+    path: Path
+    origin: str = DEFAULT_ORIGIN
+
+
+def log_key_path(database_url: str, configured: Path | None = None) -> Path:
+    """Where the log's signing key is: ``configured``, else beside the SQLite file,
+    else ``./coreline-log.key``."""
+    if configured is not None:
+        return configured
+    database = DatabaseUrl.parse(database_url)
+    if database.backend is Backend.SQLITE:
+        return database.sqlite_path.parent / LOG_KEY_NAME
+    return Path(LOG_KEY_NAME)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -37,12 +37,13 @@ from services.api.routes import (
 from services.api.store_pool import StorePool
 from services.eventstore import EventStore
 from services.projections.read_store import ReadModelStore
+from services.settings import LogKeyPlace, log_key_path
 from transport import BrokerAddress
 
 API_PREFIX: Final = "/api/v1"
 
 
-def create_app(
+def create_app(  # noqa: PLR0913 - the composition root takes each collaborator
     database_url: str,
     open_store: Callable[[], EventStore],
     broker: BrokerAddress,
@@ -51,9 +52,11 @@ def create_app(
     secure_cookies: bool = False,
     limits: RequestLimits | None = None,
     people: PeopleConfig | None = None,
+    log_key: LogKeyPlace | None = None,
 ) -> FastAPI:
     """``people`` defaults to the ``CORELINE_SECRET_KEY`` and ``CORELINE_OIDC_*``
-    settings (``services/api/people/settings.py``)."""
+    settings (``services/api/people/settings.py``); ``log_key`` to the place
+    ``coreline db upgrade`` puts the log's key for ``database_url``."""
     people = people or people_config(master_key)
     read_models = ReadModelStore(database_url)  # creates the read tables when missing
     engine = read_models.engine
@@ -74,7 +77,10 @@ def create_app(
         redoc_url=None,
         lifespan=lifespan,
     )
-    app.state.context = ApiContext(engine, stores, broker, master_key, People.build(engine, people))
+    app.state.context = ApiContext(
+        engine, stores, broker, master_key, People.build(engine, people),
+        log_key or LogKeyPlace(log_key_path(database_url)),
+    )  # fmt: skip
     install_problem_handlers(app)
     app.add_middleware(RequestMetrics)
     checks = CredentialChecks(

@@ -16,6 +16,7 @@ from services.api.problems import forbidden, unauthorized
 from services.api.store_pool import StorePool
 from services.api.tokens import TokenRefusal, authenticate
 from services.eventstore import EventStore
+from services.settings import LogKeyPlace
 from transport import BrokerAddress
 
 SESSION_COOKIE: Final = "coreline_session"
@@ -32,6 +33,8 @@ class ApiContext:
     broker: BrokerAddress
     master_key: bytes | None
     people: People
+    log_key: LogKeyPlace
+    """The transparency log's signing key; the API reads only its public half."""
 
 
 def context(request: Request) -> ApiContext:

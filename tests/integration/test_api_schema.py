@@ -13,6 +13,9 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from services.api import create_app
 from services.eventstore import open_event_store
+from services.merkle_log import create_key_file
+from services.settings import log_key_path
+from services.transparency import DEFAULT_ORIGIN
 from tests.support.api_client import MASTER_KEY
 from tests.support.api_world import build_world
 from tests.support.mosquitto import TemporaryMosquitto
@@ -27,6 +30,8 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     is ready), called with a fleet-wide token."""
     url = f"sqlite:///{Path(tmp_path_factory.mktemp('schema')) / 'coreline.db'}"
     world = build_world(url, hours=3)
+    # As `coreline db upgrade` does: the log's key, outside the database.
+    create_key_file(log_key_path(url), DEFAULT_ORIGIN)
     _TOKEN["manufacturer"] = world.tokens["manufacturer"]
     mosquitto = TemporaryMosquitto().start()
     broker = BrokerAddress(host="127.0.0.1", port=mosquitto.port)

@@ -33,7 +33,6 @@ from services.evidence import (
     write_export,
 )
 from services.merkle_log import LogKeyError, MerkleLog, load_verifier
-from services.settings import load_settings
 
 router = APIRouter(prefix="/audit", tags=["audit"], responses=ERROR_RESPONSES)
 _CHUNK = 2000
@@ -96,7 +95,11 @@ def verify(
     "/evidence",
     summary="An evidence bundle of a session or a device",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/jsonl": {}}, "description": "streamed"}},
+    responses={
+        200: {"content": {"application/jsonl": {}}, "description": "streamed"},
+        409: ERROR_RESPONSES[400] | {"description": "No checkpoint covers the events yet"},
+        503: ERROR_RESPONSES[400] | {"description": "The log's key is not configured"},
+    },
 )
 def evidence(
     who: Auditor,
@@ -121,9 +124,8 @@ def evidence(
         if session_id is not None
         else Scope("device", device_id=device_id, from_time=from_time, to_time=to_time)
     )
-    settings = load_settings()
     try:
-        verifier = load_verifier(settings.log_key_path(), settings.log_origin)
+        verifier = load_verifier(api.log_key.path, api.log_key.origin)
     except LogKeyError:
         raise unavailable("the log's verifier key is not configured") from None
     merkle_log = MerkleLog(api.engine)

@@ -1,7 +1,7 @@
 """A device's seal keys (DESIGN §4.1): register, revoke, list.  The manufacturer's:
 a key decides which batches of the device the platform accepts."""
 
-from typing import Annotated
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
@@ -39,8 +39,16 @@ class DeviceKeyOut(BaseModel):
     )
 
 
+_CONFLICT: Final[dict[int | str, dict[str, Any]]] = {
+    409: ERROR_RESPONSES[400] | {"description": "Registered, or revoked, already"}
+}
+
+
 @router.post(
-    "/{device_id}/keys", status_code=status.HTTP_202_ACCEPTED, summary="Register a seal key"
+    "/{device_id}/keys",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Register a seal key",
+    responses=_CONFLICT,
 )
 def register_key(
     who: DeviceManager, store: Store, device_id: DevicePath, body: RegisterKey
@@ -54,6 +62,7 @@ def register_key(
     "/{device_id}/keys/{key_id}",
     status_code=status.HTTP_202_ACCEPTED,
     summary="Revoke a seal key",
+    responses=_CONFLICT,
 )
 def revoke_key(
     who: DeviceManager,

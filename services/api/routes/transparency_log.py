@@ -11,7 +11,7 @@ import base64
 import re
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel
 
 from schemas.fields import DEVICE_ID_PATTERN
@@ -20,11 +20,12 @@ from services.api.deps import Auditor, Context, Db, Store, principal
 from services.api.problems import ERROR_RESPONSES, bad_request, not_found
 from services.api.queries.scope import visible_seqs
 from services.merkle_log import LogKeyError, MerkleLog, NotInLogError, load_verifier
-from services.settings import load_settings
 
 router = APIRouter(prefix="/log", tags=["transparency log"], responses=ERROR_RESPONSES)
 Reader = Annotated[Principal, Depends(principal)]
 NOTE_MEDIA_TYPE: Final = "text/plain; charset=utf-8"
+_MAX: Final = 2**62
+"""Sizes and seqs the database's BIGINT holds, with room to spare."""
 _TEXT: Final[dict[int | str, dict[str, Any]]] = {200: {"content": {"text/plain": {}}}}
 
 
@@ -63,7 +64,7 @@ def latest_checkpoint(_: Reader, log: Log) -> Response:
 
 
 @router.get("/checkpoints/{size}", summary="The checkpoint at a tree size", responses=_TEXT)
-def checkpoint_at(_: Reader, log: Log, size: int) -> Response:
+def checkpoint_at(_: Reader, log: Log, size: Annotated[int, Path(ge=0, le=_MAX)]) -> Response:
     """The checkpoint signed when the log had ``size`` leaves (every one is kept)."""
     found = log.checkpoint(size)
     if found is None:
@@ -72,12 +73,11 @@ def checkpoint_at(_: Reader, log: Log, size: int) -> Response:
 
 
 @router.get("/public-key", summary="The log's verifier key", responses=_TEXT)
-def public_key(_: Reader) -> Response:
+def public_key(_: Reader, api: Context) -> Response:
     """``<name>+<hex key hash>+<base64(0x01 || Ed25519 key)>`` (C2SP verifier key).
     Compare it with one obtained another way before trusting it."""
-    settings = load_settings()
     try:
-        verifier = load_verifier(settings.log_key_path(), settings.log_origin)
+        verifier = load_verifier(api.log_key.path, api.log_key.origin)
     except LogKeyError:
         raise not_found("log key") from None
     return Response(verifier.text() + "\n", media_type=NOTE_MEDIA_TYPE)
@@ -90,9 +90,9 @@ def inclusion_proof(
     db: Db,
     store: Store,
     stream_id: Annotated[str, Query(min_length=1, max_length=200)],
-    seq: Annotated[int, Query(ge=1)],
+    seq: Annotated[int, Query(ge=1, le=_MAX)],
     size: Annotated[
-        int | None, Query(ge=1, description="Default: the latest checkpoint's.")
+        int | None, Query(ge=1, le=_MAX, description="Default: the latest checkpoint's.")
     ] = None,
 ) -> InclusionProofOut:
     """The audit path of the event ``(stream_id, seq)`` in the tree of ``size`` leaves."""
@@ -120,8 +120,8 @@ def inclusion_proof(
 def consistency_proof(
     _: Reader,
     log: Log,
-    from_size: Annotated[int, Query(alias="from", ge=1)],
-    to_size: Annotated[int, Query(alias="to", ge=1)],
+    from_size: Annotated[int, Query(alias="from", ge=1, le=_MAX)],
+    to_size: Annotated[int, Query(alias="to", ge=1, le=_MAX)],
 ) -> ConsistencyProofOut:
     """The proof that the tree of ``from`` leaves is a prefix of the tree of ``to``."""
     if from_size > to_size:
