@@ -190,8 +190,7 @@ def matrix_world(
     world = build_world(url)
     key = tmp_path_factory.mktemp("log-key") / "coreline-log.key"
     _keep_log(url, key)
-    with pytest.MonkeyPatch.context() as patch, api_client(url) as client:
-        patch.setenv("CORELINE_LOG_KEY_FILE", str(key))
+    with api_client(url, log_key=key) as client:
         yield world, client, _objects(world)
 
 

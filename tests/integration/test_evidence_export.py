@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from uuid import uuid4
 
-import pytest
 from sqlalchemy import create_engine
 
 from schemas import SealedEvent, device_topic, seal
@@ -211,8 +210,7 @@ def test_the_api_streams_the_same_bundle_to_fleet_auditors(
     _, fleet = create_token(engine, Role.AUDITOR, None, "evidence")
     _, clinic = create_token(engine, Role.AUDITOR, "clinic-a", "evidence")
     engine.dispose()
-    with pytest.MonkeyPatch.context() as patch, api_client(store_url) as client:
-        patch.setenv("CORELINE_LOG_KEY_FILE", str(platform.key))
+    with api_client(store_url, log_key=platform.key) as client:
         path = f"/api/v1/audit/evidence?session_id={session_id}"
         response = client.get(path, headers=bearer(fleet))
         assert response.status_code == 200, response.text

@@ -26,14 +26,11 @@ ORIGIN = "coreline/log/v1"
 
 
 @pytest.fixture
-def logged_world(
-    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[World, TestClient, list[int]]]:
+def logged_world(store_url: str, tmp_path: Path) -> Iterator[tuple[World, TestClient, list[int]]]:
     """A projected world whose log is kept, with a checkpoint signed after the first
     half of its events and another after all of them."""
     key = tmp_path / "coreline-log.key"
     create_key_file(key, ORIGIN)
-    monkeypatch.setenv("CORELINE_LOG_KEY_FILE", str(key))
     world = build_world(store_url, hours=1.0)
     store, merkle_log = open_event_store(store_url), MerkleLog.open(store_url)
     keeper = LogKeeper(store, merkle_log, load_signer(key, ORIGIN), batch_size=100)
@@ -45,7 +42,7 @@ def logged_world(
     assert last is not None
     store.close()
     merkle_log.close()
-    with api_client(store_url) as client:
+    with api_client(store_url, log_key=key) as client:
         yield world, client, [first.size, last.size]
 
 
