@@ -40,7 +40,9 @@ class Account:
         if self.totp_secret is None:
             return ""
         current = int(time.time()) // _STEP_S
-        step = max(current - 1, _last_step.get(self.email, current - 2) + 1)
+        # Never the step before now: a step boundary passing before the server checks
+        # it would put that code outside the window the platform accepts.
+        step = max(current, _last_step.get(self.email, current - 1) + 1)
         while step > int(time.time()) // _STEP_S + 1:
             time.sleep(1)
         _last_step[self.email] = step
