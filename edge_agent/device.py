@@ -5,9 +5,12 @@ order (``seq``) and tamper evidence (the hash chain) in its outbox."""
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from schemas import Heartbeat
+
+if TYPE_CHECKING:
+    from edge_agent.interlocks import Verdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,8 +29,9 @@ class DeviceReading:
 class DevicePort(Protocol):
     """What the agent offers the firmware side."""
 
-    def report(self, reading: DeviceReading) -> None:
-        """Record an event durably; returns once it is in the outbox."""
+    def report(self, reading: DeviceReading) -> "Verdict":
+        """Record an event durably, unless a safety interlock refuses it; returns once
+        it is in the outbox, with the interlocks' verdict (``edge_agent.interlocks``)."""
         ...
 
     def heartbeat(self, sample: Heartbeat) -> None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 from edge_agent.chain_store import (
     ChainWriter,
@@ -53,6 +53,7 @@ __all__ = [
 ]
 
 OUTBOX_FULL_FAULT: Final = "E-OUTBOX-FULL"
+_T = TypeVar("_T")
 _PRUNE_CHUNK: Final = 200
 
 
@@ -140,6 +141,25 @@ class Outbox:
                 device_id: self._chain.append(connection, device_id, device_readings, now)
                 for device_id, device_readings in readings.items()
             }
+
+    def record_noting(
+        self,
+        device_id: str,
+        readings: Sequence[DeviceReading],
+        note: Callable[[sqlite3.Connection], None],
+    ) -> list[SealedEvent]:
+        """``record_many``, and ``note`` writes the device's own state (the
+        configuration it applied, a command it answered) in the same transaction:
+        the event and the state it reports are kept together or not at all."""
+        now = utc_text(datetime.now(UTC))
+        with self._transaction() as connection:
+            sealed = self._chain.append(connection, device_id, readings, now)
+            note(connection)
+            return sealed
+
+    def read_state(self, query: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``query`` over the file: how the device's own state is read back."""
+        return query(self._connection)
 
     # -- reading -------------------------------------------------------------
 

@@ -1,14 +1,16 @@
 """The outbox file's tables, and bringing an older file forward.
 
 ``PRAGMA user_version`` numbers the layout: 0 is the v1 agent's (no delivery
-columns), 1 adds end-to-end delivery (DESIGN §4.2).  Every step runs in one
+columns), 1 adds end-to-end delivery (DESIGN §4.2), 2 the desired configuration
+the device applied and the tracked commands it answered (protocol v1.2), 3 the
+state of its safety interlocks.  Every step runs in one
 ``BEGIN IMMEDIATE`` transaction, so processes sharing a file migrate it once.
 """
 
 import sqlite3
 from typing import Final
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 3
 
 _V0: Final = (
     """CREATE TABLE IF NOT EXISTS chain_heads (
@@ -49,7 +51,39 @@ _V1: Final = (
     ) WITHOUT ROWID""",
 )
 
-_STEPS: Final = (_V0 + _V1,)
+_V2: Final = (
+    # The configuration the device enforces, kept across restarts; and the last one
+    # it refused, so a retained message delivered again is not refused twice.
+    """CREATE TABLE IF NOT EXISTS applied_config (
+        device_id        TEXT    PRIMARY KEY,
+        version          INTEGER NOT NULL,
+        digest           TEXT    NOT NULL,
+        settings         TEXT    NOT NULL,
+        refused_version  INTEGER NOT NULL DEFAULT 0,
+        refused_digest   TEXT
+    )""",
+    # Tracked commands already answered: a command delivered twice (its persistent
+    # session and a republish) runs once.
+    """CREATE TABLE IF NOT EXISTS answered_commands (
+        device_id   TEXT NOT NULL,
+        command_id  TEXT NOT NULL,
+        answered_at TEXT NOT NULL,
+        PRIMARY KEY (device_id, command_id)
+    ) WITHOUT ROWID""",
+)
+
+_V3: Final = (
+    # The interlocks' state (``edge_agent.interlock_state``) as of ``through_seq``,
+    # written with the events it accounts for: a restart resumes from it and the
+    # events recorded after it, so a locked handpiece stays locked.
+    """CREATE TABLE IF NOT EXISTS interlock_state (
+        device_id    TEXT    PRIMARY KEY,
+        through_seq  INTEGER NOT NULL,
+        state        BLOB    NOT NULL
+    )""",
+)
+
+_STEPS: Final = (_V0 + _V1, _V2, _V3)
 """Step ``n`` brings a file from version ``n`` to ``n + 1``.  A new file and a v1
 agent's file are both at 0: the v1 tables are created where missing."""
 

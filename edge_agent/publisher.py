@@ -24,11 +24,12 @@ genesis.  An anchored chain is never re-based.  The ``online`` status carries th
 anchored head so the platform can ask for a tail it lacks at once.
 """
 
+import dataclasses
 import logging
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from pydantic import ValidationError
 
@@ -57,6 +58,10 @@ from transport import (
     SocketWatcher,
     Will,
 )
+
+if TYPE_CHECKING:
+    from edge_agent.control import DeviceControl
+    from schemas.device_config import DeviceSettings
 
 __all__ = [
     "OFFLINE",
@@ -141,6 +146,13 @@ class DeviceLink(SessionListener):
         self._status_topic = device_topic(device_id, DeviceChannel.STATUS)
         self._telemetry_topic = device_topic(device_id, DeviceChannel.TELEMETRY)
         self._acks_topic = device_topic(device_id, DeviceChannel.ACKS)
+        self._config_topic = device_topic(device_id, DeviceChannel.CONFIG)
+        self._base_linger_s = settings.linger_s
+        self.control: DeviceControl | None = None
+        """Carries out configuration and tracked commands (``edge_agent.control``);
+        without one the link serves only the gateway's ``resend``."""
+        self._configs: deque[bytes] = deque()
+        self._commands: deque[bytes] = deque()
         self._delivery = outbox.delivery_state(device_id)
         self.mqtt: LinkSession = MqttClient(
             broker,
@@ -150,6 +162,7 @@ class DeviceLink(SessionListener):
                 subscriptions=(
                     (device_topic(device_id, DeviceChannel.CMD), 1),
                     (self._acks_topic, 1),
+                    (self._config_topic, 1),
                 ),
                 max_inflight=settings.max_inflight + 4,
                 # An unanchored chain has never heard the platform: a session the
@@ -210,6 +223,7 @@ class DeviceLink(SessionListener):
             if moment - self._session_began < self._settings.anchor_wait_s:
                 return
             self._anchor_alone(moment)
+        self._serve_control()
         self._serve_resends()
         self._republish_if_due(moment)
         self._publish_ready(moment)
@@ -220,6 +234,8 @@ class DeviceLink(SessionListener):
 
     def send_heartbeat(self, sample: Heartbeat) -> None:
         """Telemetry is QoS 0: while offline a sample is simply not sent."""
+        if self.control is not None and not self.control.heartbeat_due(sample):
+            return  # faster than the configured heartbeat interval
         if self.mqtt.connected:
             self.mqtt.publish(self._telemetry_topic, sample.model_dump_json().encode(), qos=0)
 
@@ -276,6 +292,10 @@ class DeviceLink(SessionListener):
             if message.topic == self._acks_topic:
                 ack = PlatformAck.model_validate_json(message.payload)
                 self._acks.append((ack, message.retain))
+            elif message.topic == self._config_topic:
+                self._configs.append(message.payload)
+            elif self.control is not None:
+                self._commands.append(message.payload)  # tracked or not: the control judges
             else:
                 self._resends.append(ResendCommand.model_validate_json(message.payload))
         except ValidationError as error:
@@ -384,17 +404,52 @@ class DeviceLink(SessionListener):
             self._lingering_since = now
         return now - self._lingering_since >= self._settings.linger_s
 
+    def _serve_control(self) -> None:
+        if self.control is None:
+            self._configs.clear()
+            return
+        while self._configs:
+            self.control.take_config(self._configs.popleft(), self)
+        while self._commands:
+            self.control.take_command(self._commands.popleft(), self)
+
+    # -- what commands ask of the link (``edge_agent.control.LinkActions``) -------
+
+    def resync(self) -> None:
+        """Announce the head again (the platform asks at once for a tail it lacks)
+        and republish everything past the platform's acknowledgement."""
+        self._announce()
+        self._next_seq = self._delivery.acked_seq + 1
+        self._maybe_unsent = True
+        self._lingering_since = None
+
+    def restart(self) -> None:
+        """Start the link's loop over, as after a reconnect: state read again from
+        the outbox, the device announced again (the MQTT session is kept)."""
+        if self.mqtt.connected:
+            self.on_connected(0)
+
+    def apply_settings(self, settings: "DeviceSettings") -> None:
+        """No event waits longer than the configured flush interval (the link's own
+        linger is shorter by default, and stays so)."""
+        linger_s = min(self._base_linger_s, float(settings.event_flush_interval_s))
+        self._settings = dataclasses.replace(self._settings, linger_s=linger_s)
+
     def _serve_resends(self) -> None:
         while self._resends:
-            command = self._resends.popleft()
-            entries = self._outbox.between(self.device_id, command.from_seq, command.to_seq)
-            missing = command.to_seq - command.from_seq + 1 - len(entries)
-            if missing:
-                log.warning(
-                    "%s: resend %d..%d: %d events are past the resend window",
-                    self.device_id, command.from_seq, command.to_seq, missing,
-                )  # fmt: skip
-            max_bytes = self._settings.max_batch_bytes - _ENVELOPE_OVERHEAD - len(self.device_id)
-            for chunk in split_batches(entries, self._settings.max_batch_events, max_bytes):
-                payload = batch_payload(self.device_id, chunk, self._sealer)
-                self.mqtt.publish(self._events_topic, payload, qos=1)
+            self.serve_resend(self._resends.popleft())
+
+    def serve_resend(self, command: ResendCommand) -> int:
+        """Publish the stored events of ``command``'s range again (same bytes)."""
+        entries = self._outbox.between(self.device_id, command.from_seq, command.to_seq)
+        missing = command.to_seq - command.from_seq + 1 - len(entries)
+        if missing:
+            log.warning(
+                "%s: resend %d..%d: %d events are past the resend window",
+                self.device_id, command.from_seq, command.to_seq, missing,
+            )  # fmt: skip
+        max_bytes = self._settings.max_batch_bytes - _ENVELOPE_OVERHEAD - len(self.device_id)
+        for chunk in split_batches(entries, self._settings.max_batch_events, max_bytes):
+            payload = batch_payload(self.device_id, chunk, self._sealer)
+            self.mqtt.publish(self._events_topic, payload, qos=1)
+        return len(entries)

@@ -5,14 +5,15 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
 from edge_agent.agent import Agent
 from edge_agent.batches import Sealer
+from edge_agent.control import DeviceControl
 from edge_agent.driver import LinkDriver
-from edge_agent.firmware_input import FirmwareLineError, parse_line
+from edge_agent.firmware_input import FirmwareLineError, interlock_answers, parse_line
 from edge_agent.outbox import InvalidReadingError, Outbox
 from edge_agent.publisher import DeviceLink, LinkSettings
 from schemas import Heartbeat
@@ -32,11 +33,13 @@ _READ_CHUNK: Final = 64 * 1024
 class AgentSummary:
     recorded: int = 0
     refused: int = 0
+    interlocked: int = 0
+    """Readings a safety interlock refused (the firmware was told on ``answers``)."""
     unsent: int = 0
     unacknowledged: int = 0
 
 
-def run_agent(
+def run_agent(  # noqa: PLR0913 - the agent's collaborators, each optional
     device_id: str,
     outbox: Outbox,
     broker: BrokerAddress,
@@ -45,13 +48,19 @@ def run_agent(
     *,
     settings: LinkSettings | None = None,
     signer: Sealer | None = None,
+    answers: Callable[[bytes], None] | None = None,
+    upkeep: Callable[[], None] | None = None,
 ) -> AgentSummary:
     """Record each firmware line into the outbox and publish, until ``stop`` is set
-    or the input ends and every recorded event has been acknowledged."""
+    or the input ends and every recorded event has been acknowledged; ``upkeep``
+    runs between turns (the device's certificate renewal, which must not block)."""
     driver = LinkDriver(outbox)
     link = DeviceLink(device_id, outbox, broker, settings, watcher=driver, sealer=signer)
     driver.add(link)
     agent = Agent(device_id, outbox, link)
+    # Desired configuration and tracked commands; lock, unlock and override go to
+    # the same interlocks the firmware's readings pass.
+    link.control = DeviceControl(device_id, outbox, interlocks=agent.interlocks)
     inbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
     threading.Thread(target=_read_lines, args=(lines, inbox), daemon=True).start()
     summary = AgentSummary()
@@ -60,6 +69,8 @@ def run_agent(
 
     def take_input() -> None:
         nonlocal input_ended, sent_at
+        if upkeep is not None:
+            upkeep()
         for _ in range(_LINES_PER_TURN):
             try:
                 line = inbox.get_nowait()
@@ -68,7 +79,7 @@ def run_agent(
             if line is None:
                 input_ended = True
                 break
-            _take(line.strip(), agent, summary)
+            _take(line.strip(), agent, summary, answers)
         if input_ended and _all_sent(outbox, link):
             sent_at = sent_at or time.monotonic()
             if _settled(outbox, link, time.monotonic() - sent_at):
@@ -94,16 +105,26 @@ def _settled(outbox: Outbox, link: DeviceLink, waited_s: float) -> bool:
     return state.unacknowledged == 0 or not link.platform_acks or waited_s >= _ACK_GRACE_S
 
 
-def _take(line: bytes, agent: Agent, summary: AgentSummary) -> None:
+def _take(
+    line: bytes, agent: Agent, summary: AgentSummary, answers: Callable[[bytes], None] | None
+) -> None:
     if not line:
         return
     try:
         reading = parse_line(line, agent.device_id)
         if isinstance(reading, Heartbeat):
             agent.heartbeat(reading)
-        else:
-            agent.report(reading)
-            summary.recorded += 1
+            return
+        verdict = agent.report(reading)
+        if agent.link.control is not None:
+            agent.link.control.saw(reading)
+        summary.recorded += 1 if verdict.admitted else 0
+        if not verdict.admitted:
+            summary.interlocked += 1
+            log.warning("%s: %s refused: %s", agent.device_id, reading.type, verdict.reason)
+        if answers is not None:
+            for answer in interlock_answers(reading, verdict):
+                answers(answer)
     except (FirmwareLineError, InvalidReadingError) as error:
         summary.refused += 1
         log.warning("%s: refused a firmware line: %s", agent.device_id, error)

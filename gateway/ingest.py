@@ -148,7 +148,9 @@ class IngestCore:
                 self.options.gap_max_attempts,
             )
         )
-        self._store_backoff = store_backoff or Backoff(base_s=0.2, cap_s=10.0)
+        # Capped low: a retry is one connection attempt, and after a failover the new
+        # primary should see the gateway back within seconds (docs/high-availability.md).
+        self._store_backoff = store_backoff or Backoff(base_s=0.2, cap_s=3.0)
         self._acks = AckCoalescer(self.options.ack_interval_s)
         self._came_online: dict[str, int | None] = {}
         """Devices whose ``online`` status was stored, with the head each reported."""
@@ -269,7 +271,8 @@ class IngestCore:
         dropped = {id(item) for claim, _ in verdict.refused
                    for item in (*claim.events, *claim.dead_letters)}  # fmt: skip
         for claim, letter in verdict.refused:
-            log.warning("signature: %s: %s", claim.device_id, letter.rejection.detail)
+            log.warning("%s: %s: %s", letter.rejection.reason.value, claim.device_id,
+                        letter.rejection.detail)  # fmt: skip
         screened = Batch(
             messages=batch.messages,
             events=[event for event in batch.events if id(event) not in dropped],

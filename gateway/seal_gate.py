@@ -6,9 +6,13 @@ dead-lettered whole with reason ``signature`` (its events stay on the device, an
 a resend after re-enrolment heals the gap).  A device with no key may send
 unsealed batches; a seal it sends anyway is not stored (no key can vouch for it).
 
-Keys are folded from each device's registry stream and cached.  A cached keyring
+A decommissioned device's batches are refused whole too, sealed or not, with
+reason ``identity`` (docs/device-identity.md): its stream is closed.
+
+Keys, and whether the device is decommissioned, are folded from each device's
+registry stream and cached.  A cached keyring
 is read again after ``refresh_after_s`` (so a key registered or revoked through
-the API takes effect without a restart), and at once, at most every
+the API, or a decommissioning, takes effect without a restart), and at once, at most every
 ``retry_unknown_s``, when a seal names a key the cache does not know (a device
 enrolled a moment ago should not wait for the refresh).
 """
@@ -18,12 +22,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+import orjson
+
 from gateway import metrics
-from schemas import Rejection, RejectionReason, SealedEvent
-from schemas.seals import Keyring, SealClaim
-from schemas.streams import device_stream
+from schemas import Rejection, RejectionReason, SealedEvent, utc_text
+from schemas.device_identity import RegistryFact, fold_identity
+from schemas.seals import KEY_EVENT_TYPES, Keyring, SealClaim, fold_keyring
+from schemas.streams import device_stream, registry_stream
 from seal_keys import PublicSealKey, verify_claim
-from services.eventstore import DeadLetter, EventLog, StreamSeal, load_keyring
+from services.eventstore import DeadLetter, EventLog, StreamSeal
 
 DEFAULT_REFRESH_S: Final = 5.0
 DEFAULT_RETRY_UNKNOWN_S: Final = 0.5
@@ -47,6 +54,8 @@ class DeviceKeys:
     keyring: Keyring
     public: dict[str, PublicSealKey]
     loaded_at: float
+    retired: str | None = None
+    """Why every batch of the device is refused, sealed or not: it was decommissioned."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +85,7 @@ class KeyCache:
         now = self._clock()
         cached = self._devices.get(device_id)
         if cached is None or not self._fresh(cached, key_id, now):
-            keyring = load_keyring(store, device_id)
-            public = {key_id: PublicSealKey(key.public_key) for key_id, key in keyring.keys.items()}
-            cached = self._devices[device_id] = DeviceKeys(keyring, public, now)
+            cached = self._devices[device_id] = _load(store, device_id, now)
         return cached
 
     def _fresh(self, cached: DeviceKeys, key_id: str | None, now: float) -> bool:
@@ -96,6 +103,12 @@ def judge(claims: Sequence[Claim], keys_of: Callable[[str, str | None], DeviceKe
     for claim in claims:
         key_id = claim.seal.seal.key_id if claim.seal is not None else None
         keys = keys_of(claim.device_id, key_id)
+        if keys.retired is not None:
+            rejection = Rejection(
+                RejectionReason.IDENTITY, keys.retired, claim.payload, claim.device_id, None
+            )
+            refused.append((claim, DeadLetter(claim.topic, rejection)))
+            continue
         if not keys.keyring.enrolled:
             continue  # protocol v1: unsealed, and verification reports it so
         outcome = _admit(claim, keys)
@@ -109,6 +122,25 @@ def judge(claims: Sequence[Claim], keys_of: Callable[[str, str | None], DeviceKe
         )
         refused.append((claim, DeadLetter(claim.topic, rejection)))
     return Verdict(tuple(seals), tuple(refused))
+
+
+def _load(store: EventLog, device_id: str, now: float) -> DeviceKeys:
+    """One read of the device's registry stream: its keys and its decommissioning."""
+    facts = [
+        RegistryFact(event.seq, event.type, event.occurred_at, orjson.loads(event.body)["data"])
+        for event in store.read_stream(registry_stream(device_id))
+    ]
+    keyring = fold_keyring((fact.type, fact.data) for fact in facts
+                           if fact.type in KEY_EVENT_TYPES)  # fmt: skip
+    public = {key_id: PublicSealKey(key.public_key) for key_id, key in keyring.keys.items()}
+    retired = fold_identity(device_id, facts).decommissioned
+    refusal = None
+    if retired is not None:
+        refusal = (
+            f"{device_id} was decommissioned at {utc_text(retired.at)} ({retired.reason}): "
+            "its events are refused"
+        )
+    return DeviceKeys(keyring, public, now, refusal)
 
 
 def _admit(claim: Claim, keys: DeviceKeys) -> StreamSeal | str:

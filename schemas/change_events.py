@@ -12,6 +12,7 @@ from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
+from schemas.config_events import CONFIG_CHANGE_TYPES, ConfigChangeModel
 from schemas.envelope import EventEnvelope
 from schemas.fields import FROZEN_STRICT_SHAPE, Author, ClinicId, ShortText, UtcTimestamp
 
@@ -179,6 +180,7 @@ ChangeEventModel = (
     | UserPasswordReset
     | TokenCreated
     | TokenRevoked
+    | ConfigChangeModel
 )
 ChangeEvent = Annotated[ChangeEventModel, Field(discriminator="type")]
 
@@ -198,5 +200,6 @@ CHANGE_EVENT_TYPES: Final = frozenset(
         "user.password_reset",
         "token.created",
         "token.revoked",
+        *CONFIG_CHANGE_TYPES,
     }
 )

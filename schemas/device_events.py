@@ -5,6 +5,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, Field, model_validator
 
+from schemas.command_events import DEVICE_ANSWER_TYPES, DeviceAnswerModel
 from schemas.envelope import EventEnvelope
 from schemas.fields import (
     FROZEN_STRICT_SHAPE,
@@ -17,6 +18,7 @@ from schemas.fields import (
     ShortText,
     UtcTimestamp,
 )
+from schemas.interlock_events import INTERLOCK_EVENT_TYPES, InterlockEngaged, InterlockReleased
 
 
 class TreatmentArea(StrEnum):
@@ -202,6 +204,9 @@ DeviceEventModel = (
     | SessionEnded
     | CartridgeRemoved
     | AgentResynced
+    | DeviceAnswerModel
+    | InterlockEngaged
+    | InterlockReleased
 )
 DeviceEvent = Annotated[DeviceEventModel, Field(discriminator="type")]
 
@@ -217,5 +222,7 @@ DEVICE_EVENT_TYPES = frozenset(
         "session.ended",
         "cartridge.removed",
         "agent.resynced",
+        *DEVICE_ANSWER_TYPES,
+        *INTERLOCK_EVENT_TYPES,
     }
 )

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from schemas.change_events import ChangeEventModel
+from schemas.command_events import CommandRecordModel
 from schemas.device_events import Severity
 from schemas.envelope import EventEnvelope
 from schemas.fields import (
@@ -24,6 +25,7 @@ from schemas.fields import (
     LongText,
     ShortText,
 )
+from schemas.identity_events import IdentityEventModel
 from schemas.seals import ED25519, KeyId, PublicKeyText, key_id_of, public_key_of_text
 
 
@@ -159,5 +161,7 @@ PlatformEventModel = (
     | AlertAcknowledged
     | AlertResolved
     | ChangeEventModel
+    | IdentityEventModel
+    | CommandRecordModel
 )
 PlatformEvent = Annotated[PlatformEventModel, Field(discriminator="type")]

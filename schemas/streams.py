@@ -16,6 +16,9 @@ FLEET_CONFIG_STREAM: Final = "config:fleet"
 """Fleet-wide settings: the manufacturer's bounds on clinic policies."""
 
 CLINIC_CONFIG_PREFIX: Final = "config:clinic:"
+MODEL_CONFIG_PREFIX: Final = "config:model:"
+DEVICE_CONFIG_PREFIX: Final = "config:device:"
+COMMAND_STREAM_PREFIX: Final = "commands:"
 
 CHANGE_DEVICE_ID: Final = "PLATFORM"
 """The envelope's ``device_id`` on change events.  A change to a clinic's policy or
@@ -39,6 +42,22 @@ def alert_stream(alert_id: str) -> str:
 def clinic_config_stream(clinic_id: str) -> str:
     """A clinic's alert policy and webhooks."""
     return f"{CLINIC_CONFIG_PREFIX}{clinic_id}"
+
+
+def model_config_stream(model: str) -> str:
+    """The desired-configuration layer of one handpiece model."""
+    return f"{MODEL_CONFIG_PREFIX}{model}"
+
+
+def device_config_stream(device_id: str) -> str:
+    """The desired-configuration layer of one device (the manufacturer's own)."""
+    return f"{DEVICE_CONFIG_PREFIX}{device_id}"
+
+
+def command_stream(device_id: str) -> str:
+    """The tracked commands sent to one device: ``command.issued``, ``command.expired``
+    (the device's answers are in its own stream)."""
+    return f"{COMMAND_STREAM_PREFIX}{device_id}"
 
 
 def user_stream(user_id: str) -> str:

@@ -18,6 +18,8 @@ class DeviceChannel(StrEnum):
     STATUS = "status"
     CMD = "cmd"
     ACKS = "acks"
+    CONFIG = "config"
+    """The device's desired configuration, retained (protocol v1.2)."""
 
     @property
     def is_uplink(self) -> bool:
@@ -32,7 +34,7 @@ class DeviceTopic:
 
 
 _DEVICE_TOPIC: Final = re.compile(
-    r"^coreline/v1/devices/([A-Z0-9][A-Z0-9-]{2,63})/(events|telemetry|status|cmd|acks)$"
+    r"^coreline/v1/devices/([A-Z0-9][A-Z0-9-]{2,63})/(events|telemetry|status|cmd|acks|config)$"
 )
 
 

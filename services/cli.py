@@ -49,12 +49,34 @@ user_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(user_app, name="user")
-device_app = typer.Typer(help="Handpieces: their seal keys.", no_args_is_help=True)
+device_app = typer.Typer(
+    help="Handpieces: claims, identity, certificates, seal keys, decommissioning.",
+    no_args_is_help=True,
+)
 app.add_typer(device_app, name="device")
 device_key_app = typer.Typer(
     help="Seal keys (DESIGN §4.1): generate, register, revoke.", no_args_is_help=True
 )
 device_app.add_typer(device_key_app, name="key")
+from services.cli_config import command_app, config_app  # noqa: E402 - beside its siblings
+
+app.add_typer(config_app, name="config")
+device_app.add_typer(command_app, name="command")
+import services.cli_identity as cli_identity  # noqa: E402, PLR0402 - beside its siblings; a dotted name the layer check reads
+
+app.add_typer(cli_identity.fleet_ca_app, name="fleet-ca")
+device_app.command("claim")(cli_identity.device_claim)
+device_app.command("identity")(cli_identity.device_identity)
+device_app.command("decommission")(cli_identity.device_decommission)
+device_app.add_typer(cli_identity.device_cert_app, name="cert")
+agent_app = typer.Typer(
+    help="Run one handpiece's agent, fed firmware events as JSON lines on stdin (the "
+    "options); or enrol it, renew its certificate, rotate its seal key (the commands).",
+)
+app.add_typer(agent_app, name="agent")
+agent_app.command("enrol")(cli_identity.agent_enrol)
+agent_app.command("renew")(cli_identity.agent_renew)
+agent_app.command("rotate-seal-key")(cli_identity.agent_rotate_seal_key)
 audit_app = typer.Typer(
     help="The transparency log: keys, checkpoints, rebuilds and witnessing.",
     no_args_is_help=True,
@@ -154,6 +176,12 @@ def db_upgrade(database_url: DatabaseOption = None) -> None:
     typer.echo(f"schema is up to date: {redact(settings.database_url)}")
     if create_key_file(settings.log_key_path(), settings.log_origin):
         typer.echo(f"log signing key created: {settings.log_key_path()}")
+    try:
+        fleet_ca = cli_identity.create_missing_fleet_ca(settings.database_url)
+    except (ConfigurationError, OSError, ValueError) as error:
+        raise _fail("db upgrade", error) from None
+    if fleet_ca is not None:
+        typer.echo(f"fleet CA created: {fleet_ca} (see docs/device-identity.md)")
 
 
 @app.command()
@@ -277,7 +305,8 @@ def projector(
 
     Follows new events as they come.  Alert state changes go to each clinic's MQTT
     alert topic and webhooks (CORELINE_WEBHOOK_MASTER_KEY signs them).  Keeps the
-    transparency log too, signing its checkpoints with CORELINE_LOG_KEY_FILE.
+    transparency log too, signing its checkpoints with CORELINE_LOG_KEY_FILE, and
+    delivers each device's desired configuration and tracked commands.
     """
     import threading  # noqa: PLC0415
 
@@ -324,6 +353,13 @@ def projector(
         name="log-keeper",
     )  # fmt: skip
     log_keeper.start()
+    from services.config_delivery import run_config_delivery  # noqa: PLC0415
+
+    config_delivery = threading.Thread(
+        target=run_config_delivery, args=(settings.database_url, settings.broker(), stop),
+        name="config-delivery",
+    )  # fmt: skip
+    config_delivery.start()
     typer.echo(
         f"projector: {redact(settings.database_url)}, alerts to {redact(settings.mqtt_url)}",
         err=True,
@@ -334,6 +370,7 @@ def projector(
         stop.set()
         notifier.join(timeout=30)
         log_keeper.join(timeout=30)
+        config_delivery.join(timeout=30)
         events.close()
         read_models.close()
 
@@ -364,9 +401,13 @@ def replay(database_url: DatabaseOption = None) -> None:
     )
 
 
-@app.command()
+@agent_app.callback(invoke_without_command=True)
 def agent(
-    device_id: Annotated[str, typer.Option("--device-id", help="This handpiece's serial.")],
+    context: typer.Context,
+    device_id: Annotated[
+        str | None,
+        typer.Option("--device-id", help="This handpiece's serial.", show_default=False),
+    ] = None,
     mqtt_url: MqttOption = None,
     outbox: OutboxOption = None,
     log_level: LogLevelOption = LogLevel.INFO,
@@ -378,16 +419,32 @@ def agent(
             show_default=False,
         ),
     ] = None,
+    identity_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--identity-dir",
+            help="The identity `coreline agent enrol` made: TLS certificate, CA and seal key "
+            "from there, and the certificate renewed before it expires.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run one handpiece's agent, fed firmware events as JSON lines on stdin.
 
     Each event is recorded durably, then published.  Ends when the input ends and
     everything is acknowledged, or on Ctrl-C (unsent events wait in the outbox).
     """
-    settings = _configure("agent", AgentSettings, log_level, mqtt_url=mqtt_url, outbox_path=outbox)
-    if not _valid_device_id(device_id):
+    if context.invoked_subcommand is not None:
+        return
+    identity = cli_identity.agent_identity("agent", identity_dir, device_id)
+    settings = _configure(
+        "agent", AgentSettings, log_level, mqtt_url=mqtt_url, outbox_path=outbox,
+        **identity.mqtt_files,
+    )  # fmt: skip
+    device_id = device_id or identity.device_id
+    if device_id is None or not _valid_device_id(device_id):
         raise _fail("agent", ConfigurationError(f"--device-id {device_id!r}: use e.g. HP-000123"))
-    signer = None
+    signer = identity.signer
     if key_file is not None:
         from seal_keys import SealKey, SealKeyError  # noqa: PLC0415
 
@@ -401,13 +458,23 @@ def agent(
         budget_bytes=settings.outbox_budget_mb * 1024 * 1024,
     )
     stop = _stop_on_signals()
-    summary = run_agent(device_id, store, settings.broker(), sys.stdin.buffer, stop, signer=signer)
+    summary = run_agent(
+        device_id, store, settings.broker(), sys.stdin.buffer, stop, signer=signer,
+        answers=_answer_firmware, upkeep=identity.upkeep,
+    )  # fmt: skip
     store.close()
     typer.echo(
         f"{device_id}: {summary.recorded} events recorded, {summary.refused} lines refused, "
-        f"{summary.unsent} unsent in {settings.outbox_path}",
+        f"{summary.unsent} unsent in {settings.outbox_path}"
+        + (f"; {summary.interlocked} refused by an interlock" if summary.interlocked else ""),
         err=True,
     )
+
+
+def _answer_firmware(line: bytes) -> None:
+    """The interlocks' answers, one JSON line each on stdout, where the firmware reads."""
+    sys.stdout.buffer.write(line)
+    sys.stdout.buffer.flush()
 
 
 @app.command()

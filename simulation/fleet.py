@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from edge_agent.control import DeviceControl
 from edge_agent.device import DeviceReading
 from edge_agent.driver import LinkDriver
 from edge_agent.outbox import Outbox
@@ -55,6 +56,10 @@ class FleetPlan:
     """Whether each device seals its batches with its key (``simulated_key``)."""
 
 
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
 class FleetSimulation:
     def __init__(
         self,
@@ -83,7 +88,14 @@ class FleetSimulation:
             )
             for device_id in device_ids
         }
-        for link in self.links.values():
+        for simulator in self.simulators:
+            # Configuration and commands, in simulated time like the story, reaching
+            # the same interlocks the simulated handpiece's readings pass.
+            link = self.links[simulator.device_id]
+            link.control = DeviceControl(
+                simulator.device_id, outbox, interlocks=simulator.interlocks,
+                clock=self.simulated_now, expiry_clock=_wall_clock,
+            )  # fmt: skip
             self.driver.add(link)
         self.recorded = 0
         self._wall_start = time.monotonic()
@@ -117,7 +129,11 @@ class FleetSimulation:
         if readings:
             self.outbox.record_fleet(readings)
             for device_id, events in readings.items():
-                self.links[device_id].notify_recorded()
+                link = self.links[device_id]
+                link.notify_recorded()
+                if link.control is not None:
+                    for event in events:
+                        link.control.saw(event)
                 self.recorded += len(events)
 
     def progress(self) -> FleetProgress:

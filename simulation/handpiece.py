@@ -16,6 +16,15 @@ The story's parts live beside it (``cartridge``, ``session``, ``faults``,
 so the order of the calls here fixes the order of the draws, and with it every
 recorded story.  Reorder a call and every seeded fleet tells a different story.
 
+The handpiece's safety interlocks (``edge_agent.interlocks``, the agent's own) decide
+on each install, session start and punch window when its moment comes: the story
+yields an ask, ``advance`` takes the decision then (after any configuration or
+command that arrived meanwhile) and sends the verdict back.  A refused cartridge is
+put aside for another from the box; a spent or recalled one is swapped before the
+next window; a locked handpiece ends the session under way and starts none until
+released.  Draws happen in the same order whatever is decided, so a story differs
+from its unconfigured twin only from the first refusal on.
+
 The numbers aim at a fleet whose dashboards move within a demo: cartridges rated for
 a few sessions (so needle-life alerts come regularly), a few faults a day across two
 dozen handpieces, and rare sessions over the coverage policy or cartridges run past
@@ -25,12 +34,15 @@ their rating, so every alert rule of DESIGN §7 has something to fire on.
 import math
 import random
 from collections import Counter
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
 from edge_agent.device import DeviceReading
+from edge_agent.interlocks import Interlocks, Verdict
 from schemas import Heartbeat, SessionEndReason, Severity
+from schemas.interlock_events import CARTRIDGE_INTERLOCKS, Interlock
 from simulation.cartridge import Cartridge, draw_cartridge
 from simulation.catalog import FaultModel, pick_cartridge_model
 from simulation.clock import SimulatedClock
@@ -50,8 +62,18 @@ from simulation.session import (
     plan_session,
 )
 
-_Timed = tuple[int, DeviceReading | Heartbeat]
+
+@dataclass(frozen=True, slots=True)
+class _Ask:
+    """A reading the interlocks decide on at its moment (``Interlocks.admit``)."""
+
+    reading: DeviceReading
+
+
+_Timed = tuple[int, DeviceReading | Heartbeat | _Ask]
 """An item of the story and its simulated moment (ms since ``start``)."""
+_Story = Generator[_Timed, Verdict | None, None]
+"""The story and its parts: they yield items and are sent the verdict of each ask."""
 _DEFAULT_PROFILE: Final = SimulatorProfile()
 
 
@@ -81,8 +103,13 @@ class HandpieceSimulator:
             device_id, self._clock, profile.heartbeat_interval_s, rng, telemetry_seed
         )
         self._now_ms = 0
+        self._released_ms = 0
         self._cartridge: Cartridge | None = None
+        self.interlocks = Interlocks(clock=self.now)
+        """What the handpiece enforces; configurations and interlock commands reach
+        it through the fleet's ``edge_agent.control``, dated by ``now``."""
         self._story = self._tell()
+        self._answer: Verdict | None = None
         self._pending: _Timed | None = None
         self._kinds: Counter[str] = Counter()
         self._heartbeats_released = 0
@@ -102,6 +129,12 @@ class HandpieceSimulator:
             faults=self._kinds["fault.raised"],
         )
 
+    def now(self) -> datetime:
+        """The simulated present as of the last ``advance``: what events recorded
+        between two calls (a configuration applied, a command answered) are dated,
+        so the device's times never run backwards."""
+        return self._clock.at(self._released_ms)
+
     def advance(self, until: datetime) -> list[DeviceReading | Heartbeat]:
         """Everything reported after the previous call, up to and including ``until``,
         in time order (events and heartbeats interleaved)."""
@@ -109,16 +142,25 @@ class HandpieceSimulator:
         released: list[DeviceReading | Heartbeat] = []
         while True:
             if self._pending is None:
-                self._pending = next(self._story)
+                self._pending = self._story.send(self._answer)
+                self._answer = None
             moment, item = self._pending
             if moment > limit:
                 break
-            released.append(item)
             self._pending = None
-            if isinstance(item, DeviceReading):
-                self._kinds[item.type] += 1
-            else:
+            if isinstance(item, Heartbeat):
+                released.append(item)
                 self._heartbeats_released += 1
+                continue
+            # Every reading passes the interlocks, so they see each install, removal
+            # and punch; the story waits for the verdict only on what it asked.
+            verdict = self.interlocks.admit(item.reading if isinstance(item, _Ask) else item)
+            if isinstance(item, _Ask):
+                self._answer = verdict
+            for reading in verdict.readings:
+                released.append(reading)
+                self._kinds[reading.type] += 1
+        self._released_ms = max(self._released_ms, limit)
         return released
 
     # The story.  State that heartbeats read (``in_session``, ``overheated``,
@@ -126,7 +168,7 @@ class HandpieceSimulator:
     # changes it has been yielded: heartbeats due before an event are yielded ahead
     # of it and must see the state as it was until then.
 
-    def _tell(self) -> Iterator[_Timed]:
+    def _tell(self) -> _Story:
         rng = self._rng
         yield from self._boot(0)
         yield from self._install(draw_int(rng, 1_000, 5_000))
@@ -137,14 +179,27 @@ class HandpieceSimulator:
             yield from self._session(moment)
             moment = self._now_ms + idle_gap_ms(rng, self._profile)
 
-    def _at(self, moment: int, kind: str, data: dict[str, Any]) -> Iterator[_Timed]:
+    def _at(self, moment: int, kind: str, data: dict[str, Any]) -> _Story:
         heartbeats = self._heartbeats
         while heartbeats.next_due_ms <= moment:
             yield heartbeats.take_due()
         self._now_ms = moment
         yield moment, DeviceReading(kind, self._clock.at(moment), data)
 
-    def _boot(self, moment: int) -> Iterator[_Timed]:
+    def _ask(
+        self, moment: int, kind: str, data: dict[str, Any]
+    ) -> Generator[_Timed, Verdict | None, Verdict]:
+        """Like ``_at``, for a reading the interlocks decide on: their verdict."""
+        heartbeats = self._heartbeats
+        while heartbeats.next_due_ms <= moment:
+            yield heartbeats.take_due()
+        self._now_ms = moment
+        verdict = yield moment, _Ask(DeviceReading(kind, self._clock.at(moment), data))
+        if verdict is None:  # pragma: no cover - advance answers every ask
+            raise RuntimeError("an ask went unanswered")
+        return verdict
+
+    def _boot(self, moment: int) -> _Story:
         boot_id = draw_boot_id(self._rng)
         booted_ms = moment - draw_int(self._rng, 5_000, 20_000)
         data = {
@@ -155,23 +210,28 @@ class HandpieceSimulator:
         yield from self._at(moment, "agent.started", data)
         self._heartbeats.booted_ms = booted_ms
 
-    def _install(self, moment: int) -> Iterator[_Timed]:
-        cartridge = draw_cartridge(
-            self._rng, self._preferred_model, self._profile, self._clock.epoch
-        )
-        model = cartridge.model
-        data = {
-            "cartridge_id": cartridge.cartridge_id,
-            "lot": cartridge.lot,
-            "needles": model.needles,
-            "needle_gauge": model.needle_gauge,
-            "core_diameter_mm": model.core_diameter_mm,
-            "rated_actuations": model.rated_actuations,
-        }
-        yield from self._at(moment, "cartridge.installed", data)
-        self._cartridge = cartridge
+    def _install(self, moment: int) -> _Story:
+        while True:
+            cartridge = draw_cartridge(
+                self._rng, self._preferred_model, self._profile, self._clock.epoch
+            )
+            model = cartridge.model
+            data = {
+                "cartridge_id": cartridge.cartridge_id,
+                "lot": cartridge.lot,
+                "needles": model.needles,
+                "needle_gauge": model.needle_gauge,
+                "core_diameter_mm": model.core_diameter_mm,
+                "rated_actuations": model.rated_actuations,
+            }
+            verdict = yield from self._ask(moment, "cartridge.installed", data)
+            if verdict.admitted:
+                self._cartridge = cartridge
+                return
+            # Refused (a recalled lot): the operator takes another from the box.
+            moment = self._now_ms + draw_int(self._rng, 20_000, 60_000)
 
-    def _session(self, moment: int) -> Iterator[_Timed]:
+    def _session(self, moment: int) -> _Story:
         session, area = plan_session(self._rng, self._profile, self._installed.model, moment)
         data = {
             "session_id": session.session_id,
@@ -180,14 +240,23 @@ class HandpieceSimulator:
             "operator_ref": self._rng.choice(self._operators),
             "cartridge_id": self._installed.cartridge_id,
         }
-        yield from self._at(moment, "session.started", data)
+        verdict = yield from self._ask(moment, "session.started", data)
+        if not verdict.admitted:
+            if verdict.refused_by in CARTRIDGE_INTERLOCKS:
+                # A spent or recalled cartridge: swapped, then the session begins.
+                yield from self._swap(self._now_ms + draw_int(self._rng, 15_000, 45_000),
+                                      _removal_reason(verdict.refused_by))  # fmt: skip
+                yield from self._session(self._now_ms + draw_int(self._rng, 10_000, 30_000))
+            return  # locked: no session until released
         self._heartbeats.in_session = True
         reason: SessionEndReason | None = None
         while reason is None:
             reason = yield from self._burst(session)
         yield from self._end_session(session, reason)
 
-    def _burst(self, session: Session) -> Generator[_Timed, None, SessionEndReason | None]:
+    def _burst(
+        self, session: Session
+    ) -> Generator[_Timed, Verdict | None, SessionEndReason | None]:
         """One pass over part of the area: a few punch windows in quick succession."""
         rng = self._rng
         depth = session.depth_mm
@@ -199,7 +268,16 @@ class HandpieceSimulator:
                 interrupted = yield from self._fault(session)
                 if interrupted:
                     return SessionEndReason.FAULT
-            yield from self._window(session, depth)
+            refused_by = yield from self._window(session, depth)
+            if refused_by is not None and refused_by not in CARTRIDGE_INTERLOCKS:
+                return SessionEndReason.ABORTED  # locked mid-session
+            if refused_by is not None:
+                # The actuator stopped at the cartridge's limit: the operator swaps
+                # it and carries on with the same session.
+                yield from self._swap(self._now_ms + draw_int(rng, 15_000, 45_000),
+                                      _removal_reason(refused_by))  # fmt: skip
+                session.cursor_ms = self._now_ms + draw_int(rng, 10_000, 30_000)
+                continue
             if session.removed_mm2 >= session.abort_at_mm2:
                 return SessionEndReason.ABORTED
             if session.removed_mm2 >= session.target_mm2:
@@ -208,21 +286,23 @@ class HandpieceSimulator:
         session.cursor_ms += pause_ms(rng, session, self._installed.model)
         return None
 
-    def _window(self, session: Session, depth: float) -> Iterator[_Timed]:
+    def _window(
+        self, session: Session, depth: float
+    ) -> Generator[_Timed, Verdict | None, Interlock | None]:
+        """One punch window; the interlock that refused it, or ``None``."""
         rng, cartridge = self._rng, self._installed
         model = cartridge.model
         remaining_mm2 = session.target_mm2 - session.removed_mm2
         needed = math.ceil(remaining_mm2 / (model.core_area_mm2 * model.needles))
         length = draw_int(rng, *WINDOW_MS)
         actuations = max(1, min(needed, round(session.rate_hz * length / 1000)))
+        left = self.interlocks.actuations_left()
+        if left:  # under ``block`` the actuator stops at the cartridge's rating
+            actuations = min(actuations, left)
         cores = actuations * model.needles
         start = session.cursor_ms
         end = start + length
         reported = end + draw_int(rng, *REPORT_LATENCY_MS)
-        cartridge.actuations += actuations
-        session.actuations += actuations
-        session.cores += cores
-        session.removed_mm2 += cores * model.core_area_mm2
         data = {
             "session_id": session.session_id,
             "cartridge_id": cartridge.cartridge_id,
@@ -232,8 +312,14 @@ class HandpieceSimulator:
             "window_start": self._clock.text(start),
             "window_end": self._clock.text(end),
         }
-        yield from self._at(reported, "cores.punched", data)
+        verdict = yield from self._ask(reported, "cores.punched", data)
         session.cursor_ms = reported
+        if not verdict.admitted:
+            return verdict.refused_by
+        cartridge.actuations += actuations
+        session.actuations += actuations
+        session.cores += cores
+        session.removed_mm2 += cores * model.core_area_mm2
         reported_wear = cartridge.actuations >= cartridge.next_wear_report
         if reported_wear:
             yield from self._wear_report(reported)
@@ -246,8 +332,9 @@ class HandpieceSimulator:
                 yield from self._wear_report(reported)
             yield from self._swap(reported + draw_int(rng, 15_000, 45_000), "worn")
             session.cursor_ms = self._now_ms + draw_int(rng, 10_000, 30_000)
+        return None
 
-    def _wear_report(self, moment: int) -> Iterator[_Timed]:
+    def _wear_report(self, moment: int) -> _Story:
         cartridge = self._installed
         data = {
             "cartridge_id": cartridge.cartridge_id,
@@ -257,7 +344,7 @@ class HandpieceSimulator:
         }
         yield from self._at(moment, "needle.wear", data)
 
-    def _swap(self, moment: int, reason: str) -> Iterator[_Timed]:
+    def _swap(self, moment: int, reason: str) -> _Story:
         cartridge = self._installed
         data = {
             "cartridge_id": cartridge.cartridge_id,
@@ -268,7 +355,7 @@ class HandpieceSimulator:
         self._cartridge = None
         yield from self._install(moment + draw_int(self._rng, 20_000, 90_000))
 
-    def _end_session(self, session: Session, reason: SessionEndReason) -> Iterator[_Timed]:
+    def _end_session(self, session: Session, reason: SessionEndReason) -> _Story:
         rng = self._rng
         if reason is SessionEndReason.COMPLETED:
             ended = max(session.planned_end_ms, self._now_ms + draw_int(rng, 30_000, 90_000))
@@ -290,7 +377,7 @@ class HandpieceSimulator:
         if cartridge.life_used() >= cartridge.retire_at_life_used:
             yield from self._swap(self._now_ms + draw_int(rng, 30_000, 120_000), "worn")
 
-    def _fault(self, session: Session) -> Generator[_Timed, None, bool]:
+    def _fault(self, session: Session) -> Generator[_Timed, Verdict | None, bool]:
         """Raise a fault at the next punch; True when it ends the session."""
         rng = self._rng
         raised_fault = draw_fault(rng, self._installed.model.needles)
@@ -316,7 +403,7 @@ class HandpieceSimulator:
         session.next_fault_ms = session.cursor_ms + fault_delay_ms(rng, rate)
         return False
 
-    def _recover(self, fault: FaultModel) -> Iterator[_Timed]:
+    def _recover(self, fault: FaultModel) -> _Story:
         """After a critical fault ended the session: service the cause, then clear."""
         rng = self._rng
         if fault.code == "E-NEEDLE-JAM":
@@ -337,3 +424,7 @@ class HandpieceSimulator:
         if self._cartridge is None:  # pragma: no cover - the story always installs first
             raise RuntimeError("no cartridge installed")
         return self._cartridge
+
+
+def _removal_reason(refused_by: Interlock | None) -> str:
+    return "worn" if refused_by is Interlock.CARTRIDGE_LIFE else "other"

@@ -18,6 +18,7 @@ Two ways to drive it:
 """
 
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Sequence
@@ -130,6 +131,8 @@ class MqttClient:
         self._session_begun = not options.fresh_start
         self.connection = 0
         self.connected = False
+        self._tls = _tls_context(broker) if broker.tls else None
+        self._identity = _identity_stamp(broker)
         self._paho = self._new_paho()
 
     # -- identity ----------------------------------------------------------
@@ -191,6 +194,7 @@ class MqttClient:
             return False
         if moment < attempt.retry_at:
             return False
+        self._reload_identity()
         try:
             self._paho.connect(
                 self.broker.host, self.broker.port, self.options.keepalive_s, **self._resume()
@@ -202,6 +206,25 @@ class MqttClient:
         attempt.started = moment
         self._probe.attempt_started(moment)
         return False
+
+    def _reload_identity(self) -> None:
+        """A client certificate renewed on disk since the last attempt (the agent
+        renews its own before it expires) is the one this attempt presents.  A file
+        caught mid-replacement is tried again at the next attempt."""
+        if self._tls is None or self.broker.cert_file is None:
+            return
+        stamp = _identity_stamp(self.broker)
+        if not stamp or stamp == self._identity:
+            return
+        cert, key = self.broker.cert_file, self.broker.key_file or self.broker.cert_file
+        try:
+            self._tls.load_cert_chain(str(cert), str(key))
+        except (OSError, ssl.SSLError) as error:
+            log.warning("%s: the renewed certificate %s did not load: %s",
+                        self.options.client_id, cert, error)  # fmt: skip
+            return
+        self._identity = stamp
+        log.info("%s: connecting with the renewed certificate %s", self.options.client_id, cert)
 
     def loop_read(self, max_packets: int) -> None:
         self._paho.loop_read(max_packets)
@@ -220,13 +243,25 @@ class MqttClient:
     # -- messages -----------------------------------------------------------
 
     def publish(
-        self, topic: str, payload: bytes, qos: int = 1, *, retain: bool = False
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 1,
+        *,
+        retain: bool = False,
+        expiry_s: int | None = None,
     ) -> Publication:
+        """``expiry_s``: the MQTT 5 message expiry interval (the broker drops the
+        message once it has waited that long for a subscriber); ignored on 3.1.1."""
         with self._swap:
             paho = self._paho
+            properties = None
+            if expiry_s is not None and self._probe.is_v5:
+                properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+                properties.MessageExpiryInterval = max(1, expiry_s)
         # Not under our lock: paho calls ``on_publish`` holding its own message lock,
         # which ``publish`` takes too, so nesting them the other way could deadlock.
-        info = paho.publish(topic, payload, qos=qos, retain=retain)
+        info = paho.publish(topic, payload, qos=qos, retain=retain, properties=properties)
         return Publication(info.mid, on_wire=info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS)
 
     def ack(self, message: Message) -> None:
@@ -274,7 +309,7 @@ class MqttClient:
         if self.options.will is not None:
             will = self.options.will
             client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
-        _configure(client, self.broker)
+        _configure(client, self.broker, self._tls)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -388,13 +423,33 @@ class MqttClient:
             self._listener.on_published(mid, str(reason) if reason.is_failure else None)
 
 
-def _configure(client: mqtt.Client, broker: BrokerAddress) -> None:
-    """Give ``client`` the address's credentials and TLS files."""
+def _configure(client: mqtt.Client, broker: BrokerAddress, tls: ssl.SSLContext | None) -> None:
+    """Give ``client`` the address's credentials and TLS context."""
     if broker.username:
         client.username_pw_set(broker.username, broker.password)
-    if broker.tls:
-        client.tls_set(
-            ca_certs=str(broker.ca_file) if broker.ca_file else None,
-            certfile=str(broker.cert_file) if broker.cert_file else None,
-            keyfile=str(broker.key_file) if broker.key_file else None,
+    if tls is not None:
+        client.tls_set_context(tls)
+
+
+def _tls_context(broker: BrokerAddress) -> ssl.SSLContext:
+    """What paho's ``tls_set`` makes of the address's files (the broker's certificate
+    checked, host name included), kept so a renewed client certificate can be loaded
+    into it."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if broker.ca_file is not None:
+        context.load_verify_locations(str(broker.ca_file))
+    else:
+        context.load_default_certs()
+    if broker.cert_file is not None:
+        context.load_cert_chain(str(broker.cert_file), str(broker.key_file or broker.cert_file))
+    return context
+
+
+def _identity_stamp(broker: BrokerAddress) -> tuple[int, ...]:
+    """When the client certificate and key files last changed (empty: none, or gone)."""
+    try:
+        return tuple(
+            path.stat().st_mtime_ns for path in (broker.cert_file, broker.key_file) if path
         )
+    except OSError:
+        return ()

@@ -39,6 +39,15 @@ class Action(StrEnum):
     """The record of the changes people made: policies, bounds, webhooks, identities."""
     SET_POLICY_BOUNDS = "set_policy_bounds"
     """The manufacturer's bounds on what a clinic's alert policy may say."""
+    CONFIGURE_DEVICES = "configure_devices"
+    """The fleet, model and device layers of desired configuration, and the bounds on
+    what a clinic's layer may say."""
+    SEND_COMMANDS = "send_commands"
+    """Any tracked command to any device."""
+    LOCK_DEVICES = "lock_devices"
+    """The ``lock`` command to a device the clinic holds: a clinic can always make a
+    handpiece it holds safer, never less safe (unlock and override are the
+    manufacturer's)."""
 
 
 _ALLOWED: Final[dict[Role, frozenset[Action]]] = {
@@ -51,6 +60,7 @@ _ALLOWED: Final[dict[Role, frozenset[Action]]] = {
             Action.HANDLE_ALERTS,
             Action.CONFIGURE_CLINIC,
             Action.AUDIT,
+            Action.LOCK_DEVICES,
         }
     ),
     Role.AUDITOR: frozenset(

@@ -17,6 +17,7 @@ from services.api.dashboard.routes import install_dashboard, viewer
 from services.api.dashboard.sign_in import install_sign_in
 from services.api.deps import SESSION_COOKIE, ApiContext, principal
 from services.api.hardening import SecurityHeaders
+from services.api.identity import IdentityConfig, identity_config
 from services.api.limits import BoundedRequests, CredentialChecks, RequestLimits
 from services.api.metrics import RequestMetrics
 from services.api.people import People, PeopleConfig, people_config
@@ -26,8 +27,12 @@ from services.api.routes import (
     audit,
     audit_log,
     clinics,
+    device_commands,
+    device_config,
+    device_identity,
     device_keys,
     devices,
+    enrolment,
     operations,
     policy_bounds,
     sessions,
@@ -53,10 +58,12 @@ def create_app(  # noqa: PLR0913 - the composition root takes each collaborator
     limits: RequestLimits | None = None,
     people: PeopleConfig | None = None,
     log_key: LogKeyPlace | None = None,
+    identity: IdentityConfig | None = None,
 ) -> FastAPI:
     """``people`` defaults to the ``CORELINE_SECRET_KEY`` and ``CORELINE_OIDC_*``
     settings (``services/api/people/settings.py``); ``log_key`` to the place
-    ``coreline db upgrade`` puts the log's key for ``database_url``."""
+    ``coreline db upgrade`` puts the log's key for ``database_url``; ``identity`` to
+    the ``CORELINE_FLEET_CA_*`` settings (``services/api/identity/settings.py``)."""
     people = people or people_config(master_key)
     read_models = ReadModelStore(database_url)  # creates the read tables when missing
     engine = read_models.engine
@@ -81,6 +88,7 @@ def create_app(  # noqa: PLR0913 - the composition root takes each collaborator
         engine, stores, broker, master_key, People.build(engine, people),
         log_key or LogKeyPlace(log_key_path(database_url)),
     )  # fmt: skip
+    app.state.identity = identity or identity_config(database_url)
     install_problem_handlers(app)
     app.add_middleware(RequestMetrics)
     checks = CredentialChecks(
@@ -101,6 +109,10 @@ def create_app(  # noqa: PLR0913 - the composition root takes each collaborator
         policy_bounds,
         transparency_log,
         device_keys,
+        device_config,
+        device_commands,
+        enrolment,
+        device_identity,
     ):
         api.include_router(module.router)
     app.include_router(api)

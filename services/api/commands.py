@@ -23,6 +23,7 @@ from schemas.streams import (
     is_change_stream,
     registry_stream,
 )
+from services.api.identity.lifecycle import refuse_if_decommissioned
 from services.api.models import Accepted
 from services.api.problems import Problem, bad_request, conflict, not_found
 from services.eventstore import EventStore, StoredEvent, load_keyring
@@ -46,7 +47,16 @@ def assign_device(
     store: EventStore, device_id: str, clinic_id: str | None, author: str
 ) -> Accepted:
     data = {"clinic_id": clinic_id, "assigned_by": author}
-    return _append(store, _after(registry_stream(device_id), device_id, "device.assigned", data))
+    build = _after(registry_stream(device_id), device_id, "device.assigned", data)
+    if clinic_id is None:
+        return _append(store, build)  # taking a device back is always allowed
+
+    def checked(head: StoredEvent | None) -> SealedEvent:
+        # A decommissioned device is nobody's to inherit (docs/device-identity.md).
+        refuse_if_decommissioned(store, device_id)
+        return build.build(head)
+
+    return _append(store, _Builder(build.stream_id, checked))
 
 
 def record_service(
@@ -116,6 +126,26 @@ def move_alert(
         return build.build(head)
 
     return _append(store, _Builder(build.stream_id, checked))
+
+
+def record_platform_event(
+    store: EventStore,
+    stream_id: str,
+    device_id: str,
+    kind: str,
+    data: dict[str, Any],
+    check: Callable[[StoredEvent | None], None] | None = None,
+) -> Accepted:
+    """Append a platform event of ``kind`` after the stream's newest (``check`` may
+    refuse, with a ``Problem``, from that newest event)."""
+    build = _after(stream_id, device_id, kind, data)
+
+    def checked(head: StoredEvent | None) -> SealedEvent:
+        if check is not None:
+            check(head)
+        return build.build(head)
+
+    return _append(store, _Builder(stream_id, checked))
 
 
 class ChangeRecordError(ValueError):

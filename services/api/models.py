@@ -43,6 +43,36 @@ class FaultOut(_Out):
     raised_at: datetime
 
 
+class ActiveInterlockOut(_Out):
+    interlock: Literal["cartridge_life", "recalled_lot", "service_overdue", "locked"]
+    mode: Literal["warn", "block"]
+    reason: str
+    since: datetime
+    since_seq: int = Field(description="The seq of the device's `interlock.engaged`.")
+    cartridge_id: str | None
+    lot: str | None
+
+
+class RefusedInstallOut(_Out):
+    cartridge_id: str
+    lot: str
+    at: datetime
+    seq: int
+
+
+class InterlocksOut(_Out):
+    """What the handpiece's safety interlocks recorded (docs/safety-interlocks.md)."""
+
+    locked: bool = Field(
+        description="No session may start: locked by command, or service overdue under block."
+    )
+    blocking: bool = Field(description="Some interlock in `block` mode holds now.")
+    active: list[ActiveInterlockOut]
+    refusals: int = Field(description="`block` engagements recorded, refused installs included.")
+    warnings: int = Field(description="`warn` engagements recorded.")
+    last_refused_install: RefusedInstallOut | None
+
+
 class DeviceOut(_Out):
     device_id: str
     clinic_id: str | None
@@ -78,6 +108,12 @@ class DeviceDetail(DeviceOut):
         "after the platform received them); times shown here use the receive time instead."
     )
     last_clock_skew_seq: int | None
+    actuations_at_service: int = Field(
+        0, description="The actuator's lifetime count at the last service visit (0: never)."
+    )
+    interlocks: InterlocksOut | None = Field(
+        None, description="Null for rows folded before interlocks existed (until a replay)."
+    )
 
 
 class UsageDay(_Out):
@@ -189,6 +225,14 @@ class FleetOverview(_Out):
     by_clinic: list[CountBy]
     open_alerts: int
     cartridges_per_week: list[CartridgeWeek]
+    locked_devices: int = Field(
+        0, description="Devices no session may start on (locked, or service overdue under block)."
+    )
+    blocked_devices: int = Field(0, description="Devices with an interlock in `block` now.")
+    interlock_refusals: int = Field(
+        0, description="`block` interlock engagements the devices recorded, in total."
+    )
+    interlock_warnings: int = Field(0, description="`warn` interlock engagements, in total.")
 
 
 class DeadLetterOut(_Out):

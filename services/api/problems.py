@@ -11,7 +11,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.eventstore import StoreUnavailableError
 
 PROBLEM_JSON: Final = "application/problem+json"
 _TYPE_BASE: Final = "https://coreline.dev/problems/"
@@ -152,7 +155,15 @@ def install_problem_handlers(app: FastAPI) -> None:
         summary = "; ".join(f"{field.location}: {field.message}" for field in errors[:5])
         return problem_response(request, unprocessable(summary or "invalid request"), errors)
 
+    async def on_database_away(request: Request, error: Exception) -> JSONResponse:
+        """The database went away mid-request (a failover, a restart): the request may
+        succeed if retried, so a 503 that says so, never a 500."""
+        problem = unavailable("the database is unavailable for a moment: retry the request")
+        return problem_json(problem, {"Retry-After": "2"})
+
     app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(StoreUnavailableError, on_database_away)
+    app.add_exception_handler(OperationalError, on_database_away)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(RequestValidationError, on_invalid)
     app.add_exception_handler(ValidationError, on_unrecordable)

@@ -42,7 +42,7 @@ class StreamReader(Protocol):
 class SealedStreamReader(StreamReader, Protocol):
     """What ``verify`` reads: the streams and the seals stored beside them."""
 
-    def read_seals(self, stream_id: str, from_seq: int = 1) -> list[StoredSeal]: ...
+    def read_seals(self, stream_id: str, from_seq: int = 1, limit: int = 0) -> list[StoredSeal]: ...
 
 
 class VerifyUsageError(Exception):

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final, TypeVar
 
@@ -25,6 +26,8 @@ from rich.live import Live
 from sqlalchemy import Engine
 
 from edge_agent.outbox import Durability, Outbox
+from schemas.config_events import ConfigLayer, LayerSettings
+from schemas.device_config import InterlockMode
 from services.api import Role, commands, create_token
 from services.api.people import SecretBox
 from services.delivery import WebhookRules, create_webhook
@@ -34,7 +37,7 @@ from services.demo.ports import free_port, port_in_use, wait_for_gateway, wait_f
 from services.demo.summary import line, render, snapshot
 from services.demo.webhook_sink import WebhookSink
 from services.egress import EgressGate, parse_allow_list
-from services.eventstore import open_event_store, upgrade_schema
+from services.eventstore import EventStore, open_event_store, upgrade_schema
 from services.projections.read_store import ReadModelStore
 from simulation import (
     FleetPlan,
@@ -165,10 +168,29 @@ def _seed(
             )
             public_key = simulated_key(fleet_seed, device_id).public_text
             commands.register_key(store, device_id, public_key, "demo fleet team")
+        _seed_interlocks(store, clinics)
     finally:
         store.close()
         read_models.close()
     return tokens
+
+
+def demo_recalled_lot(now: datetime) -> str:
+    """A lot the simulated fleet draws from now on (cartridges are made 20 to 150 days
+    before they are installed, lots named by month and line): about one install in
+    fifteen is of it, so the demo shows handpieces refusing recalled cartridges."""
+    return f"L{now - timedelta(days=60):%y%m}B"
+
+
+def _seed_interlocks(store: EventStore, clinics: list[str]) -> None:
+    """The fleet layer recalls a lot and the first clinic blocks cartridges past their
+    rating (the others only warn): the handpieces' interlocks have work to show."""
+    from services.api.config_changes import change_layer  # noqa: PLC0415
+
+    recall = LayerSettings(recalled_lots=(demo_recalled_lot(datetime.now(UTC)),))
+    change_layer(store, ConfigLayer.FLEET, None, recall, "demo fleet team")
+    blocking = LayerSettings(cartridge_life_mode=InterlockMode.BLOCK)
+    change_layer(store, ConfigLayer.CLINIC, clinics[0], blocking, f"{clinics[0]} staff")
 
 
 def _with_engine(database_url: str, use: "Callable[[Engine], T]") -> T:

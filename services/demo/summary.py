@@ -20,6 +20,7 @@ class Snapshot:
     by_status: dict[str, int]
     webhooks_delivered: int
     dead_letters: int
+    interlocks_engaged: int
 
 
 _QUERIES = {
@@ -34,6 +35,7 @@ _QUERIES = {
     "needle_alerts": "SELECT count(*) FROM read_alerts WHERE rule LIKE 'needle%'",
     "webhooks_delivered": "SELECT count(*) FROM webhook_deliveries WHERE state = 'delivered'",
     "dead_letters": "SELECT count(*) FROM dead_letters",
+    "interlocks_engaged": "SELECT count(*) FROM events WHERE type = 'interlock.engaged'",
 }
 
 
@@ -64,6 +66,7 @@ def render(shot: Snapshot, elapsed_s: float, simulated: str) -> Table:
         ),
         ("alerts open / raised", f"{shot.alerts_open} / {shot.alerts_total}"),
         ("needle alerts", f"{shot.needle_alerts}"),
+        ("interlocks engaged (refusals, warnings)", f"{shot.interlocks_engaged}"),
         ("webhook notices delivered", f"{shot.webhooks_delivered}"),
         ("dead letters", f"{shot.dead_letters}"),
     )
@@ -78,5 +81,6 @@ def line(shot: Snapshot, elapsed_s: float) -> str:
         f"{elapsed_s:5.0f} s: {shot.events:,} events, {shot.online}/{shot.devices} online, "
         f"{shot.sessions} sessions ({shot.reconciled} reconciled), "
         f"{shot.alerts_total} alerts ({shot.alerts_open} open, {shot.needle_alerts} needle), "
-        f"{shot.webhooks_delivered} webhook notices, {shot.dead_letters} dead letters"
+        f"{shot.webhooks_delivered} webhook notices, {shot.dead_letters} dead letters, "
+        f"{shot.interlocks_engaged} interlocks engaged"
     )

@@ -36,6 +36,7 @@ from services.eventstore.ports import (
     StreamSeal,
     Telemetry,
 )
+from services.eventstore.sql_engine import open_sql_engine
 
 __all__ = [
     "DEAD_LETTER_RAW_LIMIT",
@@ -69,6 +70,7 @@ __all__ = [
     "load_checkpoint",
     "load_keyring",
     "open_event_store",
+    "open_sql_engine",
     "redact",
     "save_checkpoint",
     "upgrade_schema",

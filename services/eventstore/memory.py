@@ -37,6 +37,7 @@ from services.eventstore.ports import (
     StoredSeal,
     StreamHead,
     StreamSeal,
+    next_events,
 )
 
 _NO_LIMIT: Final = 2**62
@@ -102,10 +103,10 @@ class InMemoryEventStore:
         received = _utc(received_at or datetime.now(UTC))
         with self._lock:
             stream = self._streams.get(stream_id)
-            event = build(stream.events[-1] if stream and stream.events else None)
-            if event is not None:
-                self._append_in([event], (), received)
-            return event
+            events = next_events(build(stream.events[-1] if stream and stream.events else None))
+            if events:
+                self._append_in(events, (), received)
+            return events[-1] if events else None
 
     def _append_in(
         self,
@@ -208,10 +209,11 @@ class InMemoryEventStore:
         # A limit of 0 means none, as the SQL adapters read it.
         return events[:limit] if limit else events
 
-    def read_seals(self, stream_id: str, from_seq: int = 1) -> list[StoredSeal]:
+    def read_seals(self, stream_id: str, from_seq: int = 1, limit: int = 0) -> list[StoredSeal]:
         with self._lock:
             by_seq = self._seals.get(stream_id, {})
-            return [by_seq[seq] for seq in sorted(by_seq) if seq >= from_seq]
+            found = [by_seq[seq] for seq in sorted(by_seq) if seq >= from_seq]
+        return found[:limit] if limit else found
 
     def count_events(self) -> int:
         with self._lock:

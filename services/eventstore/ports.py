@@ -177,8 +177,16 @@ class StoredSeal:
     stored_at: datetime
 
 
-NextEvent = Callable[[StoredEvent | None], SealedEvent | None]
-"""Builds a stream's next event from its newest stored one (see ``append_next``)."""
+NextEvent = Callable[[StoredEvent | None], SealedEvent | Sequence[SealedEvent] | None]
+"""Builds a stream's next event, or next events, from its newest stored one (see
+``append_next``)."""
+
+
+def next_events(built: SealedEvent | Sequence[SealedEvent] | None) -> list[SealedEvent]:
+    """What a ``NextEvent`` built, as a list (empty: nothing to append)."""
+    if built is None:
+        return []
+    return [built] if isinstance(built, SealedEvent) else list(built)
 
 
 class EventLog(Protocol):
@@ -203,7 +211,9 @@ class EventLog(Protocol):
     ) -> SealedEvent | None:
         """Append the event ``build`` makes from the stream's newest stored event
         (``None`` for an empty stream), with no other writer of the stream in between;
-        ``build`` returns ``None`` when nothing is to be appended.
+        ``build`` returns ``None`` when nothing is to be appended.  It may return
+        several events, which then land together or not at all (an enrolment is
+        three facts of one moment); the last one is returned.
 
         For platform streams with several writers (an alert is resolved by the engine
         and acknowledged through the API): reading the head and appending in two steps
@@ -259,8 +269,9 @@ class DeadLetters(Protocol):
 class Seals(Protocol):
     """Device seals, written only through ``append``."""
 
-    def read_seals(self, stream_id: str, from_seq: int = 1) -> list[StoredSeal]:
-        """The stream's stored seals with ``seq >= from_seq``, in seq order."""
+    def read_seals(self, stream_id: str, from_seq: int = 1, limit: int = 0) -> list[StoredSeal]:
+        """The stream's stored seals with ``seq >= from_seq``, in seq order, at most
+        ``limit`` of them (0: all)."""
         ...
 
 

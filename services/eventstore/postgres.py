@@ -36,6 +36,7 @@ from typing import Any, ClassVar, Final
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from schemas import Heartbeat, SealedEvent
 from services.eventstore.append_plan import (
@@ -47,7 +48,7 @@ from services.eventstore.append_plan import (
     plan_append,
     seals_to_store,
 )
-from services.eventstore.database_url import unreachable
+from services.eventstore.database_url import DatabaseUrl, unreachable
 from services.eventstore.driver_errors import DriverErrors
 from services.eventstore.errors import SchemaMissingError
 from services.eventstore.migrations import SCHEMA_REVISION
@@ -64,6 +65,7 @@ from services.eventstore.ports import (
     StoredEvent,
     StoredSeal,
     StreamSeal,
+    next_events,
 )
 
 _EVENT_COLUMNS: Final = sql.SQL(
@@ -167,15 +169,34 @@ class PostgresEventStore(PortableQueries):
 
     @POSTGRES_ERRORS
     def __init__(self, conninfo: str) -> None:
-        # Autocommit: reads are single statements and never sit idle in a transaction
-        # (which would hold back other readers' horizon); writes open one explicitly.
+        self._conninfo = conninfo
+        self._reach = make_conninfo(conninfo, **DatabaseUrl.parse(conninfo).connection_defaults)
+        self._listener: psycopg.Connection[Any] | None = None
         try:
-            self._connection = psycopg.connect(conninfo, autocommit=True)
-            self._conninfo = conninfo
-            self._listener: psycopg.Connection[Any] | None = None
+            self._open = self._connect()
         except psycopg.OperationalError as error:
             raise unreachable(conninfo, error) from error
         self._check_schema()
+
+    @property
+    def _connection(self) -> psycopg.Connection[Any]:
+        """The live connection: one that broke (its server died or was demoted) is
+        replaced on the next call, through the URL, so after a failover the store
+        follows the new primary by itself.  Never inside a transaction: a transaction
+        takes the connection once, and a break fails it whole."""
+        if self._open.broken:
+            self._open.close()
+            self._open = self._connect()
+        return self._open
+
+    @_connection.setter
+    def _connection(self, connection: psycopg.Connection[Any]) -> None:
+        self._open = connection
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        # Autocommit: reads are single statements and never sit idle in a transaction
+        # (which would hold back other readers' horizon); writes open one explicitly.
+        return psycopg.connect(self._reach, autocommit=True)
 
     @POSTGRES_ERRORS
     def append(
@@ -202,10 +223,10 @@ class PostgresEventStore(PortableQueries):
             cursor.execute(_LOCK_STREAMS, ([_lock_key(stream_id)],))
             cursor.execute(_READ_HEAD, (stream_id,))
             head = cursor.fetchone()
-            event = build(None if head is None else _stored_event(head))
-            if event is not None:
-                self._append_in(cursor, [event], (), received)
-            return event
+            events = next_events(build(None if head is None else _stored_event(head)))
+            if events:
+                self._append_in(cursor, events, (), received)
+            return events[-1] if events else None
 
     def _append_in(
         self,
@@ -252,11 +273,11 @@ class PostgresEventStore(PortableQueries):
         return plan.result()
 
     @POSTGRES_ERRORS
-    def read_seals(self, stream_id: str, from_seq: int = 1) -> list[StoredSeal]:
+    def read_seals(self, stream_id: str, from_seq: int = 1, limit: int = 0) -> list[StoredSeal]:
         rows = self._connection.execute(
             "SELECT stream_id, seq, key_id, sig, stored_at FROM seals "
-            "WHERE stream_id = %s AND seq >= %s ORDER BY seq",
-            (stream_id, from_seq),
+            "WHERE stream_id = %s AND seq >= %s ORDER BY seq LIMIT %s",
+            (stream_id, from_seq, limit or None),
         ).fetchall()
         return [StoredSeal(*row) for row in rows]
 
@@ -376,9 +397,19 @@ class PostgresEventStore(PortableQueries):
 
     @POSTGRES_ERRORS
     def wait_for_appends(self, timeout: float) -> None:
+        if self._listener is not None and self._listener.broken:
+            # A failover ended the LISTEN with the old primary's connection; the new
+            # primary's notifications need a LISTEN of their own (below).
+            self._listener.close()
+            self._listener = None
         if self._listener is None:
-            self._listener = psycopg.connect(self._conninfo, autocommit=True)
-            self._listener.execute(f"LISTEN {APPENDS_CHANNEL}")
+            listener = self._connect()
+            try:
+                listener.execute(f"LISTEN {APPENDS_CHANNEL}")
+            except psycopg.Error:
+                listener.close()
+                raise
+            self._listener = listener
             return  # appends before LISTEN would be missed: let the caller read first
         for _ in self._listener.notifies(timeout=timeout, stop_after=1):
             pass
@@ -388,7 +419,7 @@ class PostgresEventStore(PortableQueries):
 
     @POSTGRES_ERRORS
     def close(self) -> None:
-        self._connection.close()
+        self._open.close()
         if self._listener is not None:
             self._listener.close()
 
@@ -401,7 +432,7 @@ class PostgresEventStore(PortableQueries):
             found = self._connection.execute("SELECT version_num FROM alembic_version").fetchone()
             revision = found[0] if found else None
         if revision != SCHEMA_REVISION:
-            self._connection.close()
+            self._open.close()
             raise SchemaMissingError(
                 f"the PostgreSQL database is at schema revision {revision or 'none'}, "
                 f"this Coreline needs {SCHEMA_REVISION}: run `coreline db upgrade`"

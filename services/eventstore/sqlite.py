@@ -40,6 +40,7 @@ from services.eventstore.ports import (
     StoredEvent,
     StoredSeal,
     StreamSeal,
+    next_events,
 )
 from services.eventstore.sqlite_schema import SCHEMA_VERSION, connect
 
@@ -118,10 +119,10 @@ class SqliteEventStore(PortableQueries):
                 "ORDER BY seq DESC LIMIT 1",
                 (stream_id,),
             ).fetchone()
-            event = build(None if head is None else _stored_event(head))
-            if event is not None:
-                self._append_in(connection, [event], (), received)
-            return event
+            events = next_events(build(None if head is None else _stored_event(head)))
+            if events:
+                self._append_in(connection, events, (), received)
+            return events[-1] if events else None
 
     def _append_in(
         self,
@@ -159,11 +160,11 @@ class SqliteEventStore(PortableQueries):
         return plan.result()
 
     @SQLITE_ERRORS
-    def read_seals(self, stream_id: str, from_seq: int = 1) -> list[StoredSeal]:
+    def read_seals(self, stream_id: str, from_seq: int = 1, limit: int = 0) -> list[StoredSeal]:
         rows = self._connection.execute(
             "SELECT stream_id, seq, key_id, sig, stored_at FROM seals "
-            "WHERE stream_id = ? AND seq >= ? ORDER BY seq",
-            (stream_id, from_seq),
+            "WHERE stream_id = ? AND seq >= ? ORDER BY seq LIMIT ?",
+            (stream_id, from_seq, limit or -1),
         ).fetchall()
         return [
             StoredSeal(row[0], row[1], row[2], row[3], _parse_timestamp(row[4])) for row in rows

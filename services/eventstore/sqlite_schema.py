@@ -256,9 +256,85 @@ CREATE TABLE IF NOT EXISTS log_checkpoints (
 );
 """
 
+# Device identity: every certificate the fleet CA signed, append-only (see the
+# PostgreSQL revision 0009 for why it is kept).
+_VERSION_9: Final = """
+CREATE TABLE IF NOT EXISTS device_certificates (
+    fingerprint  TEXT     NOT NULL,
+    device_id    TEXT     NOT NULL,
+    serial       TEXT     NOT NULL,
+    key_digest   TEXT     NOT NULL,
+    not_before   DATETIME NOT NULL,
+    not_after    DATETIME NOT NULL,
+    issued_at    DATETIME NOT NULL,
+    certificate  TEXT     NOT NULL,
+    PRIMARY KEY (fingerprint),
+    CONSTRAINT device_certificates_serial UNIQUE (serial)
+);
+CREATE INDEX IF NOT EXISTS device_certificates_device
+    ON device_certificates (device_id, issued_at);
+CREATE INDEX IF NOT EXISTS device_certificates_expiry ON device_certificates (not_after);
+CREATE TRIGGER IF NOT EXISTS device_certificates_no_update BEFORE UPDATE ON device_certificates
+BEGIN SELECT RAISE(ABORT, 'device certificates are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS device_certificates_no_delete BEFORE DELETE ON device_certificates
+BEGIN SELECT RAISE(ABORT, 'device certificates are append-only'); END;
+"""
+
+# Desired configuration and tracked commands (see the PostgreSQL revision 0010).
+_VERSION_10: Final = """
+CREATE TABLE IF NOT EXISTS config_layers (
+    layer       TEXT NOT NULL,
+    subject     TEXT NOT NULL,
+    settings    TEXT NOT NULL,
+    changed_at  TEXT NOT NULL,
+    changed_by  TEXT NOT NULL,
+    PRIMARY KEY (layer, subject)
+);
+CREATE TABLE IF NOT EXISTS device_config (
+    device_id                TEXT    NOT NULL,
+    model                    TEXT,
+    clinic_id                TEXT,
+    registered               BOOLEAN NOT NULL,
+    decommissioned           BOOLEAN NOT NULL,
+    last_service_actuations  INTEGER,
+    desired_version          INTEGER NOT NULL,
+    desired_digest           TEXT,
+    desired_settings         TEXT,
+    desired_at               TEXT,
+    reported_version         INTEGER NOT NULL,
+    reported_digest          TEXT,
+    applied_at               TEXT,
+    refused_version          INTEGER NOT NULL,
+    refused_reason           TEXT,
+    refused_at               TEXT,
+    state                    TEXT,
+    PRIMARY KEY (device_id)
+);
+CREATE INDEX IF NOT EXISTS device_config_state ON device_config (state);
+CREATE INDEX IF NOT EXISTS device_config_clinic ON device_config (clinic_id);
+CREATE TABLE IF NOT EXISTS device_commands (
+    command_id   TEXT NOT NULL,
+    device_id    TEXT NOT NULL,
+    cmd          TEXT NOT NULL,
+    args         TEXT NOT NULL,
+    issued_by    TEXT NOT NULL,
+    issued_at    TEXT NOT NULL,
+    expires_at   TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    answered_at  TEXT,
+    expired_at   TEXT,
+    reason       TEXT,
+    detail       TEXT,
+    result       TEXT NOT NULL,
+    PRIMARY KEY (command_id)
+);
+CREATE INDEX IF NOT EXISTS device_commands_device ON device_commands (device_id, issued_at);
+CREATE INDEX IF NOT EXISTS device_commands_state ON device_commands (state);
+"""
+
 _UPGRADES: Final = (
     _VERSION_1, _VERSION_2, _VERSION_3, _VERSION_4, _VERSION_5, _VERSION_6, _VERSION_7,
-    _VERSION_8,
+    _VERSION_8, _VERSION_9, _VERSION_10,
 )  # fmt: skip
 """The script that brings a file from ``user_version`` N to N + 1 is ``_UPGRADES[N]``.
 

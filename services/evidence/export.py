@@ -76,9 +76,12 @@ def plan_export(
     verifier: Verifier,
     scope: Scope,
     witness_notes: Sequence[tuple[str, str]] = (),
+    session_device: str | None = None,
 ) -> ExportPlan:
     """The plan of a session or device bundle against the log's latest checkpoint.
-    ``witness_notes`` are (where it came from, signed checkpoint note) pairs."""
+    ``witness_notes`` are (where it came from, signed checkpoint note) pairs;
+    ``session_device`` is where a read model says a session is (its device's stream is
+    read first, and every stream only if it does not hold the session)."""
     latest = merkle_log.latest_checkpoint()
     if latest is None:
         raise ExportError(
@@ -88,7 +91,7 @@ def plan_export(
     _check_signed(verifier, latest.note, "the log's latest checkpoint")
     if scope.device_id is not None:  # before its range: the stream may be gone whole
         _check_nothing_lost(store, merkle_log, scope.device_id, latest.size)
-    device_id, device_range = _device_range(store, scope)
+    device_id, device_range = _device_range(store, scope, session_device)
     _check_nothing_lost(store, merkle_log, registry_stream(device_id), latest.size)
     _check_nothing_lost(store, merkle_log, device_range.stream_id, latest.size)
     streams = [*_registry_range(store, device_id), device_range]
@@ -124,19 +127,26 @@ def write_export(
 # -- what the bundle holds ---------------------------------------------------------
 
 
-def _device_range(store: EventStore, scope: Scope) -> tuple[str, StreamRange]:
+def _device_range(
+    store: EventStore, scope: Scope, session_device: str | None
+) -> tuple[str, StreamRange]:
     if scope.kind == "session" and scope.session_id is not None:
-        return _session_range(store, UUID(scope.session_id))
+        session_id = UUID(scope.session_id)
+        if session_device is not None:
+            with contextlib.suppress(NothingToExportError):
+                return _session_range(store, session_id, device_stream(session_device))
+        return _session_range(store, session_id, find_session_stream(store, session_id))
     if scope.kind == "device" and scope.device_id is not None:
         return scope.device_id, _period_range(store, scope)
     raise ExportError("export a session or a device")
 
 
-def _session_range(store: EventStore, session_id: UUID) -> tuple[str, StreamRange]:
+def _session_range(
+    store: EventStore, session_id: UUID, stream_id: str | None
+) -> tuple[str, StreamRange]:
     """From the installation of the cartridge the session started with (so that the
     verifier can compute coverage) through the first seal at or after its
     ``session.ended`` (so that every event is sealed)."""
-    stream_id = find_session_stream(store, session_id)
     if stream_id is None:
         raise NothingToExportError(f"no stored event names session {session_id}")
     wanted = str(session_id)
@@ -157,6 +167,8 @@ def _session_range(store: EventStore, session_id: UUID) -> tuple[str, StreamRang
             if event.type == "session.ended":
                 ended = event.seq
                 break
+    if first is None and last_named is None:
+        raise NothingToExportError(f"{stream_id} holds no event of session {session_id}")
     if first is None:
         raise ExportError(f"session {session_id} has no stored session.started")
     # A session still open ends, for now, at its newest event.
@@ -197,7 +209,7 @@ def _registry_range(store: EventStore, device_id: str) -> list[StreamRange]:
 def _sealed_through(store: EventStore, stream_id: str, seq: int) -> int:
     """The seq of the first seal at or after ``seq``; ``seq`` itself when none is (an
     unsigned device, or events nothing seals: the verifier then says so)."""
-    seals = store.read_seals(stream_id, seq)
+    seals = store.read_seals(stream_id, seq, limit=1)
     return seals[0].seq if seals else seq
 
 
@@ -336,18 +348,33 @@ def _events(
 def _logged_events(
     store: EventStore, merkle_log: MerkleLog, stream: StreamRange, size: int
 ) -> Iterator[LoggedEvent]:
-    for event in _events(store, stream.stream_id, stream.first_seq, stream.last_seq):
+    events = _events(store, stream.stream_id, stream.first_seq, stream.last_seq)
+    proofs = merkle_log.inclusions(stream.stream_id, stream.first_seq, stream.last_seq, size)
+    for event in events:
+        seq, proof = next(proofs, (None, None))
+        if seq != event.seq or proof is None:
+            # The plan found the stream's last event covered; a leaf gone since is a
+            # log changed under the export (a rebuild): the bundle cannot be whole.
+            raise ExportError(
+                f"{stream.stream_id} seq {event.seq} is not in the log of size {size}: "
+                "the log changed while exporting; export again"
+            )
         # The store's hash, not the leaf's: the verifier hashes the bytes and proves
         # that hash in the log, so bytes changed after logging cannot pass.
-        proof = merkle_log.inclusion(stream.stream_id, event.seq, size)
         yield LoggedEvent(event.body, event.hash, proof.leaf_index, proof.path)
 
 
 def _seals(store: EventStore, stream: StreamRange) -> Iterator[StreamSeal]:
-    for seal in store.read_seals(stream.stream_id, stream.first_seq):
-        if seal.seq > stream.last_seq:
+    seq = stream.first_seq
+    while True:
+        page = store.read_seals(stream.stream_id, seq, PAGE)
+        for seal in page:
+            if seal.seq > stream.last_seq:
+                return
+            yield StreamSeal(seal.seq, seal.key_id, seal.sig)
+        if len(page) < PAGE:
             return
-        yield StreamSeal(seal.seq, seal.key_id, seal.sig)
+        seq = page[-1].seq + 1
 
 
 def _data(event: StoredEvent) -> dict[str, object]:

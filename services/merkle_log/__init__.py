@@ -7,7 +7,13 @@ from outside by witnesses (``witness``).  The mathematics and formats are
 
 from services.merkle_log.errors import LogKeyError, MerkleLogError, NotInLogError
 from services.merkle_log.keeper import SIGN_EVERY_S, LogKeeper
-from services.merkle_log.log_store import InclusionProof, LoggedEvent, MerkleLog, StoredCheckpoint
+from services.merkle_log.log_store import (
+    InclusionProof,
+    LoggedEvent,
+    LogPlacement,
+    MerkleLog,
+    StoredCheckpoint,
+)
 from services.merkle_log.rebuild import RebuildResult, rebuild_log
 from services.merkle_log.signing_key import (
     create_key_file,
@@ -33,6 +39,7 @@ __all__ = [
     "InclusionProof",
     "LogKeeper",
     "LogKeyError",
+    "LogPlacement",
     "LoggedEvent",
     "MerkleLog",
     "MerkleLogError",

@@ -5,15 +5,16 @@ A root or a proof reads only the O(log n) complete subtrees RFC 9162's recursion
 visits (``services.transparency.needed_nodes`` names them), in one query.
 """
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Final, NamedTuple, TypeVar
 
-import sqlalchemy
-from sqlalchemy import Connection, Engine, delete, event, func, insert, select, tuple_
+from sqlalchemy import Connection, Engine, delete, func, insert, select
 
-from services.eventstore import Backend, Cursor, DatabaseUrl, load_checkpoint, save_checkpoint
+from services.eventstore import Cursor, load_checkpoint, open_sql_engine, save_checkpoint
 from services.merkle_log.errors import NotInLogError
 from services.merkle_log.tables import LOG_FOLLOWER, log_checkpoints, log_leaves, log_nodes
 from services.transparency import (
@@ -24,6 +25,7 @@ from services.transparency import (
     consistency_path,
     frontier_ids,
     inclusion_path,
+    inclusion_paths,
     leaf_hash,
     needed_nodes,
     root_at,
@@ -56,6 +58,25 @@ class InclusionProof:
     path: list[bytes]
 
 
+@dataclass(frozen=True, slots=True)
+class LogPlacement:
+    """Where one event stands in the log: its leaf, and the newest signed checkpoint."""
+
+    leaf_index: int | None
+    """``None`` until the projector's log keeper has logged the event."""
+    checkpoint_size: int | None
+    """The tree size of the newest signed checkpoint; ``None`` before the first."""
+
+    @property
+    def covered(self) -> bool:
+        """Whether a signed checkpoint commits to the event (an inclusion proof exists)."""
+        return (
+            self.leaf_index is not None
+            and self.checkpoint_size is not None
+            and self.leaf_index < self.checkpoint_size
+        )
+
+
 class MerkleLog:
     """The log's tables on one database.  One writer at a time (the projector's log
     keeper, or a rebuild); any number of readers."""
@@ -65,13 +86,7 @@ class MerkleLog:
 
     @classmethod
     def open(cls, url: str) -> "MerkleLog":
-        database = DatabaseUrl.parse(url)
-        if database.backend is Backend.SQLITE:
-            engine = sqlalchemy.create_engine(url)
-            event.listen(engine, "connect", _sqlite_settings)
-        else:
-            engine = sqlalchemy.create_engine(database.sqlalchemy_url)
-        return cls(engine)
+        return cls(open_sql_engine(url))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -132,6 +147,50 @@ class MerkleLog:
             index = int(row.leaf_index)
             path = _computed(connection, lambda found: inclusion_path(index, tree_size, found))
         return InclusionProof(index, tree_size, str(row.event_hash), path)
+
+    def inclusions(
+        self, stream_id: str, first_seq: int, last_seq: int, size: int, page: int = 500
+    ) -> Iterator[tuple[int, InclusionProof]]:
+        """(seq, audit path in the tree of ``size`` leaves) of each of the stream's
+        events from ``first_seq`` to ``last_seq``, in seq order, a page at a time: one
+        query for a page's leaves and one for the nodes all their paths need (a
+        stream's neighbouring leaves share most of them).  Stops early at an event
+        not in the tree; the caller holds the seqs to the events it has."""
+        seq = first_seq
+        while seq <= last_seq:
+            with self.engine.connect() as connection:
+                if size > _size(connection):
+                    raise NotInLogError(f"the log has not reached size {size}")
+                rows = connection.execute(
+                    select(log_leaves.c.seq, log_leaves.c.leaf_index, log_leaves.c.event_hash)
+                    .where(
+                        log_leaves.c.stream_id == stream_id,
+                        log_leaves.c.seq >= seq,
+                        log_leaves.c.seq <= last_seq,
+                        log_leaves.c.leaf_index < size,
+                    )
+                    .order_by(log_leaves.c.seq)
+                    .limit(page)
+                ).all()
+                indexes = [int(row.leaf_index) for row in rows]
+                paths = _computed(connection, partial(inclusion_paths, indexes, size))
+            for row, index, path in zip(rows, indexes, paths, strict=True):
+                yield int(row.seq), InclusionProof(index, size, str(row.event_hash), path)
+            if len(rows) < page:
+                return
+            seq = int(rows[-1].seq) + 1
+
+    def placement(self, stream_id: str, seq: int) -> LogPlacement:
+        with self.engine.connect() as connection:
+            leaf = connection.execute(
+                select(log_leaves.c.leaf_index).where(
+                    log_leaves.c.stream_id == stream_id, log_leaves.c.seq == seq
+                )
+            ).scalar()
+            size = connection.execute(select(func.max(log_checkpoints.c.tree_size))).scalar()
+        return LogPlacement(
+            None if leaf is None else int(leaf), None if size is None else int(size)
+        )
 
     def consistency(self, old_size: int, new_size: int) -> list[bytes]:
         """The RFC 9162 consistency proof from ``old_size`` to ``new_size`` leaves."""
@@ -266,7 +325,7 @@ def _nodes(connection: Connection, ids: Collection[NodeId]) -> dict[NodeId, byte
     their event hashes."""
     found: dict[NodeId, bytes] = {}
     leaves = sorted(node.number for node in ids if node.level == 0)
-    interior = [(node.level, node.number) for node in ids if node.level > 0]
+    interior = sorted((node.level, node.number) for node in ids if node.level > 0)
     for start in range(0, len(leaves), _CHUNK):
         rows = connection.execute(
             select(log_leaves.c.leaf_index, log_leaves.c.event_hash).where(
@@ -276,17 +335,21 @@ def _nodes(connection: Connection, ids: Collection[NodeId]) -> dict[NodeId, byte
         found.update(
             {NodeId(0, int(index)): leaf_hash(bytes.fromhex(hash_)) for index, hash_ in rows}
         )
-    for start in range(0, len(interior), _CHUNK):
-        stored = connection.execute(
-            select(log_nodes.c.level, log_nodes.c.node_index, log_nodes.c.hash).where(
-                tuple_(log_nodes.c.level, log_nodes.c.node_index).in_(
-                    interior[start : start + _CHUNK]
+    # One level at a time: SQLite does not search its primary key for a row-value IN
+    # list (it scanned every node, per proof page), but does for ``level = ? AND
+    # node_index IN (…)``.
+    by_level: defaultdict[int, list[int]] = defaultdict(list)
+    for level, number in interior:
+        by_level[level].append(number)
+    for level, numbers in by_level.items():
+        for start in range(0, len(numbers), _CHUNK):
+            stored = connection.execute(
+                select(log_nodes.c.node_index, log_nodes.c.hash).where(
+                    log_nodes.c.level == level,
+                    log_nodes.c.node_index.in_(numbers[start : start + _CHUNK]),
                 )
             )
-        )
-        found.update(
-            {NodeId(int(level), int(index)): bytes(hash_) for level, index, hash_ in stored}
-        )
+            found.update({NodeId(level, int(index)): bytes(hash_) for index, hash_ in stored})
     return found
 
 
@@ -299,11 +362,3 @@ def _computed(connection: Connection, compute: Callable[[NodeLookup], T]) -> T:
 def _checkpoint(row: Any) -> StoredCheckpoint:
     signed_at = row.signed_at if row.signed_at.tzinfo else row.signed_at.replace(tzinfo=UTC)
     return StoredCheckpoint(int(row.tree_size), bytes(row.root_hash), row.note, signed_at)
-
-
-def _sqlite_settings(connection: Any, _record: Any) -> None:
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode = WAL")
-    cursor.execute("PRAGMA synchronous = FULL")
-    cursor.execute("PRAGMA busy_timeout = 30000")
-    cursor.close()

@@ -44,6 +44,7 @@ from services.projections.facts import Fact, clock_skewed, event_time
 from services.projections.faults import OpenFault
 from services.projections.findings import Finding, FindingKind
 from services.projections.forecast import NeedleLifeForecast, PunchRate, forecast_needle_life
+from services.projections.interlocks import InterlockTally
 from services.projections.maintenance import (
     DEFAULT_POLICY,
     MaintenancePolicy,
@@ -95,6 +96,8 @@ class DeviceProjection:
     integrity_alerts: set[str] = field(default_factory=set)
     """Open integrity incidents over events the store refused, by alert id (platform
     facts from the alerts' streams, see ``integrity_incident_opened``)."""
+    interlocks: InterlockTally = field(default_factory=InterlockTally)
+    """What the handpiece's safety interlocks recorded (``projections.interlocks``)."""
 
     # --- folding
 
@@ -262,6 +265,8 @@ class DeviceProjection:
             status=headline_status(attention),
             attention=attention,
             integrity_alerts=tuple(sorted(self.integrity_alerts)),
+            interlocks=self.interlocks.summary(),
+            actuations_at_service=self.actuations_at_service,
         )
 
     def session_audit(self, session_id: str) -> SessionAudit | None:
@@ -444,6 +449,14 @@ class DeviceProjection:
         self.open_session = None
         changes.append(SessionClosed(session_id, session.cores_counted == session.cores_reported))
 
+    def _interlock_engaged(self, fact: Fact, changes: list[Change]) -> None:
+        cartridge = self.cartridge
+        installed = None if cartridge is None else (cartridge.cartridge_id, cartridge.lot)
+        self.interlocks.engaged(fact.data, event_time(fact), fact.seq, installed)
+
+    def _interlock_released(self, fact: Fact, changes: list[Change]) -> None:
+        self.interlocks.released(fact.data)
+
 
 _FOLDS: dict[str, Callable[[DeviceProjection, Fact, list[Change]], None]] = {
     "agent.started": DeviceProjection._agent_started,
@@ -455,6 +468,8 @@ _FOLDS: dict[str, Callable[[DeviceProjection, Fact, list[Change]], None]] = {
     "fault.raised": DeviceProjection._fault_raised,
     "fault.cleared": DeviceProjection._fault_cleared,
     "session.ended": DeviceProjection._session_ended,
+    "interlock.engaged": DeviceProjection._interlock_engaged,
+    "interlock.released": DeviceProjection._interlock_released,
 }
 """How each device event type is folded; other types only advance the chain."""
 

@@ -7,6 +7,7 @@ from schemas import ChainStatus
 from services.projections.cartridge import InstalledCartridge
 from services.projections.faults import OpenFault
 from services.projections.forecast import NeedleLifeForecast
+from services.projections.interlocks import NO_INTERLOCKS, InterlockSummary
 from services.projections.maintenance import MaintenanceStatus
 
 
@@ -53,6 +54,11 @@ class DeviceSummary:
     integrity_alerts: tuple[str, ...]
     """Open integrity incidents over events the store refused (their alert ids): while
     there is one the status is ``integrity``, until a person resolves it."""
+    interlocks: InterlockSummary = NO_INTERLOCKS
+    """The handpiece's safety interlocks: locked or not, what is engaged, refusals."""
+    actuations_at_service: int = 0
+    """The actuator's lifetime count at the last service visit: where the service
+    interval of the device's desired configuration counts from."""
 
     @property
     def last_seen(self) -> datetime | None:

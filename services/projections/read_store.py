@@ -14,22 +14,29 @@ from typing import Any, Final
 
 import orjson
 import sqlalchemy
-from sqlalchemy import Connection, Engine, event, select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from services.eventstore import Backend, Cursor, DatabaseUrl, load_checkpoint, save_checkpoint
+from services.eventstore import (
+    Backend,
+    Cursor,
+    DatabaseUrl,
+    load_checkpoint,
+    open_sql_engine,
+    save_checkpoint,
+)
 from services.projections.custody import Custody, CustodyInterval
 from services.projections.device import DeviceProjection
 from services.projections.tables import ReadTables, read_tables
 
-SNAPSHOT_FORMAT: Final = 3
+SNAPSHOT_FORMAT: Final = 4
 """Bumped when ``DeviceProjection``'s fields, or the persisted state folds resume
 from, change.  Snapshots of another format are not used; the release that bumps it
 says to run ``coreline replay``, which rebuilds them all from the event store.
 2: clock-skew counters and open integrity incidents.  3: custody intervals
 (``read_custody``), which fix each session's and alert's clinic and which a live
-projector cannot derive from older read models."""
+projector cannot derive from older read models.  4: the safety interlocks' tally."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +65,9 @@ class ReadModelUpdate:
 
 class ReadModelStore:
     def __init__(self, url: str, suffix: str = "") -> None:
-        database = DatabaseUrl.parse(url)
-        self.backend = database.backend
+        self.backend = DatabaseUrl.parse(url).backend
         self.tables: ReadTables = read_tables(suffix)
-        engine_url = url if database.backend is Backend.SQLITE else database.sqlalchemy_url
-        self.engine: Engine = sqlalchemy.create_engine(engine_url)
-        if database.backend is Backend.SQLITE:
-            event.listen(self.engine, "connect", _sqlite_settings)
+        self.engine: Engine = open_sql_engine(url)
         self.tables.metadata.create_all(self.engine)
 
     # -- reading -----------------------------------------------------------
@@ -234,11 +237,3 @@ def custody_interval(row: Any) -> CustodyInterval:
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _sqlite_settings(connection: Any, _record: Any) -> None:
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode = WAL")
-    cursor.execute("PRAGMA synchronous = FULL")
-    cursor.execute("PRAGMA busy_timeout = 30000")
-    cursor.close()

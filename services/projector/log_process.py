@@ -48,10 +48,13 @@ def run_log_keeper(
         while not stop.is_set():
             try:
                 keeper.run_once(published)
-            except (EventStoreError, SQLAlchemyError):
+            except (EventStoreError, SQLAlchemyError) as error:
                 # The database is away (or a rebuild holds the log): nothing was
-                # half-written, since each batch commits whole; try again shortly.
-                log.exception("the log keeper could not reach the database; retrying")
+                # half-written, since each batch commits whole; try again shortly.  The
+                # store reconnects by itself, to the new primary after a failover.
+                first_line = (str(error).strip() or type(error).__name__).splitlines()[0]
+                log.warning("the log keeper could not reach the database (%s); retrying",
+                            first_line)  # fmt: skip
                 keeper.close()
                 stop.wait(_RETRY_S)
             if publisher is not None:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Final
 
+import sqlalchemy.exc
 from sqlalchemy import Connection
 
 from schemas import SealedEvent
@@ -22,7 +23,13 @@ from schemas.streams import alert_stream
 from services.alerts import events as alert_events
 from services.alerts import store as alert_store
 from services.alerts.engine import AlertDecisions, AlertEngine, Resolution
-from services.eventstore import Cursor, EventStore, StoredEvent, save_checkpoint
+from services.eventstore import (
+    Cursor,
+    EventStore,
+    StoredEvent,
+    StoreUnavailableError,
+    save_checkpoint,
+)
 from services.projections.custody import Custody
 from services.projections.device import DeviceProjection
 from services.projections.facts import implausible_device_time
@@ -34,9 +41,18 @@ from services.projector.refusals import (
     judge_refusals,
     refusals_by_device,
 )
+from transport import Backoff
 
 log = logging.getLogger(__name__)
 
+DATABASE_AWAY: Final = (
+    StoreUnavailableError,
+    sqlalchemy.exc.OperationalError,  # the connection broke, or none could be made
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.InternalError,  # a write on a node that has just become a standby
+)
+"""Failures that end when the database (or its new primary) is back; anything else,
+such as a value refused, is a fault that retrying would only repeat."""
 PROJECTOR: Final = "projector"
 """The live projector's checkpoint name."""
 _TICK_EVERY_S: Final = 1.0
@@ -147,14 +163,26 @@ class Projector:
         return max((moment for moment in heard if moment is not None), default=None)
 
     def run(self, stop: threading.Event, idle_wait_s: float = 1.0) -> None:
+        """Fold until ``stop`` is set, waiting out a database that is away (a failover,
+        a restart): every batch commits whole with its checkpoint, so after an error the
+        next step starts again from the checkpoint the database really holds."""
         next_tick = 0.0
+        backoff = Backoff(base_s=0.2, cap_s=2.0)
         while not stop.is_set():
-            folded = self.step()
-            if time.monotonic() >= next_tick:
-                self.tick()
-                next_tick = time.monotonic() + _TICK_EVERY_S
-            if folded == 0:
-                self.events.wait_for_appends(idle_wait_s)
+            try:
+                folded = self.step()
+                if time.monotonic() >= next_tick:
+                    self.tick()
+                    next_tick = time.monotonic() + _TICK_EVERY_S
+                if folded == 0:
+                    self.events.wait_for_appends(idle_wait_s)
+            except DATABASE_AWAY as error:
+                delay = backoff.next_delay()
+                log.warning("the database is unavailable (%s); retrying in %.1f s",
+                            _first_line(error), delay)  # fmt: skip
+                stop.wait(delay)
+                continue
+            backoff.reset()
 
     def _engine(self, device_ids: Iterable[str]) -> AlertEngine:
         with self.read_models.engine.connect() as connection:
@@ -189,3 +217,8 @@ def _resolution_after(resolution: Resolution, head: StoredEvent | None) -> Seale
         resolution.alert_id, resolution.device_id, head.seq + 1, head.hash,
         max(resolution.at, head.occurred_at), resolution.note,
     )  # fmt: skip
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

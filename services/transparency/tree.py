@@ -8,7 +8,7 @@ of the tree, which splits into complete ones again.  So a root or a proof for an
 size up to the current one is a handful of stored node reads, never a rescan.
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -105,21 +105,45 @@ def root_at(size: int, lookup: NodeLookup) -> bytes:
 
 def inclusion_path(index: int, size: int, lookup: NodeLookup) -> list[bytes]:
     """PATH(index, D[0:size]) of RFC 9162 §2.1.3.1: the audit path, leaf side first."""
-    if not 0 <= index < size:
-        raise ValueError(f"leaf {index} is not in a tree of {size}")
-    path: list[bytes] = []
-    start, end = 0, size
-    # Walk down from the root; each step's sibling is prepended (it is nearer the root).
-    while end - start > 1:
-        split = split_point(end - start)
-        if index < start + split:
-            path.append(range_hash(start + split, end, lookup))
-            end = start + split
-        else:
-            path.append(range_hash(start, start + split, lookup))
-            start += split
-    path.reverse()
-    return path
+    return inclusion_paths([index], size, lookup)[0]
+
+
+def inclusion_paths(indexes: Sequence[int], size: int, lookup: NodeLookup) -> list[list[bytes]]:
+    """``inclusion_path`` of each of ``indexes``, climbing from the leaf.
+
+    At each level the leaf's ancestor is subtree ``fn`` of ``2**level`` leaves; its
+    sibling is the complete subtree ``fn - 1`` when ``fn`` is odd, ``fn + 1`` when
+    that one is complete, or the tree's incomplete right edge beyond it; the last
+    subtree of a level with no sibling is promoted (RFC 9162's split at the largest
+    power of two below n gives exactly this tree).  Two leaves share every level above
+    the highest bit in which their indexes differ, so a leaf after its neighbour
+    recomputes about two levels, not all of them."""
+    last = size - 1
+    depth = last.bit_length()
+    by_level: list[bytes | None] = [None] * depth
+    edges: dict[int, bytes] = {}
+    paths: list[list[bytes]] = []
+    previous: int | None = None
+    for index in indexes:
+        if not 0 <= index < size:
+            raise ValueError(f"leaf {index} is not in a tree of {size}")
+        redo = depth if previous is None else min(depth, (index ^ previous).bit_length())
+        for level in range(redo):
+            fn, sn = index >> level, last >> level
+            if fn & 1:
+                by_level[level] = lookup(NodeId(level, fn - 1))
+            elif fn == sn:
+                by_level[level] = None  # promoted: no sibling at this level
+            elif (fn + 2) << level <= size:
+                by_level[level] = lookup(NodeId(level, fn + 1))
+            else:
+                edge = edges.get(level)
+                if edge is None:
+                    edge = edges[level] = range_hash((fn + 1) << level, size, lookup)
+                by_level[level] = edge
+        previous = index
+        paths.append([node for node in by_level if node is not None])
+    return paths
 
 
 def consistency_path(old_size: int, new_size: int, lookup: NodeLookup) -> list[bytes]:

@@ -19,17 +19,36 @@ _LIVE_REFRESH_WAIT_MS = 15_000
 _BAR_TITLE = re.compile(r"(\d{4}-\d{2}-\d{2}): (\d+) sessions, ([\d,]+) cores")
 
 
+_signed_in: dict[tuple[str, str], str] = {}
+"""Each account's session (its cookie's value) once it has signed in through the form: the
+platform accepts an authenticator step once, so a second sign-in within the same 30 s
+would have to wait for the next step."""
+
+
 def log_in(page: Page, dashboard: Dashboard, who: str | Account) -> None:
     """Sign in through the form as a person would (e-mail, password, and the
-    authenticator's code where the role needs one) and wait for where it leads."""
+    authenticator's code where the role needs one) and wait for where it leads; an
+    account that signed in before carries on with its session while it lasts."""
     account = dashboard.accounts[who] if isinstance(who, str) else who
     login_url = dashboard.url("/login")
+    kept = _signed_in.get((dashboard.base_url, account.email))
+    if kept is not None:
+        page.context.add_cookies(
+            [{"name": SESSION_COOKIE, "value": kept, "url": dashboard.url("/")}]
+        )
+        page.goto(dashboard.url("/"))
+        if not page.url.startswith(login_url):
+            return
+        page.context.clear_cookies()
     page.goto(login_url)
     page.fill("#email", account.email)
     page.fill("#password", account.password)
     page.fill("#code", account.fresh_code())
     page.click("form[action='/login'] button[type=submit]")
     page.wait_for_url(lambda url: url != login_url)
+    for cookie in page.context.cookies():
+        if cookie["name"] == SESSION_COOKIE:
+            _signed_in[dashboard.base_url, account.email] = cookie["value"]
 
 
 def api_get(dashboard: Dashboard, token: str, path: str) -> Any:

@@ -31,6 +31,16 @@ def test_a_seal_is_stored_with_its_batch(store: EventStore) -> None:
     assert store.read_seals("HP-000502") == []
 
 
+def test_seals_are_read_a_page_at_a_time(store: EventStore) -> None:
+    """``limit`` bounds a read, so a long sealed stream is read in pages."""
+    stream = device_stream(DEVICE, 9)
+    for end in (3, 6, 9):
+        store.append(stream[end - 3 : end], seals=[_seal_of(stream[end - 1])])
+    assert [s.seq for s in store.read_seals(DEVICE, limit=2)] == [3, 6]
+    assert [s.seq for s in store.read_seals(DEVICE, from_seq=7, limit=2)] == [9]
+    assert [s.seq for s in store.read_seals(DEVICE, from_seq=4, limit=1)] == [6]
+
+
 def test_a_resent_batch_keeps_the_first_seal(store: EventStore) -> None:
     """A resend (the same events, sealed again by another key) is a duplicate, and the
     seal stored first stays."""

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from services.api import commands
 from services.eventstore import Cursor, EventStore
-from services.merkle_log import LogKeeper, MerkleLog, log_nodes, rebuild_log
+from services.merkle_log import LogKeeper, MerkleLog, NotInLogError, log_nodes, rebuild_log
 from services.transparency import (
     Checkpoint,
     Signer,
@@ -92,6 +92,32 @@ def test_every_event_is_proven_in_every_checkpoint_and_checkpoints_stay_consiste
     assert previous is not None
     assert compact.root() == previous.root
     assert len(merkle_log.checkpoints()) == 4
+
+
+def test_a_streams_proofs_read_a_page_at_a_time_equal_its_proofs_one_by_one(
+    store: EventStore, merkle_log: MerkleLog, signer: Signer
+) -> None:
+    """``inclusions`` (what an export reads) gives, page by page, each event of a
+    range exactly the proof ``inclusion`` gives it, at an earlier size too, and stops
+    at the first event the tree of that size lacks."""
+    keeper = LogKeeper(store, merkle_log, signer, batch_size=13)
+    for round_ in range(3):
+        _grow(store, round_)
+        keeper.catch_up()
+    size = merkle_log.size()
+    head = store.head("HP-000101")
+    assert head is not None
+    for tree_size in (size, size - 12):  # the last round ends with 101, 102, registry
+        paged = list(merkle_log.inclusions("HP-000101", 2, head.seq, tree_size, page=4))
+        one_by_one = []
+        for seq in range(2, head.seq + 1):
+            try:
+                one_by_one.append((seq, merkle_log.inclusion("HP-000101", seq, tree_size)))
+            except NotInLogError:
+                break
+        assert paged == one_by_one
+        assert len(paged) >= 5
+    assert len(paged) < head.seq - 1  # the smaller tree lacks the stream's newest
 
 
 def test_a_log_rebuilt_from_the_events_has_the_same_roots_and_nodes(

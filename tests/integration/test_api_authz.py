@@ -13,6 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
+from services.config_delivery import ConfigDelivery
+from services.config_delivery.database import open_engine
 from services.eventstore import open_event_store
 from services.merkle_log import LogKeeper, MerkleLog, create_key_file, load_signer
 from tests.support.api_client import api_client, bearer
@@ -22,9 +24,10 @@ from tests.support.postgres import TemporaryPostgres
 # What each role may do, from DESIGN §9 (and the clinic's own alert policy and webhooks).
 MAY: dict[str, set[str]] = {
     "manufacturer": {"devices", "manage", "sessions", "alerts", "handle", "configure", "audit",
-                     "dead_letters", "audit_log", "bounds", "read_bounds", "log", "evidence"},
+                     "dead_letters", "audit_log", "bounds", "read_bounds", "log", "evidence",
+                     "device_config", "lock"},
     "clinic": {"devices", "sessions", "alerts", "handle", "configure", "audit", "read_bounds",
-               "log"},
+               "log", "lock"},
     "auditor": {"devices", "sessions", "audit", "audit_log", "log", "evidence"},
 }  # fmt: skip
 TOKENS = {  # token name → (role, clinic scope or None for the fleet)
@@ -111,6 +114,26 @@ def _cases(objects: Objects) -> list[Case]:
         # 409 once the matrix's own writes (a service, a key) outran the checkpoint.
         Case("evidence", "GET", f"/api/v1/audit/evidence?device_id={objects.device['A']}",
              "evidence", None, ok=frozenset({200, 409})),
+        Case("fleet layer", "GET", "/api/v1/config/layers/fleet", "device_config", None),
+        Case("set fleet layer", "PUT", "/api/v1/config/layers/fleet", "device_config", None, {}),
+        Case("model layer", "GET", "/api/v1/config/layers/models/CL-200", "device_config", None),
+        Case("set model layer", "PUT", "/api/v1/config/layers/models/CL-200", "device_config",
+             None, {}),
+        Case("clinic bounds", "GET", "/api/v1/config/clinic-bounds", "read_bounds", None),
+        Case("set clinic bounds", "PUT", "/api/v1/config/clinic-bounds", "device_config", None,
+             {"numeric": {}, "modes": {}}),
+        Case("config devices", "GET", "/api/v1/fleet/config-devices", "devices", None),
+        Case("identities", "GET", "/api/v1/identities", "manage", None),
+        # Public key material, fetched by brokers and devices without a token (the
+        # matrix's world has no fleet CA made: 404 names what is missing).
+        Case("fleet CA", "GET", "/api/v1/fleet-ca/certificate", "public", None,
+             ok=frozenset({404})),
+        Case("fleet CA CRL", "GET", "/api/v1/fleet-ca/crl", "public", None,
+             ok=frozenset({404})),
+        # A device's own requests carry its proof, not a token: an empty one is a 422
+        # for anyone.
+        Case("enrol", "POST", "/api/v1/enrolment", "public", None, {}, frozenset({422})),
+        Case("config convergence", "GET", "/api/v1/fleet/config-convergence", "devices", None),
     ]  # fmt: skip
     for owner in OWNERS:
         device, session = objects.device[owner], objects.session[owner]
@@ -145,6 +168,37 @@ def _cases(objects: Objects) -> list[Case]:
                  f"/api/v1/audit/verify?session_id={session}", "audit", owner),
             Case(f"log inclusion {owner}", "GET",
                  f"/api/v1/log/proofs/inclusion?stream_id={device}&seq=1", "audit", owner),
+            Case(f"device layer {owner}", "GET", f"/api/v1/config/layers/devices/{device}",
+                 "device_config", None),
+            Case(f"set device layer {owner}", "PUT", f"/api/v1/config/layers/devices/{device}",
+                 "device_config", None, {}),
+            # The unowned device is not registered: it has no configuration.
+            Case(f"device config {owner}", "GET", f"/api/v1/devices/{device}/config", "devices",
+                 owner, ok=frozenset({404} if owner == "none" else {200})),
+            # Clinic staff may lock a device they hold; 409: not registered.
+            Case(f"lock {owner}", "POST", f"/api/v1/devices/{device}/commands", "lock", owner,
+                 {"cmd": "lock"}, frozenset({202, 409})),
+            Case(f"commands {owner}", "GET", f"/api/v1/devices/{device}/commands", "devices",
+                 owner),
+            Case(f"identity {owner}", "GET", f"/api/v1/devices/{device}/identity", "devices",
+                 owner),
+            # Bodies a manufacturer's request is refused for (422), so that the matrix
+            # claims, revokes and decommissions nothing the other cases rely on.
+            Case(f"claim {owner}", "POST", f"/api/v1/devices/{device}/claims", "manage", owner,
+                 {}, frozenset({422})),
+            Case(f"decommission {owner}", "POST", f"/api/v1/devices/{device}/decommission",
+                 "manage", owner, {}, frozenset({422})),
+            Case(f"revoke certificate {owner}", "DELETE",
+                 f"/api/v1/devices/{device}/certificates/{'0' * 64}", "manage", owner,
+                 ok=frozenset({422})),
+            Case(f"renew {owner}", "POST", f"/api/v1/devices/{device}/certificate", "public",
+                 None, {}, frozenset({422})),
+            Case(f"rotate seal key {owner}", "POST", f"/api/v1/devices/{device}/seal-key",
+                 "public", None, {}, frozenset({422})),
+            # No such command: the route answers 404 for it once scope and role pass.
+            Case(f"command {owner}", "GET",
+                 f"/api/v1/devices/{device}/commands/0b6c2a4e-6d1f-4c3e-9a7e-2f1f0c9d8e11",
+                 "devices", owner, ok=frozenset({404})),
         ]  # fmt: skip
         if owner != "none":  # clinic resources exist only for clinics
             cases += [
@@ -157,6 +211,10 @@ def _cases(objects: Objects) -> list[Case]:
                 Case(f"add webhook {owner}", "POST", f"/api/v1/clinics/{clinic}/webhooks",
                      "configure", owner, {"url": "https://clinic.example/hook"},
                      frozenset({201})),
+                Case(f"clinic layer {owner}", "GET", f"/api/v1/clinics/{clinic}/config",
+                     "configure", owner),
+                Case(f"set clinic layer {owner}", "PUT", f"/api/v1/clinics/{clinic}/config",
+                     "configure", owner, {"recalled_lots": ["LOT-MATRIX"]}),
             ]  # fmt: skip
     return cases
 
@@ -188,10 +246,22 @@ def matrix_world(
         server: TemporaryPostgres = request.getfixturevalue("postgres_server")
         url = server.create_database(f"authz_{id(request)}", template="coreline_template")
     world = build_world(url)
+    _deliver(url)
     key = tmp_path_factory.mktemp("log-key") / "coreline-log.key"
     _keep_log(url, key)
     with api_client(url, log_key=key) as client:
         yield world, client, _objects(world)
+
+
+def _deliver(url: str) -> None:
+    """What the projector's configuration delivery does: each registered device gets
+    its desired configuration (no broker: nothing is published)."""
+    store, engine = open_event_store(url), open_engine(url)
+    delivery = ConfigDelivery(store, engine, None)
+    while delivery.step():
+        pass
+    store.close()
+    engine.dispose()
 
 
 def _keep_log(url: str, key: Path) -> None:

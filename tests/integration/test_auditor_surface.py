@@ -24,6 +24,7 @@ from sqlalchemy import Engine, text
 from schemas import decode_event_batch
 from services.api import Role, commands, create_token
 from services.eventstore import open_event_store
+from services.merkle_log import LogKeeper, MerkleLog, create_key_file, load_signer
 from services.projections.read_store import ReadModelStore
 from services.projector import Projector
 from tests.support.accounts import create_accounts, csrf_token, sign_in
@@ -339,3 +340,44 @@ def test_an_auditor_follows_a_session_to_its_device_and_reverifies_it(
     assert f"{events} events of {device_id} checked" in verified.text
     foreign = f"/sessions/{platform.session_id('HP-000012')}/verify"
     assert client.post(foreign, data={"csrf_token": csrf_token(page.text)}).status_code == 404
+
+
+def test_the_session_page_says_whether_a_signed_checkpoint_covers_it(
+    platform: Platform, tmp_path: Path
+) -> None:
+    """The log status of a session's last event moves from not logged, to logged and
+    awaiting a checkpoint, to covered by a signed checkpoint with its leaf named and a
+    link to its inclusion proof."""
+    people = create_accounts(platform.url)
+    sign_in(platform.client, people["auditor_a"])
+    device_id = "HP-000011"
+    session_id = platform.session_id(device_id)
+    last = platform.seq_of(device_id, "session.ended")
+
+    def log_status() -> str:
+        page = platform.client.get(f"/sessions/{session_id}")
+        assert page.status_code == 200
+        found = re.search(r'data-field="log_status">(.*?)</dd>', page.text, re.S)
+        assert found is not None
+        return found.group(1)
+
+    assert "not yet logged" in log_status()
+    key = tmp_path / "coreline-log.key"
+    create_key_file(key, "coreline/log/v1")
+    store, merkle_log = open_event_store(platform.url), MerkleLog.open(platform.url)
+    try:
+        keeper = LogKeeper(store, merkle_log, load_signer(key, "coreline/log/v1"))
+        keeper.catch_up()
+        leaf = merkle_log.placement(device_id, last).leaf_index
+        assert leaf is not None
+        assert "awaiting the next signed checkpoint" in log_status()
+        signed = keeper.sign_if_due(now=True)
+        assert signed is not None
+        keeper.close()
+    finally:
+        store.close()
+        merkle_log.close()
+    status = log_status()
+    assert "in checkpoint" in status
+    assert f"leaf {leaf:,} of the signed checkpoint of size {signed.size:,}" in status
+    assert f"/api/v1/log/proofs/inclusion?stream_id={device_id}&amp;seq={last}" in status

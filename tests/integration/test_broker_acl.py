@@ -1,6 +1,6 @@
 """The broker security shipped in ``deploy/mosquitto``, on a real Mosquitto: the ACL file
 verbatim, the configuration with only its paths and ports moved, and certificates from
-``scripts/issue-device-cert``.
+the fleet CA (``fleet_ca``).
 
 "Never delivered" is proven without sleeping: after the forbidden message the same
 publisher sends an allowed one on the same connection; Mosquitto handles one
@@ -11,20 +11,20 @@ import os
 import secrets
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from fleet_ca import RequestRefusal, certificate_request, check_request, new_key_pem
 from tests.support.secured_broker import (
     Clients,
     Credentials,
     SecuredBroker,
     attempt,
-    issue_cert,
-    run_issue_cert,
+    issue_device,
     running_secured_broker,
-    signed_by,
 )
 
 NOT_AUTHORIZED = 0x87
@@ -218,24 +218,28 @@ def test_only_the_api_account_publishes_log_checkpoints_and_everyone_reads_them(
     assert handpiece.wait_for(b"signed note") == [(topic, b"signed note")]
 
 
-def test_issue_device_cert_refuses_bad_ids_and_keeps_keys_private(tmp_path: Path) -> None:
-    """The script rejects ids outside the protocol's pattern, writes the key with mode
-    600, and issues a clientAuth certificate whose CN is the device id."""
-    issue_cert("--init-ca", str(tmp_path / "ca"))
-    signer = signed_by(tmp_path / "ca")
+def test_the_fleet_ca_refuses_bad_ids_and_keeps_keys_private(tmp_path: Path) -> None:
+    """``coreline fleet-ca init`` writes the CA's key with mode 600; the CA signs no
+    request for an id outside the protocol's pattern (the ACL tells devices from the
+    services' accounts by it), and issues a clientAuth certificate whose CN is the
+    device id."""
+    result = subprocess.run(
+        [sys.executable, "-m", "services", "fleet-ca", "init", "--dir", str(tmp_path / "ca")],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE(os.stat(tmp_path / "ca" / "ca.key").st_mode) == 0o600
+    key = new_key_pem()
     for bad_id in ("hp-000001", "HP", "HP/000001", "-HP-000001", "gateway"):
-        result = run_issue_cert(*signer, "--device", bad_id, "--out", str(tmp_path / "out"))
-        assert result.returncode == 1, bad_id
-        assert "does not match" in result.stderr, bad_id
-    assert not (tmp_path / "out").exists()
+        refusal = check_request(certificate_request(key, "HP-000001"), bad_id)
+        assert isinstance(refusal, RequestRefusal), bad_id
+        assert "does not match" in refusal.reason, bad_id
 
-    output = issue_cert(*signer, "--device", "HP-000123", "--out", str(tmp_path / "out"))
+    device = issue_device(tmp_path / "ca", "HP-000123", tmp_path / "out")
 
-    key = tmp_path / "out" / "HP-000123.key"
-    assert f"wrote {key}" in output
-    assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(device.key).st_mode) == 0o600
     text = subprocess.run(
-        ["openssl", "x509", "-in", str(tmp_path / "out" / "HP-000123.crt"), "-noout", "-text"],
+        ["openssl", "x509", "-in", str(device.cert), "-noout", "-text"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert "Subject: CN = HP-000123" in text

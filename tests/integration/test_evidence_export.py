@@ -19,9 +19,12 @@ from schemas.topics import DeviceChannel
 from services.api import Role, create_token
 from services.api.commands import register_key
 from services.eventstore import EventStore
-from services.merkle_log import LogKeeper, MerkleLog, create_key_file, load_signer
+from services.evidence import Scope, plan_export
+from services.evidence.export import StreamRange
+from services.merkle_log import MerkleLog, create_key_file, load_signer, load_verifier
 from services.transparency import Checkpoint
 from tests.support.api_client import api_client, bearer
+from tests.support.log_keeping import log_and_sign
 from tests.support.sealed_vectors import SealedVector, ingest, load_sealed
 from tests.support.vectors import batch_payload, load_stream
 
@@ -54,18 +57,6 @@ def append_unsealed(store: EventStore, vectors_dir: Path, device_id: str) -> Non
     events = load_stream(vectors_dir, device_id)["events"]
     topic = device_topic(device_id, DeviceChannel.EVENTS)
     ingest(store, [(topic, batch_payload(device_id, events))], one_by_one=False)
-
-
-def log_and_sign(store: EventStore, store_url: str, key: Path) -> None:
-    """What the projector's log keeper does: log every stored event, sign a checkpoint."""
-    merkle_log = MerkleLog.open(store_url)
-    try:
-        keeper = LogKeeper(store, merkle_log, load_signer(key, ORIGIN))
-        keeper.catch_up()
-        keeper.sign_if_due(now=True)
-        keeper.close()
-    finally:
-        merkle_log.close()
 
 
 @dataclass(frozen=True)
@@ -224,3 +215,23 @@ def test_the_api_streams_the_same_bundle_to_fleet_auditors(
     served = tmp_path / "served.jsonl"
     served.write_bytes(response.content)
     assert verify(served).returncode == 0
+
+
+def test_a_session_is_planned_the_same_from_any_hint_of_its_device(
+    store: EventStore, store_url: str, tmp_path: Path, vectors_dir: Path
+) -> None:
+    """Where a read model says a session is only decides which stream is read first: a
+    hint naming another device's stream, or no stream, plans the same bundle."""
+    platform = sealed_platform(store, store_url, tmp_path, vectors_dir)
+    scope = Scope("session", session_id=platform.vector.document["expected"]["session_id"])
+    verifier = load_verifier(platform.key, ORIGIN)
+    merkle_log = MerkleLog.open(store_url)
+    try:
+        plans = [
+            plan_export(store, merkle_log, verifier, scope, session_device=hint)
+            for hint in (None, "HP-000014", "HP-000011", "HP-999999")
+        ]
+    finally:
+        merkle_log.close()
+    assert plans[0].streams[-1] == StreamRange("HP-000014", 2, 37)
+    assert all(plan.streams == plans[0].streams for plan in plans)

@@ -21,8 +21,10 @@ from sqlalchemy.types import BigInteger, DateTime, Integer, Text
 
 from services.alerts import store as alert_store
 from services.api import Role, list_tokens
+from services.api.identity.register import device_certificates
 from services.api.people.tables import users, web_sessions
 from services.api.tokens import api_token_expiry, api_tokens
+from services.config_delivery import TABLES as CONFIG_DELIVERY_TABLES
 from services.delivery import create_webhook, list_webhooks
 from services.delivery.tables import TABLES as DELIVERY_TABLES
 from services.eventstore import Backend, DatabaseUrl, SchemaMissingError, open_event_store
@@ -57,6 +59,8 @@ OWNED: Final = (
     log_leaves,
     log_nodes,
     log_checkpoints,
+    device_certificates,
+    *CONFIG_DELIVERY_TABLES,
 )
 """The tables the migrations make, as the code that queries them defines them."""
 LEGACY_TOKENS: Final = Table(

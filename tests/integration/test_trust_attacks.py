@@ -18,11 +18,11 @@ from services.eventstore import EventStore, StreamSeal
 from tests.integration.test_evidence_export import (
     Platform,
     append_unsealed,
-    log_and_sign,
     sealed_platform,
     vector_event,
     verify,
 )
+from tests.support.log_keeping import log_and_sign
 from tests.support.streams import device_stream
 from tests.support.tamper import as_attacker
 

@@ -15,7 +15,7 @@ import sqlalchemy
 
 from services.api import Role, create_token
 from services.eventstore import EventStore, open_event_store
-from services.merkle_log import LogKeeper, MerkleLog, load_signer
+from tests.support.log_keeping import log_and_sign
 from tests.support.platform_processes import serving_api
 from tests.support.postgres import free_port
 from tests.support.streams import device_stream
@@ -43,17 +43,6 @@ def key(tmp_path: Path, store_url: str) -> Path:
     return path
 
 
-def _log_and_sign(store: EventStore, store_url: str, key: Path) -> None:
-    """What the projector's log keeper does: log every stored event, sign a checkpoint."""
-    merkle_log = MerkleLog.open(store_url)
-    try:
-        keeper = LogKeeper(store, merkle_log, load_signer(key, ORIGIN))
-        keeper.catch_up()
-        keeper.sign_if_due(now=True)
-    finally:
-        merkle_log.close()
-
-
 def _grow(store: EventStore, count: int) -> None:
     head = store.head(DEVICE)
     if head is None:
@@ -74,14 +63,14 @@ def test_a_witness_follows_a_growing_log(
     writes the same signed note."""
     state = tmp_path / "witness"
     _grow(store, 9)
-    _log_and_sign(store, store_url, key)
+    log_and_sign(store, store_url, key)
     first = _witness(state, key, store_url)
     assert first.returncode == 0, first.stderr
     assert "trusting the log key on first use" in first.stderr
     assert (state / "checkpoint").read_text().startswith(f"{ORIGIN}\n9\n")
     for more in (1, 6, 17):
         _grow(store, more)
-        _log_and_sign(store, store_url, key)
+        log_and_sign(store, store_url, key)
         again = _witness(state, key, store_url)
         assert again.returncode == 0, again.stderr
         assert "consistent" in again.stdout
@@ -103,7 +92,7 @@ def test_an_altered_event_rebuilt_and_re_signed_is_caught(
     inconsistent with the checkpoint it kept."""
     state = tmp_path / "witness"
     _grow(store, 12)
-    _log_and_sign(store, store_url, key)
+    log_and_sign(store, store_url, key)
     assert _witness(state, key, store_url).returncode == 0
     as_attacker(
         store_url,
@@ -120,7 +109,7 @@ def test_an_altered_event_rebuilt_and_re_signed_is_caught(
     assert split.returncode == 1
     assert "split view: a different root at the same size 12" in split.stderr
     _grow(store, 4)
-    _log_and_sign(store, store_url, key)
+    log_and_sign(store, store_url, key)
     rewritten = _witness(state, key, store_url)
     assert rewritten.returncode == 1
     assert "inconsistent: the proof from size 12 to 16 does not verify" in rewritten.stderr
@@ -134,7 +123,7 @@ def test_deleted_newest_events_rebuilt_are_caught_as_a_smaller_log(
     that the log shrank."""
     state = tmp_path / "witness"
     _grow(store, 15)
-    _log_and_sign(store, store_url, key)
+    log_and_sign(store, store_url, key)
     assert _witness(state, key, store_url).returncode == 0
     as_attacker(store_url, ("DELETE FROM events WHERE stream_id = %s AND seq > %s", (DEVICE, 11)))
     forced = _coreline(
@@ -153,13 +142,13 @@ def test_a_checkpoint_signed_by_another_key_is_refused(
     swapped in, however consistent the tree."""
     state = tmp_path / "witness"
     _grow(store, 5)
-    _log_and_sign(store, store_url, key)
+    log_and_sign(store, store_url, key)
     given = (key.parent / "coreline-log.key.pub").read_text().strip()
     assert _witness(state, key, store_url, "--public-key", given).returncode == 0
     other = tmp_path / "other" / "coreline-log.key"
     assert _coreline("audit", "init-key", key=other, database_url=store_url).returncode == 0
     _grow(store, 3)
-    _log_and_sign(store, store_url, other)
+    log_and_sign(store, store_url, other)
     refused = _witness(state, other, store_url)
     assert refused.returncode == 1
     assert "bad signature" in refused.stderr
@@ -185,14 +174,14 @@ def test_a_witness_outside_the_operator_reads_the_api(sqlite_url: str, tmp_path:
     store = open_event_store(sqlite_url)
     state = tmp_path / "witness"
     _grow(store, 8)
-    _log_and_sign(store, sqlite_url, key)
+    log_and_sign(store, sqlite_url, key)
     port = free_port()
     settings = {"database_url": sqlite_url, "log_key_file": str(key)}
     with serving_api(port, tmp_path / "api.log", **settings):
         api = ("--api", f"http://127.0.0.1:{port}", "--token", token)
         assert _witness(state, key, sqlite_url, *api).returncode == 0
         _grow(store, 5)
-        _log_and_sign(store, sqlite_url, key)
+        log_and_sign(store, sqlite_url, key)
         grown = _witness(state, key, sqlite_url, *api)
         assert grown.returncode == 0, grown.stderr
         assert "grew from size 8 to 13" in grown.stdout

@@ -19,7 +19,8 @@ from tests.support.api_world import CLINIC_A, CLINIC_B
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 _STEP_S = 30
 _last_step: dict[str, int] = {}
-"""The last TOTP step each account spent: the platform accepts a step once."""
+"""The last TOTP step each account spent, by its secret (accounts of the same e-mail
+in different tests' databases have their own): the platform accepts a step once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +43,10 @@ class Account:
         current = int(time.time()) // _STEP_S
         # Never the step before now: a step boundary passing before the server checks
         # it would put that code outside the window the platform accepts.
-        step = max(current, _last_step.get(self.email, current - 1) + 1)
+        step = max(current, _last_step.get(self.totp_secret, current - 1) + 1)
         while step > int(time.time()) // _STEP_S + 1:
             time.sleep(1)
-        _last_step[self.email] = step
+        _last_step[self.totp_secret] = step
         return pyotp.TOTP(self.totp_secret).at(step * _STEP_S)
 
 

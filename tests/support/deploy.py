@@ -1,6 +1,7 @@
 """Reading the shipped deployment configuration (``deploy/``) the way its tools would:
-Compose services and their mounts, Prometheus targets, PromQL metric names, and the
-Prometheus metrics the code defines."""
+Compose services and their mounts, Compose files merged as Compose merges them,
+HAProxy's listeners, Prometheus targets, PromQL metric names, and the Prometheus
+metrics the code and the backup wrapper define."""
 
 import ast
 import re
@@ -17,6 +18,9 @@ import yaml
 REPOSITORY = Path(__file__).resolve().parents[2]
 DEPLOY = REPOSITORY / "deploy"
 COMPOSE_FILE = DEPLOY / "compose.yml"
+HA_COMPOSE_FILE = DEPLOY / "compose.ha.yml"
+"""The overlay that replaces the single database with the Patroni cluster."""
+BACKUP_SCRIPT = DEPLOY / "patroni" / "backup.sh"
 LOCAL = "./local/"
 """Compose paths under this prefix are written by ``deploy/init-secrets``, never git."""
 PYTHON_PACKAGES: tuple[str, ...] = tuple(
@@ -28,6 +32,10 @@ PYTHON_PACKAGES: tuple[str, ...] = tuple(
 
 _METRIC_CLASSES = {"Counter", "Gauge", "Histogram", "Summary"}
 _METRIC_NAME = re.compile(r"\bcoreline_[a-z0-9_]+\b")
+_PATRONI_METRIC_NAME = re.compile(r"\bpatroni_[a-z0-9_]+\b")
+_REPLACED_IN_MERGE = {"command", "entrypoint", "test"}
+"""Sequences a later Compose file replaces instead of extending (``test``: a health
+check's command)."""
 
 
 def load_yaml(path: Path) -> Any:
@@ -37,6 +45,89 @@ def load_yaml(path: Path) -> Any:
 def compose() -> dict[str, Any]:
     document: dict[str, Any] = load_yaml(COMPOSE_FILE)
     return document
+
+
+def merge_compose(base: Any, overlay: Any, key: str = "") -> Any:
+    """``overlay`` over ``base`` by the Compose Specification's merge rules: mappings
+    merge key by key, sequences are extended (without repeating an entry), except
+    commands, entry points and health-check tests, which are replaced, as are scalars."""
+    if isinstance(base, dict) and isinstance(overlay, dict):
+        merged = dict(base)
+        for name, value in overlay.items():
+            merged[name] = merge_compose(base[name], value, name) if name in base else value
+        return merged
+    if isinstance(base, list) and isinstance(overlay, list) and key not in _REPLACED_IN_MERGE:
+        return base + [item for item in overlay if item not in base]
+    return overlay
+
+
+def enabled_services(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The services ``docker compose up`` starts without naming a profile."""
+    return {name: s for name, s in document["services"].items() if not s.get("profiles")}
+
+
+def env_file_values(path: Path) -> dict[str, str]:
+    """``NAME=value`` lines of an env file."""
+    lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
+    return dict(line.split("=", 1) for line in lines)
+
+
+@dataclass(frozen=True)
+class HaproxyServer:
+    name: str
+    address: str
+    check_port: int | None
+
+
+@dataclass(frozen=True)
+class HaproxyListener:
+    """A ``listen`` section: where it binds, the HTTP check it runs, its servers."""
+
+    port: int
+    check: str | None
+    servers: tuple[HaproxyServer, ...]
+
+
+def haproxy_listeners(path: Path) -> dict[str, HaproxyListener]:
+    """The ``listen`` sections of an HAProxy configuration, by name."""
+    sections: dict[str, list[list[str]]] = {}
+    current: list[list[str]] | None = None
+    for raw in path.read_text().splitlines():
+        words = raw.split("#", 1)[0].split()
+        if not words:
+            continue
+        if not raw[0].isspace():
+            current = sections.setdefault(words[1], []) if words[0] == "listen" else None
+        elif current is not None:
+            current.append(words)
+    listeners = {}
+    for name, lines in sections.items():
+        (bind,) = [words[1] for words in lines if words[0] == "bind"]
+        checks = [words[3] for words in lines if words[:3] == ["option", "httpchk", "GET"]]
+        servers = tuple(
+            HaproxyServer(words[1], words[2], int(option(words, "port") or 0) or None)
+            for words in lines
+            if words[0] == "server"
+        )
+        listeners[name] = HaproxyListener(int(bind.rsplit(":", 1)[1]), next(iter(checks), None),
+                                          servers)  # fmt: skip
+    return listeners
+
+
+def patroni_metric_names(patroni: str) -> set[str]:
+    """The metric names Patroni's REST API serves on /metrics, read from the source of
+    the Patroni installed as the program ``patroni`` (it writes them as text)."""
+    interpreter = Path(patroni).read_text().splitlines()[0].removeprefix("#!").split()
+    found = subprocess.run(
+        [*interpreter, "-c", "import patroni.api; print(patroni.api.__file__)"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    return set(_PATRONI_METRIC_NAME.findall(Path(found.stdout.strip()).read_text()))
+
+
+def backup_metric_names() -> set[str]:
+    """The metrics deploy/patroni/backup.sh writes (its ``# TYPE`` lines)."""
+    return set(re.findall(r"^# TYPE (coreline_[a-z0-9_]+) ", BACKUP_SCRIPT.read_text(), re.M))
 
 
 def command_of(service: dict[str, Any]) -> list[str]:

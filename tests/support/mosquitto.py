@@ -9,10 +9,10 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Self
 
 from tests.support.postgres import free_port
+from tests.support.scratch_server import ScratchServer
 
 
 def find_mosquitto() -> str:
@@ -22,7 +22,7 @@ def find_mosquitto() -> str:
     return found
 
 
-class TemporaryMosquitto:
+class TemporaryMosquitto(ScratchServer):
     """Mosquitto with persistence in a temporary directory, restartable on the same
     port (so clients reconnect to the "same" broker and queued messages survive)."""
 
@@ -104,14 +104,6 @@ class TemporaryMosquitto:
         path = self.root / "mosquitto.log"
         return path.read_text(errors="replace")[-2000:] if path.exists() else ""
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def destroy(self) -> None:
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)

@@ -1,9 +1,23 @@
 """A throwaway fleet CA with a broker certificate and device client certificates,
-made with the ``openssl`` command line (as an operator would)."""
+made by the fleet CA's own code (``fleet_ca``), as the platform makes them."""
 
-import subprocess
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+
+from fleet_ca import (
+    CheckedRequest,
+    certificate_request,
+    check_request,
+    create_fleet_ca,
+    public_key_of,
+    write_new_key,
+)
+from fleet_ca import (
+    FleetCa as Authority,
+)
+
+LIFETIME = timedelta(days=2)
 
 
 @dataclass(frozen=True)
@@ -12,40 +26,26 @@ class CertificatePair:
     key: Path
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def _new_key(name: str, directory: Path) -> Path:
-    key = directory / f"{name}.key"
-    _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key), cwd=directory)
-    return key
-
-
 class FleetCa:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.key = _new_key("ca", directory)
+        self.authority: Authority = create_fleet_ca(directory, lifetime=LIFETIME)
         self.cert = directory / "ca.crt"
-        _openssl(
-            "req", "-x509", "-new", "-key", str(self.key), "-out", str(self.cert),
-            "-days", "2", "-subj", "/CN=Coreline test fleet CA", cwd=directory,
-        )  # fmt: skip
+        self.key = directory / "ca.key"
 
     def issue(self, common_name: str, *, ip_address: str | None = None) -> CertificatePair:
-        """A certificate for ``common_name`` (a device id, or the broker's address)."""
-        key = _new_key(common_name, self.directory)
-        request = self.directory / f"{common_name}.csr"
+        """A certificate for ``common_name``: a device's client certificate, or (with
+        ``ip_address``) the broker's server certificate for that address."""
+        key = self.directory / f"{common_name}.key"
         cert = self.directory / f"{common_name}.crt"
-        _openssl(
-            "req", "-new", "-key", str(key), "-out", str(request), "-subj", f"/CN={common_name}",
-            cwd=self.directory,
-        )  # fmt: skip
-        extensions = self.directory / f"{common_name}.ext"
-        extensions.write_text(f"subjectAltName=IP:{ip_address}\n" if ip_address else "")
-        _openssl(
-            "x509", "-req", "-in", str(request), "-CA", str(self.cert), "-CAkey", str(self.key),
-            "-CAcreateserial", "-out", str(cert), "-days", "2", "-extfile", str(extensions),
-            cwd=self.directory,
-        )  # fmt: skip
+        pem = write_new_key(key)
+        if ip_address is not None:
+            issued = self.authority.issue_server(
+                public_key_of(pem), [ip_address], lifetime=LIFETIME
+            )
+        else:
+            request = check_request(certificate_request(pem, common_name), common_name)
+            assert isinstance(request, CheckedRequest), request
+            issued = self.authority.issue_device(request, lifetime=LIFETIME)
+        cert.write_bytes(issued.pem)
         return CertificatePair(cert, key)

@@ -9,10 +9,11 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 import psycopg
+
+from tests.support.scratch_server import ScratchServer
 
 
 def find_postgres_bin() -> Path:
@@ -36,7 +37,7 @@ def free_port() -> int:
         return port
 
 
-class TemporaryPostgres:
+class TemporaryPostgres(ScratchServer):
     """``initdb`` into a temporary directory, serve on 127.0.0.1:<free port>, and remove
     everything on ``stop``.  As root, the server runs as the ``postgres`` user, since
     PostgreSQL refuses to run as root."""
@@ -92,17 +93,6 @@ class TemporaryPostgres:
             clause = f" TEMPLATE {template}" if template else ""
             connection.execute(f'CREATE DATABASE "{name}"{clause}')
         return self.url(name)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.destroy()
 
     def _run(self, program: str, *args: str) -> None:
         subprocess.run(

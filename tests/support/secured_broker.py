@@ -1,9 +1,12 @@
 """The broker security shipped in ``deploy/mosquitto`` on a real Mosquitto, and MQTT 5
 clients to probe it: the ACL file verbatim, the configuration with only its paths and
-ports moved, and certificates from ``scripts/issue-device-cert``."""
+ports moved, and certificates and the CRL from the fleet CA's own code (``fleet_ca``),
+as ``coreline fleet-ca`` and enrolment make them."""
 
+import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -12,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +24,21 @@ from paho.mqtt.client import MQTTMessage
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from fleet_ca import (
+    CheckedRequest,
+    FleetCa,
+    certificate_request,
+    check_request,
+    create_fleet_ca,
+    public_key_of,
+    write_new_key,
+)
 from tests.support.mosquitto import TemporaryMosquitto, find_mosquitto
 from tests.support.postgres import free_port
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 SHIPPED = REPOSITORY / "deploy" / "mosquitto"
-ISSUE_CERT = REPOSITORY / "scripts" / "issue-device-cert"
+CERTIFICATE_LIFETIME = timedelta(days=2)
 
 TIMEOUT_S = 5.0
 
@@ -56,22 +69,39 @@ class SecuredBroker:
     server: Identity
     devices: dict[str, Identity]
     passwords: dict[str, str]
+    crl: Path | None = None
+    """The CRL the broker reads (``crlfile``): write it, then ``reload``."""
+    pid: int | None = None
+
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto reads its configuration, and its CRL, again."""
+        assert self.pid is not None, "this broker was not started here"
+        signal_broker(self.pid)
 
 
-def run_issue_cert(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(ISSUE_CERT), *args], capture_output=True, text=True, check=False, timeout=30
-    )
+def signal_broker(pid: int) -> None:
+    os.kill(pid, signal.SIGHUP)
 
 
-def issue_cert(*args: str) -> str:
-    result = run_issue_cert(*args)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+def issue_device(ca: Path, device_id: str, out: Path) -> Identity:
+    """A device client certificate from the fleet CA in ``ca`` (CN = the device id),
+    with its key: ``out/<device>.crt`` and ``out/<device>.key``."""
+    out.mkdir(parents=True, exist_ok=True)
+    key = write_new_key(out / f"{device_id}.key")
+    request = check_request(certificate_request(key, device_id), device_id)
+    assert isinstance(request, CheckedRequest), request
+    issued = FleetCa.load(ca).issue_device(request, lifetime=CERTIFICATE_LIFETIME)
+    (out / f"{device_id}.crt").write_bytes(issued.pem)
+    return Identity(out / f"{device_id}.crt", out / f"{device_id}.key")
 
 
-def signed_by(ca: Path) -> tuple[str, ...]:
-    return ("--ca-cert", str(ca / "ca.crt"), "--ca-key", str(ca / "ca.key"))
+def issue_server(ca: Path, names: Sequence[str], out: Path) -> Identity:
+    """The broker's certificate for ``names``: ``out/server.crt`` and ``out/server.key``."""
+    out.mkdir(parents=True, exist_ok=True)
+    key = write_new_key(out / "server.key")
+    issued = FleetCa.load(ca).issue_server(public_key_of(key), names, lifetime=CERTIFICATE_LIFETIME)
+    (out / "server.crt").write_bytes(issued.pem)
+    return Identity(out / "server.crt", out / "server.key")
 
 
 def derive_config(shipped: str, root: Path, device_port: int, service_port: int) -> str:
@@ -110,12 +140,16 @@ def wait_listening(process: subprocess.Popen[bytes], ports: tuple[int, ...], log
 
 def write_broker_files(root: Path, ca: Path, clinic_ids: Sequence[str]) -> dict[str, str]:
     """Lay out ``root`` like the container's /mosquitto: the shipped ACL, a password file,
-    the fleet CA and a server certificate for 127.0.0.1. Returns the passwords."""
+    the fleet CA with an empty CRL and a server certificate for 127.0.0.1. Returns the
+    passwords."""
     certs = root / "config" / "certs"
     certs.mkdir(parents=True)
     (root / "data").mkdir()
-    issue_cert(*signed_by(ca), "--server", "127.0.0.1", "--out", str(certs))
+    issue_server(ca, ["127.0.0.1"], certs)
     shutil.copyfile(ca / "ca.crt", certs / "fleet-ca.crt")
+    empty = FleetCa.load(ca).revocation_list([], valid_for=CERTIFICATE_LIFETIME)
+    (certs / "fleet-ca.crl").write_bytes(empty)
+    (certs / "fleet-ca.crl").chmod(0o644)
     shutil.copyfile(SHIPPED / "acl", root / "config" / "acl")
     passwords = {user: secrets.token_urlsafe(12) for user in ("gateway", "api", *clinic_ids)}
     mosquitto_passwd = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
@@ -131,20 +165,22 @@ def write_broker_files(root: Path, ca: Path, clinic_ids: Sequence[str]) -> dict[
 
 @contextmanager
 def running_secured_broker(
-    pki: Path, device_ids: Sequence[str], clinic_ids: Sequence[str]
+    pki: Path, device_ids: Sequence[str], clinic_ids: Sequence[str], *, ca: Path | None = None
 ) -> Iterator[SecuredBroker]:
-    """Mosquitto running the shipped ACL and configuration, with a fleet CA (made in
-    ``pki``), a certificate per device, a server certificate for 127.0.0.1 and password
-    accounts for the gateway, the api and each clinic."""
-    issue_cert("--init-ca", str(pki / "ca"))
+    """Mosquitto running the shipped ACL and configuration, with a fleet CA (``ca``, or
+    one made in ``pki``), a certificate per device, a server certificate for 127.0.0.1,
+    an empty CRL and password accounts for the gateway, the api and each clinic."""
+    if ca is None:
+        ca = pki / "ca"
+        create_fleet_ca(ca)
     for device_id in device_ids:
-        issue_cert(*signed_by(pki / "ca"), "--device", device_id, "--out", str(pki / "devices"))
+        issue_device(ca, device_id, pki / "devices")
 
     # mkdtemp, not tmp_path: the broker drops to the mosquitto user, who must reach it.
     root = Path(tempfile.mkdtemp(prefix="coreline-broker-acl-"))
     process: subprocess.Popen[bytes] | None = None
     try:
-        passwords = write_broker_files(root, pki / "ca", clinic_ids)
+        passwords = write_broker_files(root, ca, clinic_ids)
         device_port, service_port = free_port(), free_port()
         config = root / "config" / "mosquitto.conf"
         shipped = (SHIPPED / "mosquitto.conf").read_text()
@@ -158,7 +194,7 @@ def running_secured_broker(
         yield SecuredBroker(
             device_port=device_port,
             service_port=service_port,
-            ca_cert=pki / "ca" / "ca.crt",
+            ca_cert=ca / "ca.crt",
             server=Identity(root / "config/certs/server.crt", root / "config/certs/server.key"),
             devices={
                 device_id: Identity(
@@ -167,6 +203,8 @@ def running_secured_broker(
                 for device_id in device_ids
             },
             passwords=passwords,
+            crl=root / "config" / "certs" / "fleet-ca.crl",
+            pid=process.pid,
         )
     finally:
         if process is not None:

@@ -9,6 +9,7 @@ ROOT = Path(__file__).resolve().parents[2]
 _FIRST_PARTY = (
     "schemas",
     "seal_keys",
+    "fleet_ca",
     "transport",
     "edge_agent",
     "simulation",
@@ -19,8 +20,9 @@ _FIRST_PARTY = (
 ALLOWED: dict[str, set[str]] = {
     "schemas": set(),
     "seal_keys": {"schemas"},
+    "fleet_ca": {"schemas"},
     "transport": {"schemas"},
-    "edge_agent": {"schemas", "transport"},
+    "edge_agent": {"schemas", "transport", "seal_keys", "fleet_ca"},
     "simulation": {"schemas", "seal_keys", "transport", "edge_agent"},
     "gateway": {"schemas", "seal_keys", "transport", "services.eventstore", "services.settings"},
     "services.eventstore": {"schemas"},
@@ -38,14 +40,19 @@ ALLOWED: dict[str, set[str]] = {
     "services.delivery": {
         "schemas", "transport", "services.eventstore", "services.settings", "services.egress",
     },
+    "services.config_delivery": {
+        "schemas", "transport", "services.eventstore",
+    },
     "services.projector": {
         "schemas", "transport", "services.eventstore", "services.projections",
         "services.alerts", "services.delivery", "services.settings", "services.merkle_log",
     },
     "services.api": {
-        "schemas", "transport", "services.eventstore", "services.projections",
+        "schemas", "seal_keys", "fleet_ca", "transport", "services.eventstore",
+        "services.projections",
         "services.alerts", "services.audit", "services.delivery", "services.egress",
         "services.settings", "services.merkle_log", "services.evidence",
+        "services.config_delivery",
     },
 }  # fmt: skip
 """Which packages each package may import.  The command line and the demo wire
@@ -56,7 +63,13 @@ OWNERS = {
     "psycopg": {"services.eventstore"},
     "httpcore": {"services.egress"},
     "argon2": {"services.api"},
-    "cryptography": {"services.api", "seal_keys", "services.merkle_log", "services.transparency"},
+    "cryptography": {
+        "services.api",
+        "seal_keys",
+        "fleet_ca",
+        "services.merkle_log",
+        "services.transparency",
+    },
     "authlib": {"services.api"},
 }
 """Outside libraries that exactly one package may import."""

@@ -14,6 +14,7 @@ from services.transparency import (
     consistency_path,
     empty_root,
     inclusion_path,
+    inclusion_paths,
     leaf_hash,
     needed_nodes,
     node_hash,
@@ -40,6 +41,18 @@ def _mth(leaves: list[bytes]) -> bytes:
     while split * 2 < len(leaves):
         split *= 2
     return node_hash(_mth(leaves[:split]), _mth(leaves[split:]))
+
+
+def _path(index: int, leaves: list[bytes]) -> list[bytes]:
+    """PATH(m, D[n]) of RFC 9162 §2.1.3.1, recursively, as the RFC writes it."""
+    if len(leaves) == 1:
+        return []
+    split = 1
+    while split * 2 < len(leaves):
+        split *= 2
+    if index < split:
+        return [*_path(index, leaves[:split]), _mth(leaves[split:])]
+    return [*_path(index - split, leaves[split:]), _mth(leaves[:split])]
 
 
 def _flip(value: bytes, bit: int) -> bytes:
@@ -135,6 +148,19 @@ def test_every_consistency_proof_verifies_and_any_alteration_fails(data: st.Data
         assert not verify_consistency(old_size, new_size, old_root, new_root, proof[:-1])
     if old_size < new_size - 1:
         assert not verify_consistency(old_size + 1, new_size, old_root, new_root, proof)
+
+
+@given(st.data())
+def test_paths_of_many_leaves_are_the_rfcs_paths(data: st.DataObject) -> None:
+    """``inclusion_paths`` over any leaves of any tree (in any order, repeated) gives
+    each exactly the RFC's recursive PATH, as does ``inclusion_path``."""
+    size = data.draw(st.integers(min_value=1, max_value=300), "size")
+    indexes = data.draw(st.lists(st.integers(min_value=0, max_value=size - 1), max_size=40))
+    leaves = _leaves(size)
+    _, nodes = tree_nodes(leaves)
+    expected = [_path(index, leaves) for index in indexes]
+    assert inclusion_paths(indexes, size, nodes.__getitem__) == expected
+    assert [inclusion_path(index, size, nodes.__getitem__) for index in indexes] == expected
 
 
 def test_a_proof_reads_logarithmically_many_stored_nodes() -> None:

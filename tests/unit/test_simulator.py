@@ -141,7 +141,10 @@ class Audit:
             "session.ended": self._session_ended,
             "fault.raised": self._fault_raised,
             "fault.cleared": self._fault_cleared,
+            "interlock.engaged": self._interlock_engaged,
+            "interlock.released": lambda data, at: None,
         }
+        self.interlocks: list[str] = []
 
     def feed(self, reading: DeviceReading) -> None:
         if self.fed == 0 and reading.type != "agent.started":
@@ -239,6 +242,16 @@ class Audit:
         if data["fault_code"] not in self.open_faults:
             return "clears a fault that is not open"
         self.open_faults.discard(data["fault_code"])
+        return None
+
+    def _interlock_engaged(self, data: Data, at: datetime) -> str | None:
+        # Unconfigured, a handpiece only warns of a cartridge past its rating.
+        self.interlocks.append(data["interlock"])
+        cartridge = self._cartridge_named(data)
+        if data["interlock"] != "cartridge_life" or data["mode"] != "warn":
+            return f"{data['interlock']} {data['mode']} without configuration"
+        if cartridge is None or cartridge.actuations < cartridge.rated_actuations:
+            return "warns of a cartridge within its rating"
         return None
 
 

@@ -23,12 +23,15 @@ from services.api.access import Action, Principal
 from services.api.csv_export import csv_lines
 from services.api.dashboard.charts import usage_bars
 from services.api.deps import ApiContext, SameSiteForm, context, signed_in_person
+from services.api.identity import load_identity
+from services.api.identity.views import identity_out
 from services.api.models import VerificationOut
 from services.api.queries import alerts as alert_queries
 from services.api.queries import devices as device_queries
 from services.api.queries import sessions as session_queries
 from services.api.queries.fleet import fleet_overview
 from services.api.queries.verification import verify_session
+from services.merkle_log import MerkleLog
 
 _HERE: Final = Path(__file__).parent
 _templates: Final = Jinja2Templates(directory=_HERE / "templates")
@@ -98,10 +101,12 @@ def device_page(request: Request, who: Viewer, api: Api, device_id: str) -> Resp
             if who.may(Action.READ_ALERTS)
             else None
         )
+    with api.stores.borrow() as store:
+        identity = identity_out(load_identity(store, device_id), datetime.now(UTC))
     chart = Markup(usage_bars(usage))  # noqa: S704 - built from numbers and escaped text
     return _page(
         request, "device.html", who, device=device, chart=chart, usage=usage, sessions=recent,
-        alerts=alerts,
+        alerts=alerts, identity=identity,
     )  # fmt: skip
 
 
@@ -170,7 +175,7 @@ def sessions_csv(who: Viewer, api: Api, device_id: str | None = None) -> Respons
 def session_page(request: Request, who: Viewer, api: Api, session_id: str) -> Response:
     _require(who, Action.READ_SESSIONS)
     with api.engine.connect() as db:
-        return _session_page(request, who, db, session_id, verification=None)
+        return _session_page(request, who, api, db, session_id, verification=None)
 
 
 @router.post("/sessions/{session_id}/verify")
@@ -186,12 +191,13 @@ def reverify_session(
             raise _not_found("session")
         with api.stores.borrow() as store:
             verification = verify_session(db, store, who, found[0].device_id, UUID(session_id))
-        return _session_page(request, who, db, session_id, verification)
+        return _session_page(request, who, api, db, session_id, verification)
 
 
 def _session_page(
     request: Request,
     who: Principal,
+    api: ApiContext,
     db: Connection,
     session_id: str,
     verification: VerificationOut | None,
@@ -202,9 +208,17 @@ def _session_page(
         raise _not_found("session")
     session, audit = found
     span, facts = evidence
+    # Whether a signed checkpoint commits to the session's last event (and so, through
+    # the chain, to all of it): what a witness's copy of the log can be held to.
+    logged = (
+        None
+        if span.last_seq is None
+        else MerkleLog(api.engine).placement(span.stream_id, span.last_seq)
+    )
     return _page(
         request, "session.html", who, session=session, audit=audit, span=span,
         evidence=facts, seals_kept=facts.sealed_through is not None, verification=verification,
+        logged=logged,
     )  # fmt: skip
 
 

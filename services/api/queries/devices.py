@@ -14,6 +14,7 @@ from services.api.models import (
     DeviceOut,
     FaultOut,
     ForecastOut,
+    InterlocksOut,
     UsageDay,
 )
 from services.api.queries.scope import EventScope, scoped, summary_scopes
@@ -168,6 +169,7 @@ def _device(row: Any, summary: dict[str, Any]) -> DeviceOut:
 
 def _detail(row: Any, summary: dict[str, Any]) -> DeviceDetail:
     cartridge, forecast = summary.get("cartridge"), summary.get("forecast")
+    interlocks = summary.get("interlocks")
     attention = [status for status in summary.get("attention", ()) if status != OFFLINE]
     if row.online is False:
         attention.insert(1 if attention[:1] == [INTEGRITY] else 0, OFFLINE)
@@ -197,6 +199,8 @@ def _detail(row: Any, summary: dict[str, Any]) -> DeviceDetail:
         integrity_alerts=list(summary.get("integrity_alerts", ())),
         clock_skew_events=summary.get("clock_skew_events", 0),
         last_clock_skew_seq=summary.get("last_clock_skew_seq"),
+        actuations_at_service=summary.get("actuations_at_service", 0),
+        interlocks=None if interlocks is None else InterlocksOut.model_validate(interlocks),
     )
 
 

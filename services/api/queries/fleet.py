@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, select, true
 
 from services.api.access import Principal
 from services.api.models import CartridgeWeek, CountBy, FleetOverview
@@ -35,6 +35,14 @@ def fleet_overview(connection: Connection, principal: Principal, weeks: int = 12
         .order_by(_weeks.c.week.desc(), _weeks.c.clinic_id)
         .limit(weeks * 50)
     )
+    locked, blocked, refusals, warnings = connection.execute(
+        select(
+            func.count().filter(_interlock("locked").as_boolean() == true()),
+            func.count().filter(_interlock("blocking").as_boolean() == true()),
+            func.coalesce(func.sum(_interlock("refusals").as_integer()), 0),
+            func.coalesce(func.sum(_interlock("warnings").as_integer()), 0),
+        ).where(in_scope)
+    ).one()
     return FleetOverview(
         devices=sum(count.count for count in by_status),
         by_status=by_status,
@@ -45,4 +53,15 @@ def fleet_overview(connection: Connection, principal: Principal, weeks: int = 12
             CartridgeWeek(clinic_id=clinic or None, week=week, installed=installed)
             for clinic, week, installed in week_rows
         ],
+        locked_devices=locked,
+        blocked_devices=blocked,
+        interlock_refusals=refusals,
+        interlock_warnings=warnings,
     )
+
+
+def _interlock(name: str) -> Any:
+    """A member of the summary's ``interlocks`` (absent in rows folded before them: NULL,
+    which no count or sum takes).  One JSON path, not two lookups: SQLite would read
+    the inner object back as a string."""
+    return _devices.c.summary[("interlocks", name)]

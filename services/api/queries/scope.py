@@ -68,7 +68,14 @@ class EventScope:
         ]
         if open_session is not None and self.session_clinics.get(open_session) != self.clinic_id:
             open_session = None
-        return {**summary, "open_session_id": open_session, "open_faults": faults}
+        own = {**summary, "open_session_id": open_session, "open_faults": faults}
+        interlocks: dict[str, Any] = summary.get("interlocks") or {}
+        refused = interlocks.get("last_refused_install")
+        if refused is not None and not self.sees(refused["seq"], None):
+            # What the device engaged and holds now is its current state; a cartridge
+            # refused while another clinic held it is that clinic's history.
+            own["interlocks"] = {**interlocks, "last_refused_install": None}
+        return own
 
 
 def custodies(connection: Connection, device_ids: Iterable[str]) -> dict[str, Custody]:

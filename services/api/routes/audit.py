@@ -129,8 +129,15 @@ def evidence(
     except LogKeyError:
         raise unavailable("the log's verifier key is not configured") from None
     merkle_log = MerkleLog(api.engine)
+    session_device = None
+    if session_id is not None:
+        # Where the read model says the session is: its device's stream is read, not
+        # every stream (the plan still finds the session in the events themselves).
+        with api.engine.connect() as db:
+            found = session_queries.find_session(db, who, str(session_id))
+        session_device = None if found is None else found[0].device_id
     try:
-        plan = plan_export(store, merkle_log, verifier, scope)
+        plan = plan_export(store, merkle_log, verifier, scope, session_device=session_device)
     except NothingToExportError:
         raise not_found(scope.kind) from None
     except ExportError as error:
