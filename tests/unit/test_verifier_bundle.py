@@ -13,7 +13,7 @@ from coreline_verify import CheckFailed, Witness, seal_message, verify_file
 from coreline_verify.cli import main
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from bench.verify import build_bundle
+from bench.evidence_bundle import build_bundle
 from schemas import event_hash
 from tests.support.evidence_log import (
     BundleSource,

@@ -398,7 +398,7 @@ class _FakeStreams:
         ]
         return selected[:limit] if limit else selected
 
-    def read_seals(self, stream_id: str, from_seq: int = 1) -> list[StoredSeal]:
+    def read_seals(self, stream_id: str, from_seq: int = 1, limit: int = 0) -> list[StoredSeal]:
         return []
 
 

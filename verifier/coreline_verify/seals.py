@@ -5,13 +5,14 @@ import base64
 import binascii
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 _CONTEXT: Final = "coreline-seal/v1"
 _RAW_KEY_BYTES: Final = 32
+_KEYS_KEPT: Final = 64
 
 
 class SealError(ValueError):
@@ -37,12 +38,49 @@ def _base64url(text: Any) -> bytes:
         raise SealError(f"{text!r} is not base64url") from error
 
 
+class VerifiedSeal(NamedTuple):
+    """A seal whose signature was found to verify, by ``signature_verifies``, over
+    the seal message of ``device_id``, the seal's own seq and ``event_hash``, under
+    the raw public key ``public_key``: what the checks in order need to take it
+    without verifying it again, once they find the same device, hash and key."""
+
+    seal: dict[str, Any]
+    device_id: str
+    event_hash: str
+    public_key: bytes
+
+
+_public_keys: dict[bytes, Ed25519PublicKey] = {}
+"""Public keys already loaded, by their raw bytes (a bundle names a few)."""
+
+
+def signature_verifies(
+    public_key: bytes, seal: dict[str, Any], device_id: str, event_hash: str
+) -> bool:
+    """Whether the seal's ``sig`` is a signature by ``public_key`` (raw, 32 bytes)
+    of the seal message of ``device_id``, the seal's ``seq`` and ``event_hash``."""
+    seq = seal.get("seq")
+    if type(seq) is not int:
+        return False
+    try:
+        key = _public_keys.get(public_key)
+        if key is None:
+            if len(_public_keys) >= _KEYS_KEPT:
+                _public_keys.clear()
+            key = _public_keys[public_key] = Ed25519PublicKey.from_public_bytes(public_key)
+        key.verify(_base64url(seal.get("sig")), seal_message(device_id, seq, event_hash))
+    except (InvalidSignature, SealError, ValueError):
+        return False
+    return True
+
+
 @dataclass(slots=True)
 class DeviceKeys:
-    """One device's seal keys: each registered key with the log index of its
-    registration, and each revocation's log index."""
+    """One device's seal keys: each registered key (as raw bytes too) with the log
+    index of its registration, and each revocation's log index."""
 
     registered: dict[str, Ed25519PublicKey] = field(default_factory=dict)
+    raw: dict[str, bytes] = field(default_factory=dict)
     revoked_at: dict[str, int] = field(default_factory=dict)
 
     def register(self, data: Any) -> None:
@@ -54,6 +92,7 @@ class DeviceKeys:
         if data.get("key_id") != key_id_of(raw):
             raise SealError(f"key_id {data.get('key_id')} does not match its public key")
         self.registered[data["key_id"]] = Ed25519PublicKey.from_public_bytes(raw)
+        self.raw[data["key_id"]] = raw
 
     def revoke(self, data: Any, log_index: int) -> None:
         key_id = data.get("key_id") if isinstance(data, dict) else None
@@ -62,8 +101,17 @@ class DeviceKeys:
         # The first revocation counts: a key once revoked stays revoked from there.
         self.revoked_at.setdefault(key_id, log_index)
 
-    def check(self, seal: Any, device_id: str, event_hash: str, log_index: int) -> str:
-        """Verify a seal over the event at ``log_index``; return its key id."""
+    def check(
+        self,
+        seal: Any,
+        device_id: str,
+        event_hash: str,
+        log_index: int,
+        verified: VerifiedSeal | None = None,
+    ) -> str:
+        """Verify a seal over the event at ``log_index``; return its key id.  A seal
+        ``verified`` already (for this device and hash, under the key registered
+        with its key id) is not verified again."""
         if not isinstance(seal, dict):
             raise SealError("a seal is an object with seq, key_id and sig")
         key_id, seq = seal.get("key_id"), seal.get("seq")
@@ -78,6 +126,14 @@ class DeviceKeys:
                 f"seal by key {key_id}, revoked before this event "
                 f"(log index {revoked} < {log_index})"
             )
+        if (
+            verified is not None
+            and verified.seal is seal
+            and verified.device_id == device_id
+            and verified.event_hash == event_hash
+            and verified.public_key == self.raw[key_id]  # type: ignore[index]
+        ):
+            return str(key_id)  # the very signature check below, made already
         try:
             key.verify(_base64url(seal.get("sig")), seal_message(device_id, seq, event_hash))
         except InvalidSignature as error:

@@ -1,10 +1,10 @@
 """Every check of a bundle, in the order docs/evidence-bundle.md gives them.
 
-``verify_bundle`` reads the bundle once, line by line, keeping only what the next
-line needs (the previous event's hash, a few Merkle nodes, each device's keys and
-its open session), so memory stays flat however many events the bundle holds.  It
-raises ``CheckFailed`` naming the first failure, and reports what passed through
-``emit`` as it goes.
+``verify_file`` reads the bundle once, a block of lines at a time, keeping only what
+the next line needs (the previous event's hash, a few Merkle nodes, each device's
+keys and its open session), so memory stays flat however many events the bundle
+holds.  It raises ``CheckFailed`` naming the first failure, and reports what passed
+through ``emit`` as it goes.
 """
 
 import gc
@@ -25,11 +25,13 @@ from coreline_verify.note import Checkpoint, VerifierKey
 from coreline_verify.parallel import (
     PUNCHES,
     EventRun,
+    KnownKeys,
     Prepared,
     prepare_line,
+    prepared_here,
     prepared_in_workers,
 )
-from coreline_verify.seals import DeviceKeys, SealError
+from coreline_verify.seals import DeviceKeys, SealError, VerifiedSeal
 
 GENESIS_HASH: Final = "0" * 64
 _DEVICE_ID: Final = re.compile(r"[A-Z0-9][A-Z0-9-]{2,63}")
@@ -135,14 +137,18 @@ class _Verification:
             raise CheckFailed(f"{stream.stream_id} seq {seq}: {event.bytes_failure}")
         # The common case costs a handful of comparisons; messages are built only
         # on the way out.
+        expected = GENESIS_HASH if seq == 1 else stream.prev_hash
         if (
             event.seq != seq
-            or event.prev_hash
-            != (GENESIS_HASH if seq == 1 else stream.prev_hash or event.prev_hash)
             or (stream.device_id is not None and event.device_id != stream.device_id)
             or event.log_index <= stream.last_log_index
-            or type(event.prev_hash) is not str
-            or not _HEX_HASH.fullmatch(event.prev_hash)
+            # A range's first event (above seq 1) has nothing to link to: its
+            # prev_hash need only be a hash.  Any other must be the hash expected.
+            or (
+                event.prev_hash != expected
+                if expected is not None
+                else type(event.prev_hash) is not str or not _HEX_HASH.fullmatch(event.prev_hash)
+            )
         ):
             raise CheckFailed(self._link_failure(stream, seq, event))
         if event.inclusion_failure is not None:
@@ -213,7 +219,7 @@ class _Verification:
         elif kind == _KEY_REVOKED:
             self._keys.setdefault(device_id, DeviceKeys()).revoke(data, log_index)
 
-    def seal(self, seal: Any) -> None:
+    def seal(self, seal: Any, verified: VerifiedSeal | None = None) -> None:
         stream = self._stream
         if stream is None or stream.device_id is None or stream.events == 0:
             raise CheckFailed("a seal line does not follow an event of a device's stream")
@@ -224,7 +230,9 @@ class _Verification:
             raise CheckFailed(f"{where}: a seal for seq {claimed} follows this event")
         keys = self._keys.get(stream.device_id, DeviceKeys())
         try:
-            key_id = keys.check(seal, stream.device_id, stream.last_hash, stream.last_log_index)
+            key_id = keys.check(
+                seal, stream.device_id, stream.last_hash, stream.last_log_index, verified
+            )
         except SealError as error:
             raise CheckFailed(f"{where}: {error}") from error
         stream.sealed_through = seq
@@ -266,6 +274,10 @@ class _Verification:
         return (
             f"sealed through seq {stream.sealed_through} by {', '.join(sorted(stream.seal_keys))}"
         )
+
+    def known_keys(self) -> KnownKeys:
+        """A copy of each device's registered keys, as raw bytes, read so far."""
+        return {device: dict(keys.raw) for device, keys in self._keys.items()}
 
     def line(self, record: dict[str, Any]) -> Verdict | None:
         """A line other than an event's; the verdict once it is the end line."""
@@ -315,13 +327,17 @@ def verify_lines(
 
 
 def _verify_items(check: "_Verification", items: Iterator[Prepared]) -> Verdict:
-    number = 1
+    number = 1  # of the line, to name it if it is unreadable
     try:
-        for number, item in enumerate(items, 2):  # noqa: B007 - the number names a failure
+        for item in items:
+            number += 1
             if type(item) is EventRun:
                 check.run(item)
+                number += item.events - 1
             elif type(item) is PreparedEvent:
                 check.event(item)
+            elif type(item) is VerifiedSeal:
+                check.seal(item.seal, item)
             elif isinstance(item, BundleUnreadable):
                 raise item
             elif (verdict := check.line(read_line(item))) is not None:  # type: ignore[arg-type]
@@ -357,21 +373,21 @@ def verify_file(
 ) -> Verdict:
     """Verify the bundle at ``path``, reading it as a stream.  With ``jobs`` > 1
     (by default, for bundles over 16 MB on a machine with more than one core) the
-    bytes of blocks of events are checked in worker processes while this one
-    follows the links, seals and sessions in order."""
+    bytes and proofs of blocks of events, and the signatures of their seals, are
+    checked in worker processes while this one follows the links, seals (their keys
+    and revocations) and sessions in order."""
     if jobs is None:
         large = path.stat().st_size > _PARALLEL_FROM_BYTES
         jobs = (os.cpu_count() or 1) if large else 1
     check = _Verification(key, witnesses, require_seals, emit)
-    with _no_cycle_collection(), path.open("rb", buffering=1 << 20) as stream:
-        header = stream.readline().rstrip(b"\n")
+    with _no_cycle_collection():
+        with path.open("rb") as stream:
+            header = stream.readline().rstrip(b"\n")
+            start = stream.tell()
         if not header:
             raise BundleUnreadable("the bundle is empty")
         inclusion = check.header(read_line(header))
         if jobs <= 1:
-            items: Iterator[Prepared] = (
-                prepare_line(line.rstrip(b"\n"), inclusion) for line in stream
-            )
-            return _verify_items(check, items)
-        with prepared_in_workers(path, stream.tell(), inclusion, jobs) as items:
+            return _verify_items(check, prepared_here(path, start, inclusion, check.known_keys))
+        with prepared_in_workers(path, start, inclusion, jobs, check.known_keys) as items:
             return _verify_items(check, items)
