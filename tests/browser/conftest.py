@@ -117,3 +117,18 @@ def page(browser: Browser) -> Iterator[Page]:
     opened = context.new_page()
     yield opened
     context.close()
+
+
+FOLDED_WAIT_MS = 15_000
+
+
+def reload_until(page: Page, url: str, ready: str, within_ms: int = FOLDED_WAIT_MS) -> None:
+    """Reload ``url`` until the selector ``ready`` matches on it (the projector and the
+    delivery loop fold within a second); the caller's expectations then say what is
+    missing if it never does."""
+    deadline = datetime.now(UTC) + timedelta(milliseconds=within_ms)
+    while True:
+        page.goto(url)
+        if page.locator(ready).count() > 0 or datetime.now(UTC) > deadline:
+            return
+        page.wait_for_timeout(300)

@@ -15,13 +15,12 @@ from services.api import commands
 from services.config_delivery import ConfigDelivery
 from services.config_delivery.database import open_engine
 from services.eventstore import open_event_store
-from tests.browser.conftest import Dashboard
+from tests.browser.conftest import Dashboard, reload_until
 from tests.browser.test_dashboard import log_in
 from tests.support import api_world
 from tests.support.api_world import CLINIC_A, HandpieceWriter, World, build_world
 
 HANDPIECE = "HP-000601"
-_FOLDED_WAIT_MS = 15_000
 
 
 @pytest.fixture(scope="module")
@@ -60,16 +59,6 @@ def delivery(world: World) -> Iterator[None]:
     assert not thread.is_alive(), "the delivery thread did not stop"
 
 
-def _reload_until(page: Page, url: str, ready: str) -> None:
-    """Reload ``url`` until ``ready`` is on it: the loop folds within a second."""
-    deadline = datetime.now(UTC) + timedelta(milliseconds=_FOLDED_WAIT_MS)
-    while True:
-        page.goto(url)
-        if page.locator(ready).count() > 0 or datetime.now(UTC) > deadline:
-            return
-        page.wait_for_timeout(300)
-
-
 def test_a_fleet_layer_set_on_the_page_reaches_every_device(
     page: Page, dashboard: Dashboard
 ) -> None:
@@ -85,7 +74,7 @@ def test_a_fleet_layer_set_on_the_page_reaches_every_device(
     form.locator("button").click()
 
     expect(page.get_by_test_id("done")).to_contain_text("Layer recorded")
-    _reload_until(page, dashboard.url("/manage/config"), "[data-layer=fleet]")
+    reload_until(page, dashboard.url("/manage/config"), "[data-layer=fleet]")
     fleet_row = page.locator("[data-testid=layers] tr[data-layer=fleet]")
     expect(fleet_row).to_contain_text('"heartbeat_interval_s":90')
     expect(fleet_row).to_contain_text(dashboard.accounts["manufacturer"].email)
@@ -142,7 +131,7 @@ def test_a_command_is_sent_followed_and_shown_acknowledged(
     expect(page.get_by_test_id("sent")).to_be_visible()
     command_id = page.url.split("sent=")[1]
     row = f"[data-testid=commands] tr[data-command='{command_id}']"
-    _reload_until(page, dashboard.url(f"/manage/commands?device_id={HANDPIECE}"), row)
+    reload_until(page, dashboard.url(f"/manage/commands?device_id={HANDPIECE}"), row)
     expect(page.locator(row)).to_have_attribute("data-state", "pending")
     expect(page.locator(row)).to_contain_text(dashboard.accounts["manufacturer"].email)
 
@@ -154,5 +143,5 @@ def test_a_command_is_sent_followed_and_shown_acknowledged(
     finally:
         store.close()
     acknowledged = f"{row}[data-state=acknowledged]"
-    _reload_until(page, dashboard.url(f"/manage/commands?device_id={HANDPIECE}"), acknowledged)
+    reload_until(page, dashboard.url(f"/manage/commands?device_id={HANDPIECE}"), acknowledged)
     expect(page.locator(acknowledged)).to_have_count(1)

@@ -12,13 +12,12 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from services.eventstore import open_event_store
-from tests.browser.conftest import Dashboard
+from tests.browser.conftest import Dashboard, reload_until
 from tests.browser.test_dashboard import api_get, log_in
 from tests.support import api_world
 from tests.support.api_world import CLINIC_A, HandpieceWriter, World, build_world
 
 LOCKED_DEVICE = "HP-000401"
-_FOLDED_WAIT_MS = 15_000
 
 
 @pytest.fixture(scope="module")
@@ -59,16 +58,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     return built
 
 
-def _wait_until(page: Page, url: str, ready: str) -> None:
-    """Reload ``url`` until ``ready`` is on it: the projector folds within a second."""
-    deadline = datetime.now(UTC) + timedelta(milliseconds=_FOLDED_WAIT_MS)
-    while True:
-        page.goto(url)
-        if page.locator(ready).count() > 0 or datetime.now(UTC) > deadline:
-            return
-        page.wait_for_timeout(300)
-
-
 def test_device_page_shows_the_interlocks_the_handpiece_recorded(
     page: Page, dashboard: Dashboard
 ) -> None:
@@ -76,7 +65,7 @@ def test_device_page_shows_the_interlocks_the_handpiece_recorded(
     its mode, reason and seq, counts refusals and warnings, and names the refused
     cartridge; the fleet overview counts the locked device and its refusals."""
     log_in(page, dashboard, "clinic_a")
-    _wait_until(page, dashboard.url(f"/devices/{LOCKED_DEVICE}"), "[data-testid=locked]")
+    reload_until(page, dashboard.url(f"/devices/{LOCKED_DEVICE}"), "[data-testid=locked]")
 
     card = page.locator("[data-testid=interlocks]")
     expect(card.locator("[data-testid=locked]")).to_have_text("locked")
@@ -126,7 +115,7 @@ def test_register_and_assign_a_device(page: Page, dashboard: Dashboard) -> None:
     page.click("[data-testid=assign-form] button")
     page.wait_for_url(dashboard.url("/manage/devices/HP-000777?done=assigned"))
     expect(history.first).to_contain_text("to clinic-charlie")
-    _wait_until(page, dashboard.url("/manage/devices/HP-000777"),
+    reload_until(page, dashboard.url("/manage/devices/HP-000777"),
                 "[data-testid=clinic]:text('clinic-charlie')")  # fmt: skip
     expect(page.locator("[data-testid=clinic]")).to_have_text("clinic-charlie")
 
@@ -186,7 +175,7 @@ def test_recording_a_service_visit(page: Page, dashboard: Dashboard) -> None:
     expect(served).to_contain_text(f"at {detail['lifetime_actuations']:,} actuations")
     expect(served).to_contain_text("actuator seals replaced")
     shown = f"[data-testid=actuations-at-service]:text('{detail['lifetime_actuations']:,}')"
-    _wait_until(page, dashboard.url("/manage/devices/HP-000102"), shown)
+    reload_until(page, dashboard.url("/manage/devices/HP-000102"), shown)
     after = api_get(dashboard, token, "/devices/HP-000102")
     assert after["actuations_at_service"] == detail["lifetime_actuations"]
     assert after["actuations_since_service"] == 0

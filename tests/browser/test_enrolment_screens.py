@@ -15,7 +15,7 @@ from playwright.sync_api import Page, expect
 
 from fleet_ca import ensure_fleet_ca
 from services.eventstore import DatabaseUrl, open_event_store
-from tests.browser.conftest import Dashboard
+from tests.browser.conftest import Dashboard, reload_until
 from tests.browser.test_dashboard import log_in
 from tests.support import api_world
 from tests.support.api_world import World, build_world
@@ -24,7 +24,6 @@ from tests.support.identity import Handpiece
 DEVICE = "HP-000101"
 NEW_DEVICE = "HP-000555"
 SERIAL = "SN-2026-000101"
-_FOLDED_WAIT_MS = 15_000
 
 
 @pytest.fixture(scope="module")
@@ -38,16 +37,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
         built = build_world(database_url)
     ensure_fleet_ca(Path(DatabaseUrl.parse(database_url).sqlite_path).parent / "fleet-ca")
     return built
-
-
-def _wait_until(page: Page, url: str, ready: str) -> None:
-    """Reload ``url`` until ``ready`` is on it: the projector folds within a second."""
-    deadline = datetime.now(UTC) + timedelta(milliseconds=_FOLDED_WAIT_MS)
-    while True:
-        page.goto(url)
-        if page.locator(ready).count() > 0 or datetime.now(UTC) > deadline:
-            return
-        page.wait_for_timeout(300)
 
 
 def _registry(dashboard: Dashboard, device_id: str) -> list[dict[str, Any]]:
@@ -88,7 +77,7 @@ def test_a_claim_enrolment_revocation_and_decommissioning(page: Page, dashboard:
     expect(row).to_contain_text("used")
     expect(row).to_contain_text(fingerprint[:16])
 
-    _wait_until(page, dashboard.url(f"/devices/{DEVICE}"), "[data-testid=identity]")
+    reload_until(page, dashboard.url(f"/devices/{DEVICE}"), "[data-testid=identity]")
     identity = page.locator("[data-testid=identity]")
     expect(identity).to_contain_text(SERIAL)
     expect(identity.locator("[data-testid=certificate]")).to_contain_text(fingerprint[:16])
