@@ -9,7 +9,9 @@ notifier) and a publisher keeping up ``--load`` events/s of background punches
 (batches of 50).  Each probe is a handpiece of a registered clinic whose cartridge
 stands at 90 %; its ``needle.wear`` report of 96 % is timed from publish to the
 notice.  The baseline, in the same run, is a bare MQTT round trip through the same
-broker.  Target: p99 ≤ 500 ms.
+broker.  Beside it, the CPU time the projector's process spent per event ingested
+during the probes (folds, alert engine, writes): the machine is shared, and wall
+clock latencies grow with its load.  Target: p99 ≤ 100 ms.
 """
 
 import argparse
@@ -154,6 +156,12 @@ def _process(args: list[str], log: Path, **env: str) -> subprocess.Popen[bytes]:
                                 stdout=output, stderr=subprocess.STDOUT)  # fmt: skip
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds process ``pid`` has used so far (Linux ``/proc``: utime + stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--probes", type=int, default=30)
@@ -184,8 +192,11 @@ def main() -> None:
         time.sleep(3)  # the load settles
         counter = open_event_store(url)
         before, window_started = counter.count_events(), time.monotonic()
+        cpu_before, load_average = process_cpu(projector.pid), os.getloadavg()[0]
         latencies = _probe(broker.port, probes, watcher)
-        ingested = (counter.count_events() - before) / (time.monotonic() - window_started)
+        events = counter.count_events() - before
+        ingested = events / (time.monotonic() - window_started)
+        projector_cpu = (process_cpu(projector.pid) - cpu_before) / max(events, 1)
         counter.close()
         stop.set()
         load.join(timeout=30)
@@ -213,7 +224,9 @@ def main() -> None:
             ),
         ],
     )
-    print(f"target p99 ≤ 500 ms; logs in {logs}")
+    print(f"projector CPU {projector_cpu * 1e6:.1f} µs an event ingested; "
+          f"load average {load_average:.1f} at the start of the probes")  # fmt: skip
+    print(f"target p99 ≤ 100 ms; logs in {logs}")
 
 
 def _client(role: str) -> mqtt.Client:

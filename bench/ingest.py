@@ -15,9 +15,16 @@ has seen the last one committed.  Latency is measured at half that throughput:
 from each message's publish to the moment the tailing reader sees its events,
 p50 and p99.  The ceiling is a raw binary COPY of the same rows into an unindexed
 table on the same server, in the same batch sizes (``bench.append``).
+
+Beside each full-load figure, the CPU each part spent per event over the run (from
+``/proc``: the gateway processes, PostgreSQL's server processes, Mosquitto, and the
+publisher's and reader's own work), so that on two shared cores it shows where the
+time goes.  ``--gateways 2`` runs two gateways splitting the load through an MQTT 5
+shared subscription.
 """
 
 import argparse
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -29,6 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Final
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -45,6 +53,8 @@ from tests.support.postgres import TemporaryPostgres
 
 PROFILE_DIR: Path | None = None
 """``--profile DIR``: run the gateway under py-spy and keep its samples there."""
+GATEWAYS = 1
+"""``--gateways N``: gateway processes on one shared subscription."""
 
 Message = tuple[str, bytes, tuple[str, int]]
 """Topic, payload, and the (device, seq) of its last event."""
@@ -56,6 +66,8 @@ class Run:
     events: int
     seconds: float
     latencies_ms: list[float]
+    cpu_s: dict[str, float]
+    """CPU seconds each part spent over the run."""
 
     @property
     def rate(self) -> float:
@@ -95,6 +107,7 @@ def publish(port: int, batch: list[Message], rate: float | None, results: Connec
     client.loop_start()
     sent: list[tuple[tuple[str, int], float]] = []
     started = time.monotonic()
+    cpu_started = time.process_time()
     infos = []
     for index, (topic, payload, key) in enumerate(batch):
         if rate is not None:
@@ -107,12 +120,13 @@ def publish(port: int, batch: list[Message], rate: float | None, results: Connec
         info.wait_for_publish(120)
     client.disconnect()
     client.loop_stop()
-    results.send(sent)
+    results.send((sent, time.process_time() - cpu_started))
 
 
 def tail(url: str, total: int, results: Connection) -> None:
     """In its own process: when did each (device, seq) become readable?"""
     store = PostgresEventStore(url)
+    cpu_started = time.process_time()
     cursor = Cursor.START
     seen: dict[tuple[str, int], float] = {}
     deadline = time.monotonic() + 600
@@ -126,7 +140,7 @@ def tail(url: str, total: int, results: Connection) -> None:
         else:
             time.sleep(0.005)
     store.close()
-    results.send(seen)
+    results.send((seen, time.process_time() - cpu_started))
 
 
 def run_shape(
@@ -140,7 +154,16 @@ def run_shape(
     url = server.create_database(f"ingest_{name}_{int(time.time() * 1000)}")
     upgrade_schema(url)
     log = Path(tempfile.mkdtemp(prefix="coreline-bench-")) / "gateway.log"
-    gateway = _start_gateway(url, broker, log, client_id=f"bench-gateway-{name}")
+    share = f"bench-{name}" if GATEWAYS > 1 else None
+    gateways = [_start_gateway(url, broker, log, f"bench-gateway-{name}-{n}", share)
+                for n in range(GATEWAYS)]  # fmt: skip
+    _wait_started([g.pid for g in gateways])
+    servers = {
+        "gateway": [g.pid for g in gateways],
+        "postgres": [_postmaster(server)],
+        "mosquitto": [_mosquitto(broker)],
+    }
+    cpu_before = {part: sum(map(_cpu_s, pids)) for part, pids in servers.items()}
     context = multiprocessing.get_context("spawn")
     tail_out, tail_in = context.Pipe(duplex=False)
     pub_out, pub_in = context.Pipe(duplex=False)
@@ -148,26 +171,77 @@ def run_shape(
     reader.start()
     publisher = context.Process(target=publish, args=(broker.port, batch, rate, pub_in))
     publisher.start()
-    sent: list[tuple[tuple[str, int], float]] = pub_out.recv()
-    seen: dict[tuple[str, int], float] = tail_out.recv()
+    sent: list[tuple[tuple[str, int], float]]
+    seen: dict[tuple[str, int], float]
+    sent, publisher_cpu = pub_out.recv()
+    seen, reader_cpu = tail_out.recv()
+    cpu = {part: sum(map(_cpu_s, pids)) - cpu_before[part] for part, pids in servers.items()}
+    cpu.update(publisher=publisher_cpu, reader=reader_cpu)
     publisher.join()
     reader.join()
-    gateway.send_signal(signal.SIGINT)  # py-spy, when profiling, writes its samples then
-    gateway.wait(timeout=60)
+    for gateway in gateways:
+        gateway.send_signal(signal.SIGINT)  # py-spy, when profiling, writes its samples then
+    for gateway in gateways:
+        gateway.wait(timeout=60)
     if len(seen) < total:
         raise RuntimeError(f"{name}: only {len(seen)} of {total} events stored; see {log}")
     first = min(moment for _, moment in sent)
     last = max(seen.values())
     latencies = sorted((seen[key] - moment) * 1000 for key, moment in sent)
-    return Run(name, total, last - first, latencies)
+    return Run(name, total, last - first, latencies, cpu)
+
+
+_TICK_S: Final = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def _wait_started(pids: list[int], timeout_s: float = 60.0) -> None:
+    """Until the gateways are idle (imports done, subscribed): on a loaded machine
+    start-up takes longer than any fixed pause, and its CPU is not ingest's."""
+    time.sleep(2.0)
+    deadline = time.monotonic() + timeout_s
+    spent = sum(map(_cpu_s, pids))
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = sum(map(_cpu_s, pids))
+        if now - spent < 0.02:
+            return
+        spent = now
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds of ``pid``, its children that exited, and its live descendants."""
+    total = 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # utime, stime, cutime, cstime: fields 14-17 of proc(5), 12-15 after the name.
+    total += sum(int(field) for field in fields[11:15]) * _TICK_S
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    with contextlib.suppress(OSError):
+        for child in children.read_text().split():
+            total += _cpu_s(int(child))
+    return total
+
+
+def _postmaster(server: TemporaryPostgres) -> int:
+    return int((server.data_dir / "postmaster.pid").read_text().split()[0])
+
+
+def _mosquitto(broker: TemporaryMosquitto) -> int:
+    process = broker._process  # the bench only reads its pid
+    assert process is not None
+    return process.pid
 
 
 def _start_gateway(
-    url: str, broker: TemporaryMosquitto, log: Path, client_id: str
+    url: str, broker: TemporaryMosquitto, log: Path, client_id: str, share: str | None
 ) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "services", "gateway", "--database-url", url,
                "--mqtt-url", broker.url, "--metrics-port", "0", "--client-id", client_id,
                "--log-level", "warning"]  # fmt: skip
+    if share is not None:
+        command += ["--share-group", share]
     env = {key: value for key, value in os.environ.items() if not key.startswith("CORELINE_")}
     if PROFILE_DIR is not None:  # sample the gateway: where does its time go?
         profile = PROFILE_DIR / f"{client_id}.txt"
@@ -175,9 +249,7 @@ def _start_gateway(
         command = [py_spy, "record", "--format", "raw", "--nonblocking", "-o", str(profile),
                    "--", *command]  # fmt: skip
     with log.open("ab") as output:
-        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
-    time.sleep(2.0)  # start-up and subscription, before anything is published
-    return process
+        return subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -188,12 +260,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=60_000)
     parser.add_argument("--profile", type=Path, help="py-spy samples of the gateway go here")
+    parser.add_argument("--gateways", type=int, default=1, help="gateway processes (1 or 2)")
     arguments = parser.parse_args()
     total = arguments.events
-    global PROFILE_DIR  # noqa: PLW0603 - a run-wide switch set once from the command line
+    global PROFILE_DIR, GATEWAYS  # noqa: PLW0603 - run-wide switches set once from the command line
     PROFILE_DIR = arguments.profile
+    GATEWAYS = arguments.gateways
     events = fleet_events(total)
     rows = []
+    cpu_rows = []
     with TemporaryPostgres(durable=True) as server, TemporaryMosquitto() as broker:
         for name, per_message in (("batched", 50), ("single", 1)):
             sample = events if per_message > 1 else events[: total // 3]
@@ -217,11 +292,27 @@ def main() -> None:
                     f"{percentile(half.latencies_ms, 0.99):.0f} ms",
                 )
             )
+            busy = sum(full.cpu_s.values())
+            cpu_rows.append(
+                (
+                    name,
+                    *(f"{full.cpu_s[part] / full.events * 1e6:.1f}" for part in _PARTS),
+                    f"{busy / full.seconds:.2f} of 2",
+                )
+            )
     print_table(
         f"End-to-end ingest, QoS 1 ({machine()})",
         ("shape", "gateway into PostgreSQL", "COPY ceiling", "of ceiling", "p50 / p99, half load"),
         rows,
     )
+    print_table(
+        f"CPU µs per event at full load, {GATEWAYS} gateway process(es)",
+        ("shape", *_PARTS, "cores busy"),
+        cpu_rows,
+    )
+
+
+_PARTS: Final = ("gateway", "postgres", "mosquitto", "publisher", "reader")
 
 
 if __name__ == "__main__":

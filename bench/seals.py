@@ -8,7 +8,9 @@ each message before the store: ``gateway.ingest.decode`` (JSON, schema, canonica
 hash of every event) and the seal gate (``gateway.seal_gate.judge``: one Ed25519
 verification per batch, keys cached).  Unsealed: the same batches without a
 ``seal`` member, from devices with no key.  CPU time of this process, best of
-``--rounds``; no broker and no store, so the figure is the seal's own cost.
+``--rounds``, with the gateway process's collector setting
+(``gateway.service.tune_collector``); no broker and no store, so the figure is the
+seal's own cost.
 """
 
 import argparse
@@ -23,6 +25,7 @@ from edge_agent.batches import batch_payload
 from edge_agent.outbox import OutboxEntry
 from gateway.ingest import decode
 from gateway.seal_gate import DeviceKeys, judge
+from gateway.service import tune_collector
 from schemas import DeviceChannel, SealedEvent, device_topic
 from schemas.seals import Keyring
 from seal_keys import PublicSealKey, SealKey
@@ -70,6 +73,7 @@ def _cpu_per_event(messages: list[Message], keys: DeviceKeys, events: int, round
 
 def run(total: int, rounds: int, report: Callable[[list[list[str]]], None]) -> None:
     events = fleet_events(total)
+    tune_collector()
     rows = []
     for per_batch in (50, 10, 1):
         unsealed = _cpu_per_event(_messages(events, per_batch, False), _NO_KEY, total, rounds)

@@ -81,9 +81,14 @@ class ChainWriter:
             previous = chain[-1][0]
             chain.append((reseal(wire, previous.seq + 1, previous.hash), recorded_at))
         store(connection, device_id, chain)
+        # The re-sealed events are new to the platform: sent only up to its head.
         connection.execute(
-            "UPDATE chain_heads SET acked_seq = ?, anchored = 1 WHERE device_id = ?",
-            (platform_seq, device_id),
+            "UPDATE chain_heads SET acked_seq = ?, sent_seq = ?, anchored = 1 WHERE device_id = ?",
+            (platform_seq, platform_seq, device_id),
+        )
+        connection.execute(
+            "DELETE FROM sent_marks WHERE device_id = ? AND through_seq > ?",
+            (device_id, platform_seq),
         )
 
     def raise_mismatch(
@@ -224,10 +229,24 @@ def advance(connection: sqlite3.Connection, device_id: str, through: int, moment
         "UPDATE chain_heads SET acked_seq = ?, anchored = 1 WHERE device_id = ?",
         (through, device_id),
     )
-    connection.execute(
-        "UPDATE outbox SET sent_at = ? WHERE device_id = ? AND sent_at IS NULL AND seq <= ?",
-        (utc_text(moment), device_id, through),
-    )
+    mark_sent_through(connection, device_id, through, moment)
+
+
+def mark_sent_through(
+    connection: sqlite3.Connection, device_id: str, through: int, moment: datetime
+) -> bool:
+    """Move the device's sent watermark up to ``through`` (never down), noting when;
+    whether it moved."""
+    moved = connection.execute(
+        "UPDATE chain_heads SET sent_seq = ? WHERE device_id = ? AND sent_seq < ?",
+        (through, device_id, through),
+    ).rowcount
+    if moved:
+        connection.execute(
+            "INSERT OR REPLACE INTO sent_marks (device_id, through_seq, sent_at) VALUES (?, ?, ?)",
+            (device_id, through, utc_text(moment)),
+        )
+    return bool(moved)
 
 
 def reseal(wire: bytes, seq: int, prev_hash: str) -> SealedEvent:

@@ -5,7 +5,8 @@ stores it and moves the device's chain head, so whatever instant power fails or 
 process is killed, the file holds a chain that is whole up to its head: an event
 either exists with its place in the chain or never existed.
 
-Delivery is end to end (DESIGN §4.2): the broker's PUBACK marks an event *sent*,
+Delivery is end to end (DESIGN §4.2): the broker's PUBACK marks an event *sent*
+(the device's *sent watermark*, one number, moves over the acknowledged batch),
 but only a platform ack whose hash matches the device's own chain moves the
 device's *acknowledged watermark*.  An event is kept until it is acknowledged and
 its resend window (counted from when it was sent) has passed.  Over the disk budget,
@@ -33,6 +34,7 @@ from edge_agent.chain_store import (
     advance,
     anchor_at_genesis,
     delivery_state,
+    mark_sent_through,
     own_hash,
     wire_bytes,
 )
@@ -118,6 +120,10 @@ class Outbox:
         self._resend_window = resend_window
         self._budget_bytes = budget_bytes
         self._chain = ChainWriter(event_ids)
+        self._early_marks: dict[str, list[tuple[int, int]]] = {}
+        """PUBACKed spans past a gap in the sent prefix (the batch before them still in
+        flight), by device: they join the watermark once the gap closes.  Kept in
+        memory only: lost, they are published once more, like a mark lost to power."""
 
     # -- recording -----------------------------------------------------------
 
@@ -182,9 +188,9 @@ class Outbox:
         """Unsent events after ``after_seq`` in seq order, at most ``max_events`` and,
         when given, at most ``max_bytes`` of wire bytes (but always at least one)."""
         rows = self._connection.execute(
-            "SELECT seq, wire FROM outbox WHERE device_id = ? AND sent_at IS NULL AND seq > ? "
-            "ORDER BY seq LIMIT ?",
-            (device_id, after_seq, max_events),
+            "SELECT seq, wire FROM outbox WHERE device_id = ? AND seq > max(?, coalesce("
+            "(SELECT sent_seq FROM chain_heads WHERE device_id = ?), 0)) ORDER BY seq LIMIT ?",
+            (device_id, after_seq, device_id, max_events),
         ).fetchall()
         return _within_bytes([OutboxEntry(device_id, seq, wire) for seq, wire in rows], max_bytes)
 
@@ -202,7 +208,9 @@ class Outbox:
 
     def first_unsent_seq(self, device_id: str) -> int | None:
         row = self._connection.execute(
-            "SELECT min(seq) FROM outbox WHERE device_id = ? AND sent_at IS NULL", (device_id,)
+            "SELECT min(seq) FROM outbox WHERE device_id = ? AND seq > coalesce("
+            "(SELECT sent_seq FROM chain_heads WHERE device_id = ?), 0)",
+            (device_id, device_id),
         ).fetchone()
         return row[0] if row else None
 
@@ -216,7 +224,7 @@ class Outbox:
 
     def stats(self) -> OutboxStats:
         unsent, unacknowledged, stored = self._connection.execute(
-            "SELECT count(*) FILTER (WHERE o.sent_at IS NULL), "
+            "SELECT count(*) FILTER (WHERE o.seq > coalesce(h.sent_seq, 0)), "
             "count(*) FILTER (WHERE o.seq > coalesce(h.acked_seq, 0)), count(*) "
             "FROM outbox o LEFT JOIN chain_heads h ON h.device_id = o.device_id"
         ).fetchone()
@@ -228,19 +236,36 @@ class Outbox:
         """The broker acknowledged these events (PUBACK): not yet delivered, but they
         need not go again unless the platform's ack fails to cover them.
 
-        Committed without its own fsync: if power takes this mark away, the events
-        are simply published once more (identical bytes, deduplicated upstream); the
-        next recorded event's fsync makes it durable anyway."""
+        The sent watermark moves over them when they continue the sent prefix (one
+        row's update, whatever the batch size); a span past a gap waits in memory for
+        the batch before it.  Committed without its own fsync: if power takes this
+        mark away, the events are simply published once more (identical bytes,
+        deduplicated upstream); the next recorded event's fsync makes it durable anyway."""
+        early = self._early_marks.setdefault(device_id, [])
+        early.append((first_seq, last_seq))
+        early.sort()
+        sent = self._connection.execute(
+            "SELECT sent_seq FROM chain_heads WHERE device_id = ?", (device_id,)
+        ).fetchone()
+        through = sent[0] if sent else 0
+        while early and early[0][0] <= through + 1:
+            through = max(through, early.pop(0)[1])
+        if not early:
+            del self._early_marks[device_id]
+        if sent is None or through <= sent[0]:
+            return
+        if self._durability is Durability.NORMAL:
+            self._mark(device_id, through)
+            return
         self._connection.execute("PRAGMA synchronous = NORMAL")
         try:
-            with self._transaction() as connection:
-                connection.execute(
-                    "UPDATE outbox SET sent_at = ? WHERE device_id = ? AND seq BETWEEN ? AND ? "
-                    "AND sent_at IS NULL",
-                    (utc_text(datetime.now(UTC)), device_id, first_seq, last_seq),
-                )
+            self._mark(device_id, through)
         finally:
             self._connection.execute(f"PRAGMA synchronous = {self._durability.value.upper()}")
+
+    def _mark(self, device_id: str, through: int) -> None:
+        with self._transaction() as connection:
+            mark_sent_through(connection, device_id, through, datetime.now(UTC))
 
     def anchor(self, device_id: str) -> DeliveryState:
         """The platform holds nothing for this id (or never said): the chain starts at
@@ -283,17 +308,29 @@ class Outbox:
         fault event once per episode, and clear it once they no longer do."""
         moment = now or datetime.now(UTC)
         with self._transaction() as connection:
-            connection.execute(
-                "DELETE FROM outbox WHERE sent_at < ? AND seq <= (SELECT h.acked_seq "
-                "FROM chain_heads h WHERE h.device_id = outbox.device_id)",
+            # Per device: acknowledged, and sent by a mark older than the window.
+            expired = connection.execute(
+                "SELECT h.device_id, min(h.acked_seq, max(m.through_seq)) FROM chain_heads h "
+                "JOIN sent_marks m ON m.device_id = h.device_id AND m.sent_at < ? "
+                "GROUP BY h.device_id",
                 (utc_text(moment - self._resend_window),),
-            )
+            ).fetchall()
+            for device_id, through in expired:
+                connection.execute(
+                    "DELETE FROM outbox WHERE device_id = ? AND seq <= ?", (device_id, through)
+                )
+                # The marks below it date nothing that is still stored.
+                connection.execute(
+                    "DELETE FROM sent_marks WHERE device_id = ? AND through_seq < ?",
+                    (device_id, through),
+                )
             exhausted = False
             while self._used_bytes() > self._budget_bytes:
+                # Acknowledged events are also sent (``advance``): each device's oldest go.
                 deleted = connection.execute(
                     "DELETE FROM outbox WHERE (device_id, seq) IN (SELECT o.device_id, o.seq "
-                    "FROM outbox o JOIN chain_heads h ON h.device_id = o.device_id "
-                    "WHERE o.seq <= h.acked_seq ORDER BY o.sent_at LIMIT ?)",
+                    "FROM chain_heads h JOIN outbox o ON o.device_id = h.device_id "
+                    "AND o.seq <= h.acked_seq LIMIT ?)",
                     (_PRUNE_CHUNK,),
                 ).rowcount
                 if deleted == 0:

@@ -3,14 +3,15 @@
 ``PRAGMA user_version`` numbers the layout: 0 is the v1 agent's (no delivery
 columns), 1 adds end-to-end delivery (DESIGN §4.2), 2 the desired configuration
 the device applied and the tracked commands it answered (protocol v1.2), 3 the
-state of its safety interlocks.  Every step runs in one
+state of its safety interlocks, 4 a per-device *sent watermark* in place of each
+row's ``sent_at`` (the column stays, no longer read or written).  Every step runs in one
 ``BEGIN IMMEDIATE`` transaction, so processes sharing a file migrate it once.
 """
 
 import sqlite3
 from typing import Final
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 
 _V0: Final = (
     """CREATE TABLE IF NOT EXISTS chain_heads (
@@ -83,7 +84,36 @@ _V3: Final = (
     )""",
 )
 
-_STEPS: Final = (_V0 + _V1, _V2, _V3)
+_V4: Final = (
+    # Every event up to ``sent_seq`` was taken by the broker (PUBACK) or acknowledged
+    # by the platform: one column moved per acknowledged batch instead of an UPDATE
+    # of each of its rows (and of the two partial indexes it moved them between).
+    "ALTER TABLE chain_heads ADD COLUMN sent_seq INTEGER NOT NULL DEFAULT 0",
+    # When the watermark passed each point: an event was sent at the time of the
+    # first mark at or above its seq, which starts its resend window.
+    """CREATE TABLE IF NOT EXISTS sent_marks (
+        device_id    TEXT    NOT NULL,
+        through_seq  INTEGER NOT NULL,
+        sent_at      TEXT    NOT NULL,
+        PRIMARY KEY (device_id, through_seq)
+    ) WITHOUT ROWID""",
+    # The sent prefix of each chain: up to the first unsent event (an event sent past
+    # a gap goes once more, identical bytes, deduplicated by the platform).
+    """UPDATE chain_heads SET sent_seq = max(acked_seq, coalesce(
+        (SELECT min(o.seq) - 1 FROM outbox o
+         WHERE o.device_id = chain_heads.device_id AND o.sent_at IS NULL), last_seq))""",
+    # Each distinct send time of that prefix becomes a mark, so the resend windows of
+    # events already sent run on from when they were sent.
+    """INSERT OR IGNORE INTO sent_marks (device_id, through_seq, sent_at)
+        SELECT o.device_id, max(o.seq), o.sent_at FROM outbox o
+        JOIN chain_heads h ON h.device_id = o.device_id
+        WHERE o.sent_at IS NOT NULL AND o.seq <= h.sent_seq
+        GROUP BY o.device_id, o.sent_at""",
+    "DROP INDEX IF EXISTS outbox_unsent",
+    "DROP INDEX IF EXISTS outbox_sent",
+)
+
+_STEPS: Final = (_V0 + _V1, _V2, _V3, _V4)
 """Step ``n`` brings a file from version ``n`` to ``n + 1``.  A new file and a v1
 agent's file are both at 0: the v1 tables are created where missing."""
 

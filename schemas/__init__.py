@@ -34,6 +34,7 @@ from schemas.events import DEVICE_EVENT_ADAPTER, EVENT_ADAPTER, Event
 from schemas.fields import utc_text
 from schemas.platform_events import (
     AlertAcknowledged,
+    AlertEscalated,
     AlertRaised,
     AlertResolved,
     AlertRule,
@@ -53,6 +54,7 @@ from schemas.topics import (
     EVENTS_FILTER,
     DeviceChannel,
     DeviceTopic,
+    clinic_alert_state_topic,
     clinic_alerts_topic,
     device_topic,
     parse_device_topic,
@@ -72,6 +74,7 @@ __all__ = [
     "AgentResynced",
     "AgentStarted",
     "AlertAcknowledged",
+    "AlertEscalated",
     "AlertRaised",
     "AlertResolved",
     "AlertRule",
@@ -118,6 +121,7 @@ __all__ = [
     "alert_stream",
     "canonical_body",
     "canonical_json",
+    "clinic_alert_state_topic",
     "clinic_alerts_topic",
     "decode_device_event",
     "decode_event_batch",

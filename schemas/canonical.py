@@ -7,15 +7,26 @@ are made of (ASCII keys, any strings, integers within the
 IEEE-754 safe range, finite floats whose shortest form is plain decimal notation),
 so those take the fast road and everything else takes the reference road.  The
 equivalence is a property test (``tests/unit/test_canonical.py``), not a hope.
+
+The gateway goes further for events that passed validation: a ``ClosedShape``,
+derived once from an event type's model, knows which members can hold only strings
+and checks just the others (a handful of numbers), instead of walking and rebuilding
+the whole document (``tests/unit/test_canonical_shapes.py`` holds it to rfc8785).
 """
 
 import hashlib
 import math
+import types
+import typing
 from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Final
+from uuid import UUID
 
 import orjson
 import rfc8785
+from pydantic import BaseModel, BeforeValidator, PlainValidator, WrapValidator
 
 GENESIS_HASH: Final = "0" * 64
 """``prev_hash`` of the first event (seq 1) of every stream."""
@@ -25,6 +36,7 @@ _SAFE_INTEGER: Final = 2**53 - 1
 # notation at different thresholds than orjson's does.
 _PLAIN_FLOAT_MIN: Final = 1e-4
 _PLAIN_FLOAT_MAX: Final = 1e15
+_RAW_INPUT_VALIDATORS: Final = (BeforeValidator, PlainValidator, WrapValidator)
 
 
 class _NeedsReference(Exception):  # noqa: N818 - control flow, never escapes the module
@@ -91,3 +103,149 @@ def _fast_float(value: float) -> float | int:
     if _PLAIN_FLOAT_MIN <= abs(value) < _PLAIN_FLOAT_MAX:
         return value
     raise _NeedsReference
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedShape:
+    """How to write the canonical form of documents that validated against one closed
+    model (``extra="forbid"``, every member name ASCII), without the generic walk.
+
+    Validation already fixed everything but numbers: member names are the model's
+    own, so ``orjson``'s code-point sort is RFC 8785's UTF-16 sort, and members typed
+    as text (strings, string enums, UUIDs, string literals) can only hold strings, which
+    ``orjson`` escapes as RFC 8785 does.  So only the ``numbers`` (and any member whose
+    type is not plainly text) are looked at; should one of them need ES6 number
+    formatting, or hold a container, the reference road is taken for the document.
+    """
+
+    numbers: tuple[str, ...]
+    """Members of the document to check as leaves."""
+    nested: tuple[tuple[str, tuple[str, ...]], ...]
+    """Members holding a closed sub-model, with the members of that sub-model to check."""
+
+    @classmethod
+    def of(cls, model: type[BaseModel]) -> "ClosedShape | None":
+        """The shape of ``model``; ``None`` when it is not closed (then use ``canonical_json``)."""
+        own = _leaves_to_check(model)
+        if own is None:
+            return None
+        numbers: list[str] = []
+        nested: list[tuple[str, tuple[str, ...]]] = []
+        for name, annotation in own:
+            submodel = _closed_submodel(annotation)
+            if submodel is None:
+                numbers.append(name)
+                continue
+            inner = _leaves_to_check(submodel)
+            if inner is None:
+                numbers.append(name)  # a container: always the reference road
+                continue
+            nested.append((name, tuple(leaf for leaf, _ in inner)))
+        return cls(tuple(numbers), tuple(nested))
+
+    def body(self, document: dict[str, Any]) -> bytes:
+        """Canonical JSON of ``document`` minus its ``hash`` member.  ``document`` must
+        have passed validation against the shape's model: that is what makes the
+        unchecked members safe."""
+        unsealed = document.copy()
+        unsealed.pop("hash", None)
+        get = unsealed.get
+        value: Any
+        # Inlined leaf checks for the common cases: this runs for every event.
+        for value in map(get, self.numbers):
+            kind = type(value)
+            if kind is str or (kind is int and -_SAFE_INTEGER <= value <= _SAFE_INTEGER):
+                continue
+            if not _plain_leaf(value):
+                return canonical_json(unsealed)
+        for name, leaves in self.nested:
+            inner = get(name)
+            if type(inner) is not dict:
+                if inner is None:
+                    continue
+                return canonical_json(unsealed)
+            for value in map(inner.get, leaves):
+                kind = type(value)
+                if kind is str or (kind is int and -_SAFE_INTEGER <= value <= _SAFE_INTEGER):
+                    continue
+                if not _plain_leaf(value):
+                    return canonical_json(unsealed)
+        return orjson.dumps(unsealed, option=orjson.OPT_SORT_KEYS)
+
+
+def _plain_leaf(value: Any) -> bool:
+    """Whether ``orjson`` writes ``value`` exactly as RFC 8785 does, as a leaf."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    plain: bool = False
+    if kind is int:
+        plain = -_SAFE_INTEGER <= value <= _SAFE_INTEGER
+    elif kind is float:
+        # The window excludes zero, infinities and NaN; integral values print as
+        # integers in ES6 ("40", not "40.0").
+        plain = _PLAIN_FLOAT_MIN <= abs(value) < _PLAIN_FLOAT_MAX and not value.is_integer()
+    return plain
+
+
+def _leaves_to_check(model: type[BaseModel]) -> list[tuple[str, Any]] | None:
+    """``model``'s members that are not plainly text, or ``None`` if it is not closed."""
+    if model.model_config.get("extra") != "forbid":
+        return None
+    decorators = model.__pydantic_decorators__
+    # A validator that sees the input before the model does could let through what
+    # the annotations alone would refuse: such models take the reference road.
+    if any(d.info.mode != "after" for d in decorators.model_validators.values()):
+        return None
+    converted = {
+        name
+        for d in decorators.field_validators.values()
+        if d.info.mode != "after"
+        for name in d.info.fields
+    }
+    members: list[tuple[str, Any]] = []
+    for name, field in model.model_fields.items():
+        if not name.isascii() or field.alias not in (None, name):
+            return None
+        if field.validation_alias not in (None, name):
+            return None
+        if name in converted or not _is_text(field.annotation) or _converts(field.metadata):
+            members.append((name, field.annotation))
+    return members
+
+
+def _converts(metadata: list[Any]) -> bool:
+    """Whether a member's metadata holds a validator that runs on the raw input."""
+    return any(isinstance(m, _RAW_INPUT_VALIDATORS) for m in metadata)
+
+
+def _union_members(annotation: Any) -> tuple[Any, ...]:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return typing.get_args(annotation)
+    return (annotation,)
+
+
+def _is_text(annotation: Any) -> bool:
+    """Whether a valid value of ``annotation`` parsed from JSON is a string (or null)."""
+    members = _union_members(annotation)
+    return all(_is_text_member(member) for member in members)
+
+
+def _is_text_member(annotation: Any) -> bool:
+    if annotation is type(None):
+        return True
+    if typing.get_origin(annotation) is typing.Literal:
+        return all(type(arg) is str for arg in typing.get_args(annotation))
+    if not isinstance(annotation, type):
+        return False
+    if issubclass(annotation, Enum):
+        return issubclass(annotation, str) and all(type(m.value) is str for m in annotation)
+    return annotation is str or annotation is UUID
+
+
+def _closed_submodel(annotation: Any) -> type[BaseModel] | None:
+    """The one model ``annotation`` names (optionally with ``None``), if it names one."""
+    members = [m for m in _union_members(annotation) if m is not type(None)]
+    if len(members) == 1 and isinstance(members[0], type) and issubclass(members[0], BaseModel):
+        return members[0]
+    return None

@@ -19,8 +19,11 @@ from schemas.fields import FROZEN_STRICT_SHAPE, Author, ClinicId, ShortText, Utc
 Email = Annotated[str, StringConstraints(min_length=3, max_length=254)]
 Url = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
 RoleName = Literal["manufacturer", "clinic", "auditor"]
-PolicySettings = dict[ShortText, Annotated[float, Field(allow_inf_nan=False)]]
-"""Alert policy keys (``coverage_max_pct``…) and their values."""
+PolicySettings = dict[
+    ShortText, Annotated[float, Field(allow_inf_nan=False)] | Annotated[str, Field(max_length=64)]
+]
+"""Alert policy keys (``coverage_max_pct``…) and their values (numbers; ``time_zone``
+an IANA zone name)."""
 
 
 class _Data(BaseModel):

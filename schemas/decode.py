@@ -5,14 +5,16 @@ device is speaking, a malformed seal); after that every event stands or falls on
 event never costs the good ones beside it their place in the store.
 """
 
+import typing
 from dataclasses import dataclass
+from hashlib import sha256
 from typing import Annotated, Any, Final
 
 import orjson
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from schemas.canonical import GENESIS_HASH, canonical_body, sha256_hex
-from schemas.device_events import DeviceEvent
+from schemas.canonical import GENESIS_HASH, ClosedShape, canonical_body
+from schemas.device_events import DeviceEvent, DeviceEventModel
 from schemas.events import DEVICE_EVENT_ADAPTER
 from schemas.fields import FROZEN_STRICT_SHAPE, DeviceId
 from schemas.rejection import Rejection, RejectionReason
@@ -39,6 +41,20 @@ class _BatchEnvelope(BaseModel):
 
 _BATCH_ADAPTER: Final = TypeAdapter(_BatchEnvelope)
 _SEAL_ADAPTER: Final = TypeAdapter(BatchSeal)
+# The core validators themselves: ``TypeAdapter.validate_python`` adds a Python frame a call.
+_validate_event: Final = DEVICE_EVENT_ADAPTER.validator.validate_python
+_validate_batch: Final = _BATCH_ADAPTER.validator.validate_python
+
+
+def _event_type(model: type[BaseModel]) -> str:
+    (name,) = typing.get_args(model.model_fields["type"].annotation)
+    return str(name)
+
+
+_SHAPES: Final[dict[str, ClosedShape | None]] = {
+    _event_type(model): ClosedShape.of(model) for model in typing.get_args(DeviceEventModel)
+}
+"""Each device event type's canonical writer; ``None``: the generic one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +87,7 @@ def decode_event_batch(topic_device_id: str, payload: bytes) -> DecodedBatch:
             RejectionReason.MALFORMED, f"not UTF-8 JSON: {error}", payload, topic_device_id
         )
     try:
-        batch = _BATCH_ADAPTER.validate_python(document)
+        batch: _BatchEnvelope = _validate_batch(document)
     except ValidationError as error:
         return _whole(RejectionReason.SCHEMA, describe(error), payload, topic_device_id)
     if batch.device_id != topic_device_id:
@@ -91,9 +107,13 @@ def decode_event_batch(topic_device_id: str, payload: bytes) -> DecodedBatch:
             return _whole(RejectionReason.SIGNATURE, detail, payload, topic_device_id)
     events: list[SealedEvent] = []
     rejections: list[Rejection] = []
+    stream_id = device_stream(batch.device_id)
     for raw_event in batch.events:
-        outcome = decode_device_event(batch.device_id, raw_event)
-        (events if isinstance(outcome, SealedEvent) else rejections).append(outcome)  # type: ignore[arg-type]
+        outcome = _decode_event(batch.device_id, stream_id, raw_event)
+        if type(outcome) is SealedEvent:
+            events.append(outcome)
+        else:
+            rejections.append(outcome)  # type: ignore[arg-type]
     claim = None if seal is None else _claim(batch.device_id, seal, events, rejections)
     return DecodedBatch(events=tuple(events), rejections=tuple(rejections), seal=claim)
 
@@ -112,38 +132,57 @@ def _claim(
 
 def decode_device_event(device_id: str, raw_event: Any) -> SealedEvent | Rejection:
     """Validate one event of a batch already known to come from ``device_id``."""
-    raw_seq = raw_event.get("seq") if isinstance(raw_event, dict) else None
-    seq = raw_seq if type(raw_seq) is int else None
+    return _decode_event(device_id, device_stream(device_id), raw_event)
 
-    def reject(reason: RejectionReason, detail: str) -> Rejection:
-        return Rejection(reason, detail[:_MAX_DETAIL], _raw_bytes(raw_event), device_id, seq)
 
+def _decode_event(device_id: str, stream_id: str, raw_event: Any) -> SealedEvent | Rejection:
     try:
-        event: DeviceEvent = DEVICE_EVENT_ADAPTER.validate_python(raw_event)
+        event: DeviceEvent = _validate_event(raw_event)
     except ValidationError as error:
-        return reject(RejectionReason.SCHEMA, describe(error))
-    if not isinstance(raw_event, dict):  # pragma: no cover - validation refuses non-objects
-        return reject(RejectionReason.SCHEMA, "an event must be a JSON object")
+        return _reject(device_id, raw_event, RejectionReason.SCHEMA, describe(error))
+    if type(raw_event) is not dict:  # pragma: no cover - validation refuses non-objects
+        return _reject(
+            device_id, raw_event, RejectionReason.SCHEMA, "an event must be a JSON object"
+        )
     if event.device_id != device_id:
-        return reject(
+        return _reject(
+            device_id,
+            raw_event,
             RejectionReason.IDENTITY,
             f"event seq {event.seq} names device {event.device_id!r} "
             f"inside a batch of {device_id!r}",
         )
+    shape = _SHAPES.get(event.type)
     try:
-        body = canonical_body(raw_event)
+        body = canonical_body(raw_event) if shape is None else shape.body(raw_event)
     except ValueError as error:  # e.g. a float beyond what canonical JSON can represent
-        return reject(
-            RejectionReason.SCHEMA, f"event seq {event.seq} has no canonical form: {error}"
+        return _reject(
+            device_id,
+            raw_event,
+            RejectionReason.SCHEMA,
+            f"event seq {event.seq} has no canonical form: {error}",
         )
-    if sha256_hex(body) != event.hash:
-        return reject(
+    if sha256(body).hexdigest() != event.hash:
+        return _reject(
+            device_id,
+            raw_event,
             RejectionReason.INTEGRITY,
             f"event seq {event.seq}: hash does not match the SHA-256 of its canonical JSON",
         )
     if event.seq == 1 and event.prev_hash != GENESIS_HASH:
-        return reject(RejectionReason.INTEGRITY, "event seq 1 must have a prev_hash of 64 zeros")
-    return SealedEvent(event=event, body=body, stream_id=device_stream(device_id))
+        return _reject(
+            device_id,
+            raw_event,
+            RejectionReason.INTEGRITY,
+            "event seq 1 must have a prev_hash of 64 zeros",
+        )
+    return SealedEvent(event, body, stream_id)
+
+
+def _reject(device_id: str, raw_event: Any, reason: RejectionReason, detail: str) -> Rejection:
+    raw_seq = raw_event.get("seq") if isinstance(raw_event, dict) else None
+    seq = raw_seq if type(raw_seq) is int else None
+    return Rejection(reason, detail[:_MAX_DETAIL], _raw_bytes(raw_event), device_id, seq)
 
 
 def _whole(reason: RejectionReason, detail: str, payload: bytes, device_id: str) -> DecodedBatch:

@@ -24,6 +24,7 @@ from schemas.fields import (
     EventUuid,
     LongText,
     ShortText,
+    UtcTimestamp,
 )
 from schemas.identity_events import IdentityEventModel
 from schemas.seals import ED25519, KeyId, PublicKeyText, key_id_of, public_key_of_text
@@ -97,6 +98,22 @@ class AlertRaisedData(_Data):
     clinic_id: ClinicId | None
     message: LongText
     context: dict[str, ContextValue] = Field(default_factory=dict)
+    device_time: UtcTimestamp | None = None
+    """When the device says the condition began, where that differs from the event's
+    ``occurred_at`` (the platform's receive time, the one clock alerts show)."""
+
+
+class AlertEscalatedData(_Data):
+    """An open alert climbing its ladder (DESIGN §8: the needle-life rules of one
+    cartridge): the same alert, now under a higher rule and severity.  Its clinic and
+    subject stay those of ``alert.raised``."""
+
+    alert_id: EventUuid
+    rule: AlertRule
+    severity: Severity
+    message: LongText
+    context: dict[str, ContextValue] = Field(default_factory=dict)
+    device_time: UtcTimestamp | None = None
 
 
 class AlertAcknowledgedData(_Data):
@@ -141,6 +158,11 @@ class AlertRaised(EventEnvelope):
     data: AlertRaisedData
 
 
+class AlertEscalated(EventEnvelope):
+    type: Literal["alert.escalated"]
+    data: AlertEscalatedData
+
+
 class AlertAcknowledged(EventEnvelope):
     type: Literal["alert.acknowledged"]
     data: AlertAcknowledgedData
@@ -158,6 +180,7 @@ PlatformEventModel = (
     | DeviceKeyRegistered
     | DeviceKeyRevoked
     | AlertRaised
+    | AlertEscalated
     | AlertAcknowledged
     | AlertResolved
     | ChangeEventModel

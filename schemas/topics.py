@@ -1,5 +1,6 @@
 """MQTT topic names of wire protocol v1 (DESIGN §4, normative)."""
 
+import functools
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -24,7 +25,10 @@ class DeviceChannel(StrEnum):
     @property
     def is_uplink(self) -> bool:
         """Device → cloud (events, telemetry, status); the rest go to the device."""
-        return self in {DeviceChannel.EVENTS, DeviceChannel.TELEMETRY, DeviceChannel.STATUS}
+        return self in _UPLINK
+
+
+_UPLINK: Final = frozenset({DeviceChannel.EVENTS, DeviceChannel.TELEMETRY, DeviceChannel.STATUS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +50,23 @@ def clinic_alerts_topic(clinic_id: str) -> str:
     return f"{PREFIX}/clinics/{clinic_id}/alerts"
 
 
+def clinic_alert_state_topic(clinic_id: str, alert_id: str) -> str:
+    """Where an open alert's latest notice is retained (cleared once it is resolved):
+    a subscriber to ``…/alerts/+`` learns every open alert's state on connecting."""
+    return f"{clinic_alerts_topic(clinic_id)}/{alert_id}"
+
+
 def shared_subscription(topic_filter: str, group: str = GATEWAY_SHARE_GROUP) -> str:
     """MQTT 5 shared subscription: the broker hands each message to one group member."""
     return f"$share/{group}/{topic_filter}"
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def parse_device_topic(topic: str) -> DeviceTopic | None:
-    """The device and channel a topic names, or ``None`` for anything else."""
+    """The device and channel a topic names, or ``None`` for anything else.
+
+    Cached: the gateway asks for every message, and a fleet has a few topics per
+    device (the value is immutable, so sharing it is safe)."""
     match = _DEVICE_TOPIC.match(topic)
     if match is None:
         return None

@@ -210,7 +210,7 @@ def gateway(
         SHARED_SESSION_EXPIRY_S,
         SourceOptions,
     )
-    from gateway.service import Gateway, GatewayOptions  # noqa: PLC0415
+    from gateway.service import Gateway, GatewayOptions, tune_collector  # noqa: PLC0415
     from gateway.settings import GatewaySettings  # noqa: PLC0415
     from services.eventstore import EventStoreError, open_event_store  # noqa: PLC0415
 
@@ -245,6 +245,7 @@ def gateway(
     )
     service = Gateway(lambda: open_event_store(settings.database_url), settings.broker(), options)
     typer.echo(f"gateway: {redact(settings.mqtt_url)} → {redact(settings.database_url)}", err=True)
+    tune_collector()
     service.run(_stop_on_signals())
 
 
@@ -319,6 +320,7 @@ def projector(
         run_log_keeper,
         run_notifier,
     )
+    from services.projector.read_upgrade import bring_up_to_date  # noqa: PLC0415
 
     settings = _configure(
         "projector", ProjectorSettings, log_level, database_url=database_url, mqtt_url=mqtt_url,
@@ -335,6 +337,10 @@ def projector(
     except (EventStoreError, MerkleLogError) as error:
         raise _fail("projector", error) from None
     read_models = ReadModelStore(settings.database_url)
+    bring_up_to_date(
+        read_models, settings.database_url, events,
+        lambda line: typer.echo(f"projector: {line}", err=True),
+    )  # fmt: skip
     if settings.projector_metrics_port:
         from prometheus_client import start_http_server  # noqa: PLC0415
 
@@ -343,6 +349,7 @@ def projector(
     notifier = threading.Thread(
         target=run_notifier,
         args=(settings.database_url, settings.broker(), settings.master_key(), stop),
+        kwargs={"email": settings.smtp()},
         name="notifier",
     )
     notifier.start()

@@ -9,8 +9,10 @@ resolves them.
 
 Every condition carries the moment it began, taken from the events themselves, so
 evaluating the same state twice (a redelivered batch, a restart) yields the same
-alert, byte for byte.  A device time the fold judged skewed never becomes that
-moment: the fold keeps the platform's receive time instead (``facts.event_time``).
+alert, byte for byte.  That moment is on one clock, the platform's: the receive time
+of the event that made the condition hold (DESIGN §8), so an alert's raised and
+resolved times compare.  What the device's own clock said is kept beside it
+(``device_time``) where it differs.
 
 Events the store refused are not judged here but in ``incidents``: one incident per
 device, whatever the number of seqs.
@@ -46,6 +48,8 @@ class Condition:
     """What tells this spell of a condition that comes and goes from the next, when
     ``since`` cannot: an incident's opening dead letter (``incidents``), since two
     incidents of a device may open within one millisecond, the resolution of ``since``."""
+    device_time: datetime | None = None
+    """When the device says it began, where that is not ``since``."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -55,7 +59,8 @@ class Condition:
 def standing(
     projection: DeviceProjection, policy: AlertPolicy, since: datetime
 ) -> dict[tuple[str, str], Condition]:
-    """Conditions that hold now, from state alone; ``since`` stamps new ones."""
+    """Conditions that hold now, from state alone; ``since`` (the platform's receive
+    time of what is being evaluated) stamps new ones."""
     held: dict[tuple[str, str], Condition] = {}
 
     def hold(condition: Condition) -> None:
@@ -98,8 +103,9 @@ def standing(
         if fault.severity in _FAULT_SEVERITIES:
             hold(Condition(
                 AlertRule.DEVICE_FAULT, fault.fault_code, fault.severity,
-                f"{fault.fault_code}: {fault.message}", fault.raised_at,
+                f"{fault.fault_code}: {fault.message}", since,
                 {"fault_code": fault.fault_code, "raised_seq": fault.raised_seq},
+                device_time=_beside(fault.raised_at, since),
             ))  # fmt: skip
     due_at = policy.service_interval * policy.service_due_fraction
     if projection.actuations_since_service >= due_at:
@@ -175,23 +181,26 @@ def _ended_behind_gap(
     return None
 
 
-def session_occurrences(audit: SessionAudit, policy: AlertPolicy) -> list[Condition]:
+def session_occurrences(audit: SessionAudit, policy: AlertPolicy, at: datetime) -> list[Condition]:
+    """What a session's audit shows wrong, as of ``at`` (the platform's receive time
+    of the event that showed it); the session's own times are the device's."""
     found: list[Condition] = []
-    moment = audit.ended_at or audit.started_at
+    moment = _beside(audit.ended_at or audit.started_at, at)
     if audit.reconciled is False:
         found.append(Condition(
             AlertRule.SESSION_COUNT_MISMATCH, audit.session_id, Severity.CRITICAL,
             f"session {audit.session_id}: {audit.cores_counted} cores counted, the device "
-            f"reported {audit.cores_reported}", moment,
+            f"reported {audit.cores_reported}", at,
             {"session_id": audit.session_id, "cores_counted": audit.cores_counted,
-             "cores_reported": audit.cores_reported},
+             "cores_reported": audit.cores_reported}, device_time=moment,
         ))  # fmt: skip
     if audit.coverage_pct > policy.coverage_max_pct:
         found.append(Condition(
             AlertRule.COVERAGE_EXCEEDED, audit.session_id, Severity.CRITICAL,
             f"session {audit.session_id} removed {audit.coverage_pct:.1f} % of the "
             f"{audit.treatment_area} area, over the {policy.coverage_max_pct:g} % maximum",
-            moment, {"session_id": audit.session_id, "coverage_pct": round(audit.coverage_pct, 3)},
+            at, {"session_id": audit.session_id, "coverage_pct": round(audit.coverage_pct, 3)},
+            device_time=moment,
         ))  # fmt: skip
     return found
 
@@ -201,3 +210,8 @@ def finding_occurrence(finding: Finding, at: datetime) -> Condition:
         AlertRule.INTEGRITY, f"seq-{finding.seq}-{finding.kind.value}", Severity.CRITICAL,
         finding.detail, at, {"seq": finding.seq, "kind": finding.kind.value},
     )  # fmt: skip
+
+
+def _beside(device_time: datetime | None, platform_time: datetime) -> datetime | None:
+    """The device's time to keep beside the platform's, unless it says the same."""
+    return None if device_time is None or device_time == platform_time else device_time

@@ -8,6 +8,13 @@ already in the book raises nothing more, however often it is evaluated.  The one
 exception is an incident over refused events (``incidents``): a person closes it,
 not the engine, so whether it is still open is read from its stream, and a repeat
 while it is open updates it.
+
+The needle-life rules of a cartridge are one alert (``ladder``): each rung that has
+held is in the book under its own rule, all pointing at that alert, so a rung
+reached for the first time and above every booked one escalates it, and the
+cartridge's removal resolves it once.  A book written before the ladder may hold
+one alert per rung; the alert of the lowest booked rung carries on, and all of
+them resolve together.
 """
 
 from collections.abc import Callable, Sequence
@@ -15,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from schemas import SealedEvent
+from services.alerts import ladder
 from services.alerts.conditions import (
     Condition,
     finding_occurrence,
@@ -73,9 +81,21 @@ class IncidentUpdate:
     """The refusals it adds: a new incident's, should a person resolve this one first."""
 
 
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    """An open needle-life alert to climb to ``condition``'s rung (``events.escalated``)."""
+
+    alert_id: str
+    device_id: str
+    condition: Condition
+    at: datetime
+
+
 @dataclass(slots=True)
 class AlertDecisions:
     raised: list[SealedEvent] = field(default_factory=list)
+    escalated: list[Escalation] = field(default_factory=list)
+    """In the order they happened; appended after ``raised``, before ``resolved``."""
     updated: list[IncidentUpdate] = field(default_factory=list)
     resolved: list[Resolution] = field(default_factory=list)
     added: dict[tuple[str, str, str], str] = field(default_factory=dict)
@@ -135,7 +155,7 @@ class AlertEngine:
                     )
                 ):
                     audit = tally.audit(projection.device_id)
-                    for condition in session_occurrences(audit, policy):
+                    for condition in session_occurrences(audit, policy, at):
                         self._occurred(projection.device_id, clinic_id, condition)
         # The device just spoke: silence is over; a gap may have been filled.
         held = standing(projection, policy, at) | timed(projection, policy, at, at)
@@ -202,16 +222,56 @@ class AlertEngine:
         kinds: set[str],
     ) -> None:
         book = self.book.setdefault(device_id, {})
+        rungs: dict[str, list[Condition]] = {}
         for key, condition in held.items():
-            if key not in book:
+            if ladder.on_ladder(key[0]):
+                rungs.setdefault(key[1], []).append(condition)
+            elif key not in book:
                 self._raise(device_id, clinic_id, condition)
+        for cartridge, holding in rungs.items():
+            self._climb(device_id, clinic_id, cartridge, holding)
+        ended: dict[str, None] = {}  # alert ids in order, each once
         for key in [key for key in book if kind_of(key) in kinds and key not in held]:
-            alert_id = book.pop(key)
+            if ladder.on_ladder(key[0]) and key[1] in rungs:
+                continue  # a lower rung no longer counts, the cartridge's alert stands
+            ended[book.pop(key)] = None
             self.decisions.removed.add((device_id, *key))
             self.decisions.added.pop((device_id, *key), None)
+        for alert_id in ended:
             self.decisions.resolved.append(
                 Resolution(alert_id, device_id, at, "the condition no longer holds")
             )
+
+    def _climb(
+        self,
+        device_id: str,
+        clinic_id: str | None,
+        cartridge: str,
+        holding: list[Condition],
+    ) -> None:
+        """The rungs that hold for ``cartridge``: raise its alert on the highest, or
+        escalate the alert it has when that rung is above all it has reached."""
+        book = self.book.setdefault(device_id, {})
+        reached = {
+            rule: alert_id
+            for (rule, subject), alert_id in book.items()
+            if subject == cartridge and ladder.on_ladder(rule)
+        }
+        highest = ladder.top(holding)
+        if not reached:
+            self._raise(device_id, clinic_id, highest)
+            alert_id = book[highest.key]
+        else:
+            alert_id = reached[min(reached, key=ladder.rung)]
+            if ladder.climbs(highest.rule.value, reached):
+                self.decisions.escalated.append(
+                    Escalation(alert_id, device_id, highest, highest.since)
+                )
+        for condition in holding:
+            if condition.key not in book:
+                book[condition.key] = alert_id
+                self.decisions.added[(device_id, *condition.key)] = alert_id
+                self.decisions.removed.discard((device_id, *condition.key))
 
     def _retract(self, device_id: str, key: Key, at: datetime, note: str) -> None:
         book = self.book.get(device_id, {})

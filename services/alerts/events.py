@@ -1,7 +1,10 @@
 """Alert aggregates as events (DESIGN §8): each alert is a stream of its own,
 ``alert:{alert_id}``, with ``alert.raised`` at seq 1, then ``alert.acknowledged``
 and ``alert.resolved`` (and, for an incident a repeat updates, ``alert.raised`` again
-in between: ``raised_again``).  Events here are built from the condition's own moment and
+in between: ``raised_again``; for a needle-life alert climbing its ladder,
+``alert.escalated``: ``escalated``).  Every event's ``occurred_at`` is the platform's
+receive time of what caused it; a differing device time rides beside it in the data
+(``device_time``).  Events here are built from the condition's own moment and
 identity, never the clock, so building one twice gives the same bytes and the
 store keeps it once."""
 
@@ -12,6 +15,7 @@ from typing import Final
 from schemas import GENESIS_HASH, SealedEvent, seal, utc_text
 from schemas.streams import alert_stream
 from services.alerts.conditions import Condition
+from services.alerts.ladder import BASE_RULE, on_ladder
 
 _NAMESPACE: Final = uuid.UUID("5d0c6f38-2f5c-4d4f-9d55-3b3f6d0b7a11")
 ENGINE: Final = "coreline-alert-engine"
@@ -21,10 +25,17 @@ _OCCURRENCES: Final = frozenset({"session_count_mismatch", "coverage_exceeded"})
 def alert_id_for(device_id: str, condition: Condition) -> str:
     """One alert per (device, rule, subject) for things that happened; one per spell
     for conditions that come and go (a cartridge may be worn, replaced, worn again)
-    and for incidents over refused events (resolved, then opened again)."""
+    and for incidents over refused events (resolved, then opened again).  A
+    needle-life alert is named by its ladder's lowest rule whichever rung it is raised
+    on: the ladder is one alert per cartridge."""
     occurrence = condition.rule.value in _OCCURRENCES or condition.subject.startswith("seq-")
-    spell = "" if occurrence else f"|{condition.spell or utc_text(condition.since)}"
-    name = f"{device_id}|{condition.rule.value}|{condition.subject}{spell}"
+    # A spell is named by the device's clock where it has one: a backlog received in
+    # one batch gives every fault in it the same receive time, but each its own
+    # device time (and alerts named before receive times were shown keep their ids).
+    began = condition.device_time or condition.since
+    spell = "" if occurrence else f"|{condition.spell or utc_text(began)}"
+    rule = BASE_RULE if on_ladder(condition.rule.value) else condition.rule.value
+    name = f"{device_id}|{rule}|{condition.subject}{spell}"
     return str(uuid.uuid5(_NAMESPACE, name))
 
 
@@ -52,8 +63,34 @@ def raised_again(
     return _seal(alert_id, device_id, seq, prev_hash, "alert.raised", at, data)
 
 
+def escalated(
+    alert_id: str,
+    device_id: str,
+    condition: Condition,
+    *,
+    seq: int,
+    prev_hash: str,
+    at: datetime,
+) -> SealedEvent:
+    """An open needle-life alert climbing to ``condition``'s rung, as the next event of
+    its stream (``ladder``): same alert id and subject, the new rule, severity and
+    message.  ``at`` is the platform's receive time of the event that made the rung
+    hold, never earlier than the stream's newest event (a stream's times never run
+    backwards), so building it twice gives the same bytes."""
+    data: dict[str, object] = {
+        "alert_id": alert_id,
+        "rule": condition.rule.value,
+        "severity": condition.severity.value,
+        "message": condition.message[:2000],
+        "context": condition.context,
+    }
+    if condition.device_time is not None:
+        data["device_time"] = utc_text(condition.device_time)
+    return _seal(alert_id, device_id, seq, prev_hash, "alert.escalated", at, data)
+
+
 def _raised_data(alert_id: str, clinic_id: str | None, condition: Condition) -> dict[str, object]:
-    return {
+    data: dict[str, object] = {
         "alert_id": alert_id,
         "rule": condition.rule.value,
         "subject": condition.subject,
@@ -62,6 +99,10 @@ def _raised_data(alert_id: str, clinic_id: str | None, condition: Condition) -> 
         "message": condition.message[:2000],
         "context": condition.context,
     }
+    # Only when it differs, so an alert raised without one keeps the bytes it had.
+    if condition.device_time is not None:
+        data["device_time"] = utc_text(condition.device_time)
+    return data
 
 
 def resolved(

@@ -2,11 +2,23 @@
 
 from collections.abc import Mapping
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from schemas import describe
 from services.projections.maintenance import MaintenancePolicy
+
+
+def known_zone(name: str) -> bool:
+    """Whether ``name`` is a zone of the IANA database (``zoneinfo``'s)."""
+    if name != name.strip() or ".." in name or name.startswith("/"):
+        return False  # zoneinfo reads names as paths
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 class PolicyError(ValueError):
@@ -26,6 +38,15 @@ class AlertPolicy(BaseModel):
     gap_grace_s: float = Field(600.0, gt=0)
     """How long events may wait behind a gap before it counts (``integrity``) and a
     session ended behind it is reconciled with what arrived."""
+    time_zone: str = Field("UTC", min_length=1, max_length=64)
+    """The IANA zone the clinic's dashboard shows times in (``Europe/Berlin``)."""
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        if not known_zone(name):
+            raise ValueError(f"{name!r} is not an IANA time zone (e.g. Europe/Berlin)")
+        return name
 
     def maintenance(self) -> MaintenancePolicy:
         return MaintenancePolicy(

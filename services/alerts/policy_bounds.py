@@ -14,7 +14,10 @@ from typing import Any, Final
 
 from services.alerts.policy import DEFAULT_ALERT_POLICY, AlertPolicy, PolicyError
 
-POLICY_KEYS: Final = tuple(AlertPolicy.model_fields)
+POLICY_KEYS: Final = tuple(
+    name for name, field in AlertPolicy.model_fields.items() if field.annotation is not str
+)
+"""The numeric keys, which bounds can hold (a clinic's time zone has none)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    bindparam,
     delete,
     select,
 )
@@ -54,30 +55,31 @@ def load_book(connection: Connection, device_ids: Iterable[str]) -> dict[str, di
 
 
 def save_decisions(connection: Connection, decisions: AlertDecisions) -> None:
-    for device_id, rule, subject in decisions.removed:
+    # Every condition that ended or (re)started is deleted, then the started ones
+    # inserted: one executemany each, as the per-condition statements were a tenth
+    # of the live projector's time under load.
+    keys = [*decisions.removed, *decisions.added]
+    if keys:
         connection.execute(
             delete(alert_conditions).where(
                 and_(
-                    alert_conditions.c.device_id == device_id,
-                    alert_conditions.c.rule == rule,
-                    alert_conditions.c.subject == subject,
+                    alert_conditions.c.device_id == bindparam("key_device"),
+                    alert_conditions.c.rule == bindparam("key_rule"),
+                    alert_conditions.c.subject == bindparam("key_subject"),
                 )
-            )
+            ),
+            [
+                {"key_device": device_id, "key_rule": rule, "key_subject": subject}
+                for device_id, rule, subject in keys
+            ],
         )
-    for (device_id, rule, subject), alert_id in decisions.added.items():
+    if decisions.added:
         connection.execute(
-            delete(alert_conditions).where(
-                and_(
-                    alert_conditions.c.device_id == device_id,
-                    alert_conditions.c.rule == rule,
-                    alert_conditions.c.subject == subject,
-                )
-            )
-        )
-        connection.execute(
-            alert_conditions.insert().values(
-                device_id=device_id, rule=rule, subject=subject, alert_id=alert_id
-            )
+            alert_conditions.insert(),
+            [
+                {"device_id": device_id, "rule": rule, "subject": subject, "alert_id": alert_id}
+                for (device_id, rule, subject), alert_id in decisions.added.items()
+            ],
         )
 
 

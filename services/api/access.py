@@ -44,6 +44,9 @@ class Action(StrEnum):
     what a clinic's layer may say."""
     SEND_COMMANDS = "send_commands"
     """Any tracked command to any device."""
+    MANAGE_PEOPLE = "manage_people"
+    """Named accounts and machine tokens: create, disable, reset, revoke (what
+    ``coreline user`` and ``coreline token`` do on the platform's host)."""
     LOCK_DEVICES = "lock_devices"
     """The ``lock`` command to a device the clinic holds: a clinic can always make a
     handpiece it holds safer, never less safe (unlock and override are the

@@ -13,6 +13,7 @@ from typing import Final
 from fastapi import APIRouter, FastAPI
 
 from services.api.api_docs import install_api_docs
+from services.api.dashboard import telemetry_pages
 from services.api.dashboard.routes import install_dashboard, viewer
 from services.api.dashboard.sign_in import install_sign_in
 from services.api.deps import SESSION_COOKIE, ApiContext, principal
@@ -33,9 +34,11 @@ from services.api.routes import (
     device_keys,
     devices,
     enrolment,
+    notifications,
     operations,
     policy_bounds,
     sessions,
+    telemetry,
     transparency_log,
     webhooks,
 )
@@ -113,6 +116,8 @@ def create_app(  # noqa: PLR0913 - the composition root takes each collaborator
         device_commands,
         enrolment,
         device_identity,
+        telemetry,
+        notifications,
     ):
         api.include_router(module.router)
     app.include_router(api)
@@ -120,4 +125,5 @@ def create_app(  # noqa: PLR0913 - the composition root takes each collaborator
     install_api_docs(app, f"{API_PREFIX}/openapi.json")
     install_sign_in(app)
     install_dashboard(app, secure_cookies=secure_cookies)
+    app.include_router(telemetry_pages.router)
     return app

@@ -33,6 +33,8 @@ _STATE_AFTER = {
     # Also an incident raised again (an update) over an acknowledged alert: the head
     # alone cannot tell, and acknowledging what was added since is what a person does.
     "alert.raised": "open",
+    # A higher needle-life rung re-opens attention, acknowledged or not (docs/alerts.md).
+    "alert.escalated": "open",
     "alert.acknowledged": "acknowledged",
     "alert.resolved": "resolved",
 }

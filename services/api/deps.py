@@ -1,8 +1,14 @@
 """Request dependencies: the principal behind a bearer token or a dashboard session,
 a read-model connection, an event store, and the checks every route states in its
-signature."""
+signature.
 
-from collections.abc import Callable, Iterator
+A request borrows one read-model connection, shared by the token lookup and the
+handler's reads (FastAPI resolves a dependency once per request), in autocommit: a
+read needs no transaction, so nothing is sent to begin or roll one back.  The
+dependencies that do no I/O are coroutines, so FastAPI runs them on the event loop
+instead of handing each to its thread pool and back."""
+
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Final
 
@@ -42,12 +48,19 @@ def context(request: Request) -> ApiContext:
     return found
 
 
-Context = Annotated[ApiContext, Depends(context)]
+async def _context(request: Request) -> ApiContext:
+    """``context`` on the event loop (it only reads the application's state)."""
+    return context(request)
+
+
+Context = Annotated[ApiContext, Depends(_context)]
 
 
 def read_connection(api: Context) -> Iterator[Connection]:
+    """The request's read-model connection, in autocommit: each statement stands on
+    its own (write through ``api.engine.begin()``, never through this one)."""
     with api.engine.connect() as connection:
-        yield connection
+        yield connection.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def event_store(api: Context) -> Iterator[EventStore]:
@@ -75,12 +88,14 @@ def principal(
     request: Request,
     api: Context,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    db: Db,
 ) -> Principal:
     """A machine by its bearer token, or a person by the dashboard's session cookie.
     A cookie is sent by the browser on its own, so a cookie-authenticated change must
-    also prove it comes from our own pages (origin and CSRF header)."""
+    also prove it comes from our own pages (origin and CSRF header).  The token is
+    looked up on the request's own connection, the one its handler reads with."""
     if credentials is not None:
-        found = authenticate(api.engine, credentials.credentials)
+        found = authenticate(db, credentials.credentials)
         if isinstance(found, TokenRefusal):
             raise unauthorized(found.value)
         return found
@@ -114,10 +129,10 @@ async def dashboard_form(request: Request) -> None:
 SameSiteForm = Annotated[None, Depends(dashboard_form)]
 
 
-def allowed(action: Action) -> Callable[[Principal], Principal]:
+def allowed(action: Action) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency that admits principals whose role may take ``action`` (else 403)."""
 
-    def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
+    async def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
         if not who.may(action):
             raise forbidden(f"a {who.role.value} may not {action.value.replace('_', ' ')}")
         return who

@@ -78,6 +78,7 @@ class DeviceOut(_Out):
     clinic_id: str | None
     model: str | None
     registered: bool
+    serial: str | None = Field(default=None, description="The serial it enrolled with.")
     status: DeviceStatus
     online: bool | None = Field(description="From the device's MQTT status; null: never heard.")
     last_seen: datetime | None
@@ -191,11 +192,38 @@ class AlertOut(_Out):
     message: str
     context: dict[str, Any]
     raised_at: datetime
+    """The platform's receive time of what raised it: every time an alert shows is on
+    that one clock (DESIGN §8)."""
+    device_time: datetime | None = None
+    """What the device's clock said for the raise, where it differs from ``raised_at``."""
+    escalated_at: datetime | None = None
+    """When it last climbed a rung of the needle-life ladder (``rule`` is the rung)."""
     acknowledged_at: datetime | None
     acknowledged_by: str | None
     resolved_at: datetime | None
     resolved_by: str | None
     note: str | None
+
+
+class AlertStep(_Out):
+    """One step of an alert's history: its raise, each rung it climbed, each
+    acknowledgement, its resolution."""
+
+    kind: Literal["raised", "escalated", "acknowledged", "resolved"]
+    at: datetime
+    """The platform's receive time."""
+    device_time: datetime | None
+    rule: str | None
+    severity: str | None
+    by: str | None
+    note: str | None
+    from_alert_id: str
+    """The alert whose stream holds the step: this one, or, for a store written before
+    the needle-life ladder, a parallel alert of the same cartridge merged into it."""
+
+
+class AlertDetail(AlertOut):
+    history: list[AlertStep]
 
 
 class Accepted(_Out):
@@ -324,6 +352,18 @@ class DeliveryOut(_Out):
     state: str
     attempts: int
     last_status: int | None
+    last_error: str | None
+    delivered_at: datetime | None
+
+
+class EmailDeliveryOut(_Out):
+    """One alert notice e-mailed to one person: its attempts so far (the address is
+    not shown: the person is named by their user id)."""
+
+    user_id: str
+    event_id: str
+    state: str
+    attempts: int
     last_error: str | None
     delivered_at: datetime | None
 

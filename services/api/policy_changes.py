@@ -56,7 +56,11 @@ def change_bounds(store: EventStore, bounds: Mapping[str, Bound], author: str) -
 
 
 def change_policy(
-    store: EventStore, engine: Engine, clinic_id: str, overrides: dict[str, float], author: str
+    store: EventStore,
+    engine: Engine,
+    clinic_id: str,
+    overrides: dict[str, float | str],
+    author: str,
 ) -> Accepted | None:
     """Check ``overrides`` against the policy's own limits and the bounds in force
     (``PolicyError`` naming key, value and bound), record them unless they are the

@@ -21,12 +21,14 @@ from typing import Final
 
 from sqlalchemy import (
     Column,
+    Connection,
     DateTime,
     Engine,
     ForeignKey,
     MetaData,
     Table,
     Text,
+    bindparam,
     select,
     update,
 )
@@ -183,17 +185,26 @@ def list_tokens(engine: Engine) -> list[TokenRecord]:
         ]  # fmt: skip
 
 
-def authenticate(engine: Engine, token: str) -> Principal | TokenRefusal:
-    """The principal a presented token stands for, or why it stands for no one."""
+_LOOKUP: Final = (
+    select(api_tokens.c.token_id, api_tokens.c.role, api_tokens.c.clinic_id,
+           api_tokens.c.label, api_tokens.c.revoked_at, api_token_expiry.c.expires_at)
+    .select_from(_with_expiry)
+    .where(api_tokens.c.digest == bindparam("digest"))
+)  # fmt: skip
+"""Built once: every request runs it.  Read afresh each time (no cache), so a token
+revoked by ``coreline token revoke`` in another process is refused at once."""
+
+
+def authenticate(database: Engine | Connection, token: str) -> Principal | TokenRefusal:
+    """The principal a presented token stands for, or why it stands for no one.  With
+    a connection (the request's own), the lookup is one more statement on it."""
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return TokenRefusal.UNKNOWN
-    with engine.connect() as connection:
-        row = connection.execute(
-            select(api_tokens.c.token_id, api_tokens.c.role, api_tokens.c.clinic_id,
-                   api_tokens.c.label, api_tokens.c.revoked_at, api_token_expiry.c.expires_at)
-            .select_from(_with_expiry)
-            .where(api_tokens.c.digest == digest(token))
-        ).first()  # fmt: skip
+    if isinstance(database, Connection):
+        row = database.execute(_LOOKUP, {"digest": digest(token)}).first()
+    else:
+        with database.connect() as connection:
+            row = connection.execute(_LOOKUP, {"digest": digest(token)}).first()
     if row is None:
         return TokenRefusal.UNKNOWN
     if row[4] is not None:

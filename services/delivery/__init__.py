@@ -1,6 +1,8 @@
 """Alert delivery (DESIGN §8): every alert state change goes to the clinic's MQTT
-alert topic and to the clinic's webhooks (HMAC-SHA256 signed, retried with backoff,
-logged).
+alert topic (and, retained, to the alert's own topic while it is open), to the
+clinic's webhooks (HMAC-SHA256 signed, retried with backoff, logged) and by e-mail to
+the people who chose it (``set_email_severities``; sent by ``EmailWorker`` through
+the ``CORELINE_SMTP_*`` relay, logged and retried like webhooks).
 
 Build a ``Notifier`` and call ``run(stop)`` / ``step()`` (the process that runs it is
 ``services.projector.run_notifier``).  Manage webhooks with
@@ -10,6 +12,8 @@ receivers check requests with ``verify_signature``.
 """
 
 from services.delivery.delivery_log import DeliveryRecord, delivery_log
+from services.delivery.email_log import EmailRecord, email_log, set_email_severities
+from services.delivery.email_sender import EmailWorker, SmtpConfig, SmtpSettings
 from services.delivery.errors import (
     DeliveryError,
     InvalidWebhookError,
@@ -52,12 +56,16 @@ __all__ = [
     "DeliverySettings",
     "DeliveryState",
     "DeliveryWorker",
+    "EmailRecord",
+    "EmailWorker",
     "InvalidWebhookError",
     "Notifier",
     "NotifierOptions",
     "PostNotice",
     "PostResult",
     "RetryPolicy",
+    "SmtpConfig",
+    "SmtpSettings",
     "Webhook",
     "WebhookLimitError",
     "WebhookNotFoundError",
@@ -69,12 +77,14 @@ __all__ = [
     "delete_webhook",
     "delivery_log",
     "derive_secret",
+    "email_log",
     "is_alert_stream",
     "list_webhooks",
     "load_webhook_settings",
     "notice_poster",
     "retry_delay",
     "rotate_secret",
+    "set_email_severities",
     "set_webhook_active",
     "sign",
     "signed_headers",

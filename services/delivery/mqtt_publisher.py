@@ -52,14 +52,15 @@ class AlertPublisher(SessionListener):
 
     # -- publishing --------------------------------------------------------
 
-    def publish(self, key: str, topic: str, payload: bytes) -> None:
-        """Publish at QoS 1 unless ``key`` is already on its way (one caller thread)."""
+    def publish(self, key: str, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """Publish at QoS 1 unless ``key`` is already on its way (one caller thread);
+        ``retain``: the broker keeps it as the topic's latest (an empty one clears it)."""
         with self._changed:
             if key in self._pending:
                 return
         # Outside our lock: the client calls ``on_published`` from its network thread.
         # Not connected is fine: the session keeps the message and sends it on reconnect.
-        publication = self._mqtt.publish(topic, payload, qos=1)
+        publication = self._mqtt.publish(topic, payload, qos=1, retain=retain)
         with self._changed:
             self._pending[key] = _Pending(publication.mid, topic)
 

@@ -8,9 +8,15 @@ from typing import Final
 import orjson
 
 from schemas import utc_text
-from schemas.platform_events import AlertAcknowledged, AlertRaised, AlertResolved, ContextValue
+from schemas.platform_events import (
+    AlertAcknowledged,
+    AlertEscalated,
+    AlertRaised,
+    AlertResolved,
+    ContextValue,
+)
 
-AlertChange = AlertRaised | AlertAcknowledged | AlertResolved
+AlertChange = AlertRaised | AlertEscalated | AlertAcknowledged | AlertResolved
 """An event of an alert's own stream."""
 
 ALERT_STREAM_PREFIX: Final = "alert:"
@@ -18,12 +24,14 @@ ALERT_STREAM_PREFIX: Final = "alert:"
 
 class AlertState(StrEnum):
     RAISED = "raised"
+    ESCALATED = "escalated"
     ACKNOWLEDGED = "acknowledged"
     RESOLVED = "resolved"
 
 
 _STATE_OF_TYPE: Final = {
     "alert.raised": AlertState.RAISED,
+    "alert.escalated": AlertState.ESCALATED,
     "alert.acknowledged": AlertState.ACKNOWLEDGED,
     "alert.resolved": AlertState.RESOLVED,
 }
@@ -66,23 +74,30 @@ def state_of(event_type: str) -> AlertState | None:
     return _STATE_OF_TYPE.get(event_type)
 
 
-def build_notice(change: AlertChange, raised: AlertRaised) -> AlertNotice:
-    """The notice of ``change``; the alert's clinic, rule, subject, severity, message
-    and context come from its ``alert.raised`` event, since later changes carry only
-    who did what.  The message stays the alert's own, so a receiver that only sees
-    the ``resolved`` notice still knows which condition ended."""
+def build_notice(
+    change: AlertChange, raised: AlertRaised, escalation: AlertEscalated | None = None
+) -> AlertNotice:
+    """The notice of ``change``; the alert's clinic and subject come from its
+    ``alert.raised`` event, its rule, severity, message and context from the newest
+    rung it has reached (``escalation``, or ``change`` itself when that is one; else
+    the raise), since acknowledgements and resolutions carry only who did what.  The
+    message stays the alert's own, so a receiver that only sees the ``resolved``
+    notice still knows which condition ended; an escalation is a state change of the
+    same ``alert_id``, so a receiver replaces what it showed."""
     alert = raised.data
+    rung = change.data if isinstance(change, AlertEscalated) else None
+    rung = rung or (escalation.data if escalation is not None else None)
     return AlertNotice(
         alert_id=str(alert.alert_id),
         device_id=change.device_id,
         clinic_id=alert.clinic_id,
-        rule=alert.rule.value,
+        rule=(rung or alert).rule.value,
         subject=alert.subject,
-        severity=alert.severity.value,
+        severity=(rung or alert).severity.value,
         state=_STATE_OF_TYPE[change.type],
-        message=alert.message,
+        message=(rung or alert).message,
         at=utc_text(change.occurred_at),
         event_id=str(change.event_id),
         seq=change.seq,
-        context=dict(alert.context),
+        context=dict((rung or alert).context),
     )

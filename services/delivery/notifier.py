@@ -1,5 +1,6 @@
-"""``Notifier``: turns alert events into notices on the clinic's MQTT topic and into
-webhook deliveries, following the event store from its checkpoint.
+"""``Notifier``: turns alert events into notices on the clinic's MQTT topic, into
+webhook deliveries and into alert e-mail for the users who chose it, following the
+event store from its checkpoint.
 
 Progress, and why a crash anywhere loses nothing and doubles nothing that matters:
 
@@ -7,7 +8,8 @@ Progress, and why a crash anywhere loses nothing and doubles nothing that matter
 2. publish each notice at QoS 1 and wait until the broker has acknowledged all of
    them (PUBACK);
 3. in one transaction: enqueue one delivery per notice and active webhook of its
-   clinic, and move the checkpoint past the batch.
+   clinic, one e-mail per notice and user who wants it, and move the checkpoint
+   past the batch.
 
 A crash before 3 commits re-reads the batch: its notices reach MQTT again (receivers
 de-duplicate on ``event_id``) and the enqueue finds its rows already there
@@ -25,12 +27,21 @@ from typing import Final
 
 from sqlalchemy import Engine
 
-from schemas import AlertAcknowledged, AlertRaised, AlertResolved, clinic_alerts_topic
+from schemas import (
+    AlertAcknowledged,
+    AlertEscalated,
+    AlertRaised,
+    AlertResolved,
+    clinic_alert_state_topic,
+    clinic_alerts_topic,
+)
 from services.delivery.delivery_log import enqueue_deliveries
+from services.delivery.email_log import enqueue_emails
+from services.delivery.email_sender import EmailWorker, SmtpConfig
 from services.delivery.http_post import notice_poster
 from services.delivery.moments import utc_moment
 from services.delivery.mqtt_publisher import AlertPublisher
-from services.delivery.notice import AlertNotice, build_notice, is_alert_stream
+from services.delivery.notice import AlertNotice, AlertState, build_notice, is_alert_stream
 from services.delivery.retry import RetryPolicy
 from services.delivery.worker import DeliveryWorker
 from services.egress import EgressGate, EgressSettings
@@ -41,6 +52,8 @@ log = logging.getLogger(__name__)
 
 NOTIFIER: Final = "notifier"
 """The notifier's checkpoint name."""
+_RETAINED: Final = "|state"
+"""Tracking key suffix of a notice's retained copy on its alert's own topic."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +65,10 @@ class NotifierOptions:
     client_id: str = "coreline-notifier"
     """One notifier per client id: the broker keeps its session under this name."""
     egress: EgressGate | None = None
-    """Where webhook deliveries may go; ``None``: public addresses and the operator's
-    ``CORELINE_EGRESS_ALLOW``."""
+    """Where webhook deliveries and e-mail may go; ``None``: public addresses and the
+    operator's ``CORELINE_EGRESS_ALLOW``."""
+    email: SmtpConfig | None = None
+    """The SMTP relay for alert e-mail (``CORELINE_SMTP_*``); ``None``: no e-mail."""
 
 
 class Notifier:
@@ -79,6 +94,12 @@ class Notifier:
         egress = self.options.egress or EgressGate(EgressSettings().allow_list())
         self.worker = DeliveryWorker(
             engine, master_key, self.options.policy, post=notice_poster(egress), clock=clock
+        )
+        email = self.options.email
+        self.mailer = (
+            None
+            if email is None
+            else EmailWorker(engine, email, self.options.policy, clock=clock, gate=egress)
         )
         self._started = False
 
@@ -106,13 +127,23 @@ class Notifier:
         routed = [notice for notice in notices if notice.clinic_id is not None]
         if not self._published(routed):
             return 0
+        mailed = 0
         with self._engine.begin() as connection:
-            enqueued = enqueue_deliveries(connection, routed, utc_moment(self._clock()))
+            now = utc_moment(self._clock())
+            enqueued = enqueue_deliveries(connection, routed, now)
+            if self.mailer is not None:
+                mailed = enqueue_emails(connection, routed, now)
             save_checkpoint(connection, NOTIFIER, stored[-1].cursor)
         if self.publisher is not None:
-            self.publisher.forget(notice.event_id for notice in routed)
+            self.publisher.forget(
+                key
+                for notice in routed
+                for key in (notice.event_id, f"{notice.event_id}{_RETAINED}")
+            )
         if enqueued:
             self.worker.wake.set()
+        if mailed and self.mailer is not None:
+            self.mailer.wake.set()
         return len(stored)
 
     def run(self, stop: threading.Event, idle_wait_s: float = 1.0) -> None:
@@ -124,6 +155,12 @@ class Notifier:
             target=self.worker.run, args=(halted,), name="webhook-delivery", daemon=True
         )
         sender.start()
+        mailer = None
+        if self.mailer is not None:
+            mailer = threading.Thread(
+                target=self.mailer.run, args=(halted,), name="alert-email", daemon=True
+            )
+            mailer.start()
         try:
             while not stop.is_set():
                 if self.step() == 0:
@@ -132,15 +169,27 @@ class Notifier:
             halted.set()
             self.worker.wake.set()
             sender.join(timeout=self.worker.policy.timeout_s + 5)
+            if mailer is not None and self.mailer is not None:
+                self.mailer.wake.set()
+                mailer.join(timeout=self.mailer.policy.timeout_s + 5)
             self.close()
 
     def _published(self, routed: Sequence[AlertNotice]) -> bool:
         if self.publisher is None or not routed:
             return True
+        keys: list[str] = []
         for notice in routed:
-            topic = clinic_alerts_topic(notice.clinic_id or "")
-            self.publisher.publish(notice.event_id, topic, notice.to_json())
-        keys = [notice.event_id for notice in routed]
+            clinic = notice.clinic_id or ""
+            self.publisher.publish(notice.event_id, clinic_alerts_topic(clinic), notice.to_json())
+            # The alert's own topic keeps its latest state, retained: an escalation
+            # replaces the raise there; the resolution clears it (open alerts only).
+            closed = notice.state is AlertState.RESOLVED
+            state_key = f"{notice.event_id}{_RETAINED}"
+            self.publisher.publish(
+                state_key, clinic_alert_state_topic(clinic, notice.alert_id),
+                b"" if closed else notice.to_json(), retain=True,
+            )  # fmt: skip
+            keys += [notice.event_id, state_key]
         if self.publisher.wait_acknowledged(keys, self.options.ack_timeout_s):
             return True
         log.warning(
@@ -149,30 +198,41 @@ class Notifier:
         return False
 
     def _notices(self, stored: Sequence[StoredEvent]) -> list[AlertNotice]:
-        raised_in_batch: dict[str, AlertRaised] = {}
+        known: dict[str, tuple[AlertRaised, AlertEscalated | None]] = {}
         notices: list[AlertNotice] = []
         for event in stored:
             if not is_alert_stream(event.stream_id):
                 continue
             change = event.sealed().event
-            if isinstance(change, AlertRaised):
-                raised_in_batch[event.stream_id] = change
-            if not isinstance(change, AlertRaised | AlertAcknowledged | AlertResolved):
+            if not isinstance(
+                change, AlertRaised | AlertEscalated | AlertAcknowledged | AlertResolved
+            ):
                 continue
-            raised = raised_in_batch.get(event.stream_id) or self._raised(event.stream_id)
-            if raised is None:
+            if isinstance(change, AlertRaised) and change.seq == 1:
+                known[event.stream_id] = (change, None)
+            alert = known.get(event.stream_id) or self._alert(event.stream_id, change.seq)
+            if alert is None:
                 log.error("%s: %s without a stored alert.raised; skipped", event.stream_id,
                           event.type)  # fmt: skip
                 continue
-            notice = build_notice(change, raised)
+            raised, escalation = alert
+            if isinstance(change, AlertEscalated):
+                escalation = change
+            known[event.stream_id] = (raised, escalation)
+            notice = build_notice(change, raised, escalation)
             _log_notice(notice)
             notices.append(notice)
         return notices
 
-    def _raised(self, stream_id: str) -> AlertRaised | None:
-        first = self._store.read_stream(stream_id, 1, 1)
-        event = first[0].sealed().event if first else None
-        return event if isinstance(event, AlertRaised) else None
+    def _alert(self, stream_id: str, seq: int) -> tuple[AlertRaised, AlertEscalated | None] | None:
+        """The alert's raise and its newest escalation before ``seq``, from its stream."""
+        before = self._store.read_stream(stream_id, 1, seq - 1) if seq > 1 else []
+        events = [stored.sealed().event for stored in before]
+        raised = events[0] if events else None
+        if not isinstance(raised, AlertRaised):
+            return None
+        climbed = [event for event in events if isinstance(event, AlertEscalated)]
+        return raised, (climbed[-1] if climbed else None)
 
 
 def _log_notice(notice: AlertNotice) -> None:

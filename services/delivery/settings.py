@@ -1,11 +1,13 @@
 """The notifier's configuration: the platform's settings, the webhook master key
-(``CORELINE_WEBHOOK_MASTER_KEY``), from which every webhook secret is derived, and
-the webhook rules (``CORELINE_EGRESS_ALLOW``, ``CORELINE_WEBHOOK_LIMIT_PER_CLINIC``)."""
+(``CORELINE_WEBHOOK_MASTER_KEY``), from which every webhook secret is derived, the
+webhook rules (``CORELINE_EGRESS_ALLOW``, ``CORELINE_WEBHOOK_LIMIT_PER_CLINIC``) and
+the SMTP relay for alert e-mail (``CORELINE_SMTP_*``)."""
 
 from typing import Annotated, Final
 
 from pydantic import Field, SecretStr, ValidationError
 
+from services.delivery.email_sender import SmtpSettings
 from services.delivery.webhooks import DEFAULT_LIMIT_PER_CLINIC, WebhookRules
 from services.egress import EgressGate, EgressSettings, Resolve, system_resolve
 from services.settings import ConfigurationError, Settings
@@ -21,7 +23,7 @@ class WebhookSettings(EgressSettings):
         return WebhookRules(EgressGate(self.allow_list(), resolve), self.webhook_limit_per_clinic)
 
 
-class DeliverySettings(Settings, WebhookSettings):
+class DeliverySettings(Settings, WebhookSettings, SmtpSettings):
     webhook_master_key: SecretStr = Field(min_length=MIN_MASTER_KEY_LENGTH)
     """At least 32 characters of randomness, e.g. ``openssl rand -hex 32``.  Changing
     it changes every webhook's secret at once."""

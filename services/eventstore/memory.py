@@ -246,6 +246,14 @@ class InMemoryEventStore:
         beats.sort(key=lambda beat: beat.sampled_at, reverse=True)
         return beats[:limit]
 
+    def newest_heartbeats(self, device_ids: Sequence[str]) -> dict[str, Heartbeat]:
+        with self._lock:
+            return {
+                device_id: max(beats, key=lambda beat: beat.sampled_at)
+                for device_id in device_ids
+                if (beats := self._heartbeats.get(device_id))
+            }
+
     def record_presence(self, device_id: str, online: bool, at: datetime) -> None:
         changed_at = _utc(at)
         with self._lock:

@@ -287,6 +287,12 @@ class Telemetry(Protocol):
         """A device's most recent telemetry samples, newest first."""
         ...
 
+    def newest_heartbeats(self, device_ids: Sequence[str]) -> dict[str, Heartbeat]:
+        """Each device's newest telemetry sample, in one read however many devices
+        (what ``latest_heartbeats(device_id, 1)`` answers for each); devices never
+        heard are absent."""
+        ...
+
     def record_presence(self, device_id: str, online: bool, at: datetime) -> None:
         """Store a device's status as of ``at`` (timezone-aware) unless a newer one is stored.
 

@@ -376,6 +376,30 @@ class PostgresEventStore(PortableQueries):
         ]
 
     @POSTGRES_ERRORS
+    def newest_heartbeats(self, device_ids: Sequence[str]) -> dict[str, Heartbeat]:
+        # LATERAL ... LIMIT 1: each device's newest row is one index probe
+        # (device_id, sampled_at DESC), however long its history.
+        rows = self._connection.execute(
+            "SELECT asked.device_id, h.sampled_at, h.battery_pct, h.temperature_c, "
+            "h.uptime_s, h.rssi_dbm FROM unnest(%s::text[]) AS asked(device_id) "
+            "CROSS JOIN LATERAL (SELECT sampled_at, battery_pct, temperature_c, uptime_s, "
+            "rssi_dbm FROM heartbeats WHERE heartbeats.device_id = asked.device_id "
+            "ORDER BY sampled_at DESC LIMIT 1) AS h",
+            (list(dict.fromkeys(device_ids)),),
+        )
+        return {
+            row[0]: Heartbeat.model_construct(
+                device_id=row[0],
+                sampled_at=row[1],
+                battery_pct=row[2],
+                temperature_c=row[3],
+                uptime_s=row[4],
+                rssi_dbm=row[5],
+            )
+            for row in rows
+        }
+
+    @POSTGRES_ERRORS
     def record_presence(self, device_id: str, online: bool, at: datetime) -> None:
         # ON CONFLICT locks the stored row and checks the WHERE against its latest
         # version, so two gateways racing still leave the newer status behind.

@@ -267,6 +267,29 @@ class SqliteEventStore(PortableQueries):
         ]
 
     @SQLITE_ERRORS
+    def newest_heartbeats(self, device_ids: Sequence[str]) -> dict[str, Heartbeat]:
+        # One JSON array parameter, however many ids; each device's newest row is one
+        # step down the (device_id, sampled_at) index.
+        rows = self._connection.execute(
+            "SELECT asked.value, h.sampled_at, h.battery_pct, h.temperature_c, h.uptime_s, "
+            "h.rssi_dbm FROM json_each(?) AS asked JOIN heartbeats AS h ON h.rowid = ("
+            "SELECT rowid FROM heartbeats WHERE device_id = asked.value "
+            "ORDER BY sampled_at DESC LIMIT 1)",
+            (json.dumps(list(device_ids)),),
+        ).fetchall()
+        return {
+            row[0]: Heartbeat.model_construct(
+                device_id=row[0],
+                sampled_at=_parse_timestamp(row[1]),
+                battery_pct=row[2],
+                temperature_c=row[3],
+                uptime_s=row[4],
+                rssi_dbm=row[5],
+            )
+            for row in rows
+        }
+
+    @SQLITE_ERRORS
     def record_presence(self, device_id: str, online: bool, at: datetime) -> None:
         # Fixed-width UTC text compares in time order, so the guard is a plain >=.
         with self._write() as connection:

@@ -332,9 +332,38 @@ CREATE INDEX IF NOT EXISTS device_commands_device ON device_commands (device_id,
 CREATE INDEX IF NOT EXISTS device_commands_state ON device_commands (state);
 """
 
+# Alert e-mail (docs/alerts.md): each user's severities by e-mail, and the e-mail log.
+_VERSION_11: Final = """
+CREATE TABLE IF NOT EXISTS alert_email_preferences (
+    user_id     TEXT     NOT NULL,
+    severities  TEXT     NOT NULL,
+    updated_at  DATETIME NOT NULL,
+    PRIMARY KEY (user_id),
+    FOREIGN KEY (user_id) REFERENCES users (user_id)
+);
+CREATE TABLE IF NOT EXISTS alert_emails (
+    id               INTEGER  NOT NULL,
+    user_id          TEXT     NOT NULL,
+    event_id         TEXT     NOT NULL,
+    alert_id         TEXT     NOT NULL,
+    payload          TEXT     NOT NULL,
+    attempts         INTEGER  NOT NULL,
+    state            TEXT     NOT NULL,
+    last_error       TEXT,
+    next_attempt_at  DATETIME,
+    delivered_at     DATETIME,
+    created_at       DATETIME NOT NULL,
+    PRIMARY KEY (id),
+    CONSTRAINT alert_emails_once UNIQUE (user_id, event_id),
+    FOREIGN KEY (user_id) REFERENCES users (user_id)
+);
+CREATE INDEX IF NOT EXISTS alert_emails_due ON alert_emails (state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS alert_emails_alert ON alert_emails (alert_id);
+"""
+
 _UPGRADES: Final = (
     _VERSION_1, _VERSION_2, _VERSION_3, _VERSION_4, _VERSION_5, _VERSION_6, _VERSION_7,
-    _VERSION_8, _VERSION_9, _VERSION_10,
+    _VERSION_8, _VERSION_9, _VERSION_10, _VERSION_11,
 )  # fmt: skip
 """The script that brings a file from ``user_version`` N to N + 1 is ``_UPGRADES[N]``.
 

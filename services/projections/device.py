@@ -111,7 +111,7 @@ class DeviceProjection:
             raise ProjectionError(
                 f"the projection of {self.device_id} was given seq {fact.seq} of {fact.device_id}"
             )
-        self._see(fact)
+        skewed = self._see(fact)
         changes: list[Change] = []
         seq = fact.seq
         if seq != self.applied_through + 1:
@@ -120,13 +120,13 @@ class DeviceProjection:
                 # fact is a redelivery of the same bytes: the first one stays.
                 self.pending.setdefault(seq, fact)
             return changes
-        self._fold(fact, changes)
+        self._fold(fact, changes, skewed)
         pending = self.pending
         while pending:
             waiting = pending.pop(self.applied_through + 1, None)
             if waiting is None:
                 break
-            self._fold(waiting, changes)
+            self._fold(waiting, changes, clock_skewed(waiting))
         return changes
 
     def apply_all(self, facts: Iterable[Fact]) -> list[Change]:
@@ -279,22 +279,27 @@ class DeviceProjection:
 
     # --- the fold proper: facts in seq order only
 
-    def _see(self, fact: Fact) -> None:
+    def _see(self, fact: Fact) -> bool:
+        """Take the last-seen times from ``fact``; whether its device time is skewed
+        (judged once per fact: the fold needs it again, and comparing times of two
+        time zone objects, the device's UTC and the database's, is not free)."""
+        skewed = clock_skewed(fact)
         occurred, latest = fact.occurred_at, self.last_occurred_at
-        if (latest is None or occurred > latest) and not clock_skewed(fact):
+        if (latest is None or occurred > latest) and not skewed:
             self.last_occurred_at = occurred
         received = fact.received_at
         if received is not None and (
             self.last_received_at is None or received > self.last_received_at
         ):
             self.last_received_at = received
+        return skewed
 
-    def _fold(self, fact: Fact, changes: list[Change]) -> None:
+    def _fold(self, fact: Fact, changes: list[Change], skewed: bool) -> None:
         if fact.prev_hash != self.last_hash:
             self._chain_break(fact, changes)
         self.applied_through = fact.seq
         self.last_hash = fact.hash
-        if clock_skewed(fact):
+        if skewed:
             self.clock_skew_events += 1
             self.last_clock_skew_seq = fact.seq
         changes.append(Applied(fact))
@@ -366,6 +371,9 @@ class DeviceProjection:
         named = data["cartridge_id"]
         if self.cartridge is None or self.cartridge.cartridge_id != named:
             self._not_installed(fact, named, changes)
+        # The lot of the cartridge it names: the installed one, else one seen lately.
+        known = self.recent_cartridges.get(named)
+        tally.lot = None if known is None else known.lot
         self.sessions[tally.session_id] = tally
         self.open_session = tally
         self.lifetime_sessions += 1

@@ -7,23 +7,35 @@ left are then minutes of punching, which is what an operator plans a session by
 the events is used, never a clock, so the forecast replays identically.
 """
 
-from collections import deque
+from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 _fromisoformat = datetime.fromisoformat
+
+_COMPACT_AFTER = 256
+"""Dropped windows kept before the arrays are compacted (when half are dropped)."""
 
 RECENT_PUNCHING_S = 600.0
 """How much punching time the pace is measured over: the last ten minutes of windows."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class PunchRate:
-    """The most recent punch windows covering at least ``horizon_s`` of punching."""
+    """The most recent punch windows covering at least ``horizon_s`` of punching.
+
+    Windows are kept in two flat arrays, the oldest still counted at ``first``: a
+    device's snapshot, pickled for every batch that touches it, then holds its
+    hundreds of windows as two byte strings instead of one tuple each."""
 
     horizon_s: float = RECENT_PUNCHING_S
-    windows: deque[tuple[float, int]] = field(default_factory=deque)
-    """(window length in seconds, actuations), oldest first."""
+    lengths: "array[float]" = field(default_factory=lambda: array("d"))
+    """Window lengths in seconds, oldest first; those before ``first`` are dropped."""
+    counts: "array[int]" = field(default_factory=lambda: array("q"))
+    """Actuations of each window, beside ``lengths``."""
+    first: int = 0
     seconds: float = 0.0
     actuations: int = 0
 
@@ -32,16 +44,47 @@ class PunchRate:
         length = (_fromisoformat(window_end) - _fromisoformat(window_start)).total_seconds()
         if length < 0:
             length = 0.0
-        windows = self.windows
-        windows.append((length, actuations))
+        lengths, counts = self.lengths, self.counts
+        lengths.append(length)
+        counts.append(actuations)
         self.seconds += length
         self.actuations += actuations
         # Drop the oldest windows while the rest still cover the horizon, so the pace
         # follows the operator and does not average over the device's whole history.
-        while len(windows) > 1 and self.seconds - windows[0][0] >= self.horizon_s:
-            old_length, old_actuations = windows.popleft()
-            self.seconds -= old_length
-            self.actuations -= old_actuations
+        first, newest = self.first, len(lengths) - 1
+        while first < newest and self.seconds - lengths[first] >= self.horizon_s:
+            self.seconds -= lengths[first]
+            self.actuations -= counts[first]
+            first += 1
+        if first >= _COMPACT_AFTER and 2 * first >= len(lengths):
+            del lengths[:first], counts[:first]
+            first = 0
+        self.first = first
+
+    def counted(self) -> Iterator[tuple[float, int]]:
+        """The windows counted, oldest first: (seconds, actuations)."""
+        first = self.first
+        return zip(self.lengths[first:], self.counts[first:], strict=True)
+
+    def __eq__(self, other: object) -> bool:
+        # The same pace whatever was dropped already and not yet compacted away.
+        if not isinstance(other, PunchRate):
+            return NotImplemented
+        return (self.horizon_s, self.seconds, self.actuations, list(self.counted())) == (
+            other.horizon_s, other.seconds, other.actuations, list(other.counted())
+        )  # fmt: skip
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as dataclasses make it
+
+    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
+        slots = dict(state[1])
+        windows = slots.pop("windows", None)
+        if windows is not None:  # pickled before the flat form: a deque of pairs
+            slots["lengths"] = array("d", [length for length, _ in windows])
+            slots["counts"] = array("q", [count for _, count in windows])
+            slots["first"] = 0
+        for name, value in slots.items():
+            setattr(self, name, value)
 
     def per_minute(self) -> float | None:
         """Actuations per minute of punching; ``None`` before any timed punching."""

@@ -30,13 +30,14 @@ from services.projections.custody import Custody, CustodyInterval
 from services.projections.device import DeviceProjection
 from services.projections.tables import ReadTables, read_tables
 
-SNAPSHOT_FORMAT: Final = 4
+SNAPSHOT_FORMAT: Final = 5
 """Bumped when ``DeviceProjection``'s fields, or the persisted state folds resume
 from, change.  Snapshots of another format are not used; the release that bumps it
 says to run ``coreline replay``, which rebuilds them all from the event store.
 2: clock-skew counters and open integrity incidents.  3: custody intervals
 (``read_custody``), which fix each session's and alert's clinic and which a live
-projector cannot derive from older read models.  4: the safety interlocks' tally."""
+projector cannot derive from older read models.  4: the safety interlocks' tally.
+5: each session's cartridge lot (``read_sessions.lot``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,8 @@ class RegistryEntry:
     clinic_id: str | None = None
     model: str | None = None
     registered: bool = False
+    serial: str | None = None
+    """The serial it enrolled with (``device.enrolled``)."""
 
 
 @dataclass(slots=True)
@@ -59,6 +62,8 @@ class ReadModelUpdate:
     alerts_raised: list[dict[str, Any]] = field(default_factory=list)
     alert_changes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     """(alert id, columns to set), in event order: acknowledgements and resolutions."""
+    alert_history: list[dict[str, Any]] = field(default_factory=list)
+    """Rows of ``read_alert_history``: each written once, whatever refolds a batch."""
     custody: list[Custody] = field(default_factory=list)
     """Devices whose custody changed, with all their intervals."""
 
@@ -110,10 +115,13 @@ class ReadModelStore:
         with self.engine.connect() as connection:
             rows = connection.execute(
                 select(
-                    table.c.device_id, table.c.clinic_id, table.c.model, table.c.registered
+                    table.c.device_id, table.c.clinic_id, table.c.model, table.c.registered,
+                    table.c.serial,
                 ).where(table.c.device_id.in_(list(device_ids)))
-            )
-            return {row[0]: RegistryEntry(row[0], row[1], row[2], bool(row[3])) for row in rows}
+            )  # fmt: skip
+            return {
+                row[0]: RegistryEntry(row[0], row[1], row[2], bool(row[3]), row[4]) for row in rows
+            }
 
     def custody(self, device_ids: Iterable[str]) -> dict[str, Custody]:
         """The custody intervals of these devices (absent: never assigned)."""
@@ -167,6 +175,11 @@ class ReadModelStore:
             connection.execute(
                 tables.alerts.update().where(tables.alerts.c.alert_id == alert_id).values(**columns)
             )
+        if update.alert_history:
+            insert = self._insert(tables.alert_history)
+            connection.execute(
+                insert.on_conflict_do_nothing(index_elements=["event_id"]), update.alert_history
+            )
         if update.cartridges_installed:
             weeks = tables.cartridge_weeks
             rows = [
@@ -215,7 +228,7 @@ def document(value: Any) -> Any:
 
 def _registry_row(entry: RegistryEntry) -> dict[str, Any]:
     return {"device_id": entry.device_id, "clinic_id": entry.clinic_id, "model": entry.model,
-            "registered": entry.registered}  # fmt: skip
+            "registered": entry.registered, "serial": entry.serial}  # fmt: skip
 
 
 def _custody_row(interval: CustodyInterval) -> dict[str, Any]:

@@ -44,6 +44,9 @@ class SessionAudit:
     """``verified``: linked event to event from start through end; ``broken``: a link
     inside the session fails; ``incomplete``: not ended yet (which, the fold being in
     seq order, covers waiting behind a gap)."""
+    lot: str | None = None
+    """The lot of the cartridge the session started with (``cartridge_ids[0]``), from
+    its ``cartridge.installed``; ``None`` when the fold knows no such install."""
 
 
 @dataclass(slots=True)
@@ -67,6 +70,8 @@ class SessionTally:
     actuations_reported: int | None = None
     cores_reported: int | None = None
     chain_broken: bool = False
+    lot: str | None = None
+    """The lot of the cartridge the session started with, if the fold knows it."""
 
     @classmethod
     def from_started(cls, data: dict[str, Any], started_at: datetime, seq: int) -> "SessionTally":
@@ -124,4 +129,5 @@ class SessionTally:
             reconciled=self.reconciled,
             coverage_pct=self.coverage_pct,
             chain_status=self.chain_status,
+            lot=self.lot,
         )

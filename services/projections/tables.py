@@ -20,11 +20,13 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
 _DOCUMENT: Final = JSON().with_variant(JSONB(), "postgresql")
 _MOMENT: Final = DateTime(timezone=True)
+_FLAGGED: Final = "reconciled = false OR chain_status = 'broken'"
 
 
 class ReadTables(NamedTuple):
@@ -35,6 +37,7 @@ class ReadTables(NamedTuple):
     registry: Table
     alerts: Table
     custody: Table
+    alert_history: Table
 
 
 def read_tables(suffix: str = "") -> ReadTables:
@@ -74,11 +77,27 @@ def read_tables(suffix: str = "") -> ReadTables:
         Column("coverage_pct", Float, nullable=False),
         Column("chain_status", Text, nullable=False),
         Column("audit", _DOCUMENT, nullable=False),
+        # The cartridge installed when the session started and its lot: what a recall
+        # of a lot searches by (``q``, a prefix of either, on the indexes below).
+        Column("cartridge_id", Text),
+        Column("lot", Text),
         Index(f"read_sessions{suffix}_device_started", "device_id", "started_at"),
+        Index(f"read_sessions{suffix}_cartridge", "cartridge_id"),
+        Index(f"read_sessions{suffix}_lot", "lot"),
         Index(f"read_sessions{suffix}_clinic_started", "clinic_id", "started_at"),
         # The API's unfiltered session list and CSV export walk (started_at, session_id),
         # its keyset cursor: without this a page sorts the whole table (bench.api).
         Index(f"read_sessions{suffix}_started", "started_at", "session_id"),
+        # The few sessions that did not reconcile or whose chain broke, newest first
+        # (the dashboard's "unreconciled / broken only"): a walk of the index above
+        # would pass over hundreds of good sessions for each of them.
+        Index(
+            f"read_sessions{suffix}_flagged",
+            "started_at",
+            "session_id",
+            postgresql_where=text(_FLAGGED),
+            sqlite_where=text(_FLAGGED),
+        ),
     )
     cartridge_weeks = Table(
         f"read_cartridge_weeks{suffix}",
@@ -94,6 +113,9 @@ def read_tables(suffix: str = "") -> ReadTables:
         Column("clinic_id", Text),
         Column("model", Text),
         Column("registered", Boolean, nullable=False),
+        # The serial it enrolled with (``device.enrolled``): what is printed on it.
+        Column("serial", Text),
+        Index(f"read_registry{suffix}_serial", "serial"),
     )
     alerts = Table(
         f"read_alerts{suffix}",
@@ -108,6 +130,10 @@ def read_tables(suffix: str = "") -> ReadTables:
         Column("message", Text, nullable=False),
         Column("context", _DOCUMENT, nullable=False),
         Column("raised_at", _MOMENT, nullable=False),
+        # The platform's receive time is the one clock alerts show; the device's
+        # time of the condition's start, where it differs, is kept beside it.
+        Column("device_time", _MOMENT),
+        Column("escalated_at", _MOMENT),
         Column("acknowledged_at", _MOMENT),
         Column("acknowledged_by", Text),
         Column("resolved_at", _MOMENT),
@@ -116,6 +142,8 @@ def read_tables(suffix: str = "") -> ReadTables:
         Column("last_seq", Integer, nullable=False),
         Index(f"read_alerts{suffix}_clinic_status", "clinic_id", "status"),
         Index(f"read_alerts{suffix}_device", "device_id", "rule", "subject"),
+        # The dashboard's search names a cartridge, fault code or session as the subject.
+        Index(f"read_alerts{suffix}_subject", "subject"),
     )
     custody = Table(
         f"read_custody{suffix}",
@@ -131,4 +159,26 @@ def read_tables(suffix: str = "") -> ReadTables:
         Column("released_at", _MOMENT),
         Index(f"read_custody{suffix}_clinic", "clinic_id", "device_id"),
     )
-    return ReadTables(metadata, devices, sessions, cartridge_weeks, registry, alerts, custody)
+    alert_history = Table(
+        f"read_alert_history{suffix}",
+        metadata,
+        # One row per alert event that changed what an alert says or its state: the
+        # rungs of a needle-life alert (``alert_id`` the alert they belong to, also
+        # for the parallel alerts of one cartridge raised before the ladder, which a
+        # replay merges into it: ``from_alert_id``).
+        Column("event_id", Text, primary_key=True),
+        Column("alert_id", Text, nullable=False),
+        Column("from_alert_id", Text, nullable=False),
+        Column("seq", Integer, nullable=False),
+        Column("kind", Text, nullable=False),
+        Column("rule", Text),
+        Column("severity", Text),
+        Column("at", _MOMENT, nullable=False),
+        Column("device_time", _MOMENT),
+        Column("by", Text),
+        Column("note", Text),
+        Index(f"read_alert_history{suffix}_alert", "alert_id", "at"),
+    )
+    return ReadTables(
+        metadata, devices, sessions, cartridge_weeks, registry, alerts, custody, alert_history
+    )

@@ -9,6 +9,7 @@ by custody (``services.projections.custody.event_owner``) from the event's seq, 
 when it is folded, never by who holds the device when a row is written later."""
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Final
 
@@ -30,6 +31,7 @@ from services.projections.read_store import (
     snapshot,
 )
 from services.projections.session import SessionAudit
+from services.projector.alert_rows import AlertEventRow, AlertRows
 
 Stored = StoredEvent | EventRecord
 """What a fold reads: a stored event, or the lean record a replay fetches."""
@@ -61,11 +63,15 @@ class Folder:
         self.projections: dict[str, DeviceProjection] = {}
         self.registry: dict[str, RegistryEntry] = {}
         self.custody: dict[str, Custody] = {}
+        self.alert_rows = AlertRows()
 
-    def fold(self, stored: Sequence[Stored], *, device_rows: bool = True) -> ReadModelUpdate:
+    def fold(
+        self, stored: Sequence[Stored], *, device_rows: bool = True, open_sessions: bool = True
+    ) -> ReadModelUpdate:
         """Fold one batch; the rows of every device (unless ``device_rows`` is off: a
         replay writes each device once, at the end), session and registry entry it
-        changed."""
+        changed.  Without ``open_sessions`` a session's row comes only once it has
+        ended (a replay writes the ones still open at the end, ``open_session_rows``)."""
         self._load_for(stored)
         update = ReadModelUpdate()
         touched: set[str] = set()
@@ -92,7 +98,7 @@ class Folder:
             # open ones as they stand.
             for audit in projection.forget_ended_sessions():
                 sessions[audit.session_id] = audit
-            for session_id in changed_sessions.get(device_id, ()):
+            for session_id in changed_sessions.get(device_id, ()) if open_sessions else ():
                 open_audit = projection.session_audit(session_id)
                 if open_audit is not None:
                     sessions[session_id] = open_audit
@@ -106,7 +112,7 @@ class Folder:
     def _fold_device_event(
         self, event: Stored, update: ReadModelUpdate, changed_sessions: dict[str, set[str]]
     ) -> None:
-        projection = self._projection(event.device_id)
+        projection = self.projections[event.device_id]
         fact = fact_from_body(event.body, event.hash, event.received_at)
         changes = projection.apply(fact)
         if self.engine is not None:
@@ -114,7 +120,9 @@ class Folder:
             # before a reassignment raises them for the session's clinic.
             self.engine.after_fold(projection, fact, changes, self._owner(projection, fact))
         for change in changes:
-            if isinstance(change, SessionChanged | SessionClosed):
+            # A tuple, not ``A | B``: ``isinstance`` with a tuple is the fast path, and
+            # this runs for every change of every event.
+            if isinstance(change, (SessionChanged, SessionClosed)):
                 changed_sessions.setdefault(event.device_id, set()).add(change.session_id)
             elif isinstance(change, Applied) and change.fact.type == "cartridge.installed":
                 clinic = self._owner(projection, change.fact) or ""
@@ -136,13 +144,11 @@ class Folder:
         data, device_id = body["data"], event.device_id
         entry = self._entry(device_id)
         if event.type == "device.registered":
-            self.registry[device_id] = RegistryEntry(
-                device_id, entry.clinic_id, data["model"], True
-            )
+            self.registry[device_id] = replace(entry, model=data["model"], registered=True)
+        elif event.type == "device.enrolled":
+            self.registry[device_id] = replace(entry, serial=data["serial"])
         elif event.type == "device.assigned":
-            self.registry[device_id] = RegistryEntry(
-                device_id, data["clinic_id"], entry.model, entry.registered
-            )
+            self.registry[device_id] = replace(entry, clinic_id=data["clinic_id"])
             custody = self._custody(device_id)
             # In the global order every event of the device before this assignment has
             # been given to its fold already (see ``services.projections.custody``).
@@ -165,56 +171,40 @@ class Folder:
         return True
 
     def _fold_alert_event(self, event: Stored, update: ReadModelUpdate) -> bool:
-        """Alert aggregates into ``read_alerts`` (raised rows, then their changes), and
+        """Alert aggregates into ``read_alerts`` and their history (``AlertRows``), and
         incidents over refused events into their device's fold; ``True`` when the
         device's open incidents changed."""
         body = orjson.loads(event.body)
-        data, at = body["data"], parse_timestamp(body["occurred_at"])
+        data = body["data"]
         alert_id = data["alert_id"]
-        if event.type == "alert.raised":
-            if event.seq == 1:
-                update.alerts_raised.append({
-                    "alert_id": alert_id, "device_id": event.device_id,
-                    "clinic_id": data["clinic_id"], "rule": data["rule"],
-                    "subject": data["subject"], "severity": data["severity"], "status": "open",
-                    "message": data["message"], "context": data.get("context", {}),
-                    "raised_at": at, "last_seq": event.seq,
-                })  # fmt: skip
-            else:  # raised again: what it says now; its state and raise time stay
-                update.alert_changes.append((alert_id, {
-                    "severity": data["severity"], "message": data["message"],
-                    "context": data.get("context", {}), "last_seq": event.seq,
-                }))  # fmt: skip
-            if is_refusal_incident(data["rule"], data["subject"]):
-                return self._projection(event.device_id).integrity_incident_opened(alert_id)
-        elif event.type == "alert.acknowledged":
-            update.alert_changes.append((alert_id, {
-                "status": "acknowledged", "acknowledged_at": at, "acknowledged_by": data["by"],
-                "note": data.get("note"), "last_seq": event.seq,
-            }))  # fmt: skip
-        elif event.type == "alert.resolved":
-            update.alert_changes.append((alert_id, {
-                "status": "resolved", "resolved_at": at, "resolved_by": data["by"],
-                "note": data.get("note"), "last_seq": event.seq,
-            }))  # fmt: skip
+        self.alert_rows.fold(
+            AlertEventRow(
+                body["event_id"], alert_id, event.device_id, event.seq, event.type,
+                parse_timestamp(body["occurred_at"]), data,
+            ),
+            update,
+        )  # fmt: skip
+        if event.type == "alert.raised" and is_refusal_incident(data["rule"], data["subject"]):
+            return self._projection(event.device_id).integrity_incident_opened(alert_id)
+        if event.type == "alert.resolved":
             return self._projection(event.device_id).integrity_incident_resolved(alert_id)
         return False
 
     def _load_for(self, stored: Sequence[Stored]) -> None:
         # Change streams (policies, identities) concern no device: their events' device
         # id is the platform's own, which must not become a device row.
-        stored = [event for event in stored if not is_change_stream(event.stream_id)]
-        wanted = {event.device_id for event in stored} - self.projections.keys()
+        devices = {event.device_id for event in stored if not is_change_stream(event.stream_id)}
+        wanted = devices - self.projections.keys()
         if wanted:
             found = self._load_projections(wanted)
             for device_id in wanted:
                 self.projections[device_id] = found.get(device_id) or DeviceProjection(device_id)
-        unknown = {event.device_id for event in stored} - self.registry.keys()
+        unknown = devices - self.registry.keys()
         if unknown:
             found_entries = self._load_registry(unknown)
             for device_id in unknown:
                 self.registry[device_id] = found_entries.get(device_id) or RegistryEntry(device_id)
-        unheld = {event.device_id for event in stored} - self.custody.keys()
+        unheld = devices - self.custody.keys()
         if unheld:
             found_custody = self._load_custody(unheld)
             for device_id in unheld:
@@ -244,6 +234,14 @@ class Folder:
             "updated_at": datetime.now(UTC),
         }
 
+    def open_session_rows(self) -> list[dict[str, object]]:
+        """The rows of every session held open by the folds, as they stand."""
+        return [
+            self._session_row(audit)
+            for projection in self.projections.values()
+            for audit in projection.session_audits()
+        ]
+
     def _session_row(self, audit: SessionAudit) -> dict[str, object]:
         return {
             "session_id": audit.session_id,
@@ -260,4 +258,6 @@ class Folder:
             "coverage_pct": audit.coverage_pct,
             "chain_status": audit.chain_status.value,
             "audit": document(audit),
+            "cartridge_id": audit.cartridge_ids[0] if audit.cartridge_ids else None,
+            "lot": audit.lot,
         }

@@ -30,7 +30,8 @@ CHECKPOINT_POSITION: Final = Gauge(
 )
 ALERT_EVENTS: Final = Counter(
     "coreline_projector_alert_events_total",
-    "Alert events newly appended to the store, by type (alert.raised, alert.resolved)",
+    "Alert events newly appended to the store, by type (alert.raised, alert.escalated, "
+    "alert.resolved)",
     ["type"],
 )
 DEAD_LETTERS_SEEN: Final = Counter(

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Final
 
 from sqlalchemy import Connection, text
@@ -20,6 +21,7 @@ from sqlalchemy import Connection, text
 from services.eventstore import Backend, Cursor, EventRecord, EventStore, save_checkpoint
 from services.projections.read_store import ReadModelStore, ReadModelUpdate
 from services.projections.tables import read_tables
+from services.projections.telemetry_store import rebuild_rollups
 from services.projector.folder import Folder
 from services.projector.runner import PROJECTOR
 
@@ -50,21 +52,66 @@ def replay(
     fresh.tables.metadata.create_all(fresh.engine)
     folder = Folder(lambda _ids: {}, lambda _ids: {})  # from nothing, all in memory
     cursor, total = Cursor.START, 0
-    for batch in _prefetched(events, batch_size):
-        update = folder.fold(batch, device_rows=False)
-        with fresh.engine.begin() as connection:
-            fresh.write(connection, update)
-        cursor, total = batch[-1].cursor, total + len(batch)
-        if on_progress is not None:
-            on_progress(len(batch))
-    devices = ReadModelUpdate(
-        devices=[folder.device_row(projection) for projection in folder.projections.values()]
+    with _Writer(fresh) as writer:
+        for batch in _prefetched(events, batch_size):
+            # Each device row and each open session's row is written once, at the end:
+            # every earlier version would only be overwritten.
+            writer.write(folder.fold(batch, device_rows=False, open_sessions=False))
+            cursor, total = batch[-1].cursor, total + len(batch)
+            if on_progress is not None:
+                on_progress(len(batch))
+    last = ReadModelUpdate(
+        devices=[folder.device_row(projection) for projection in folder.projections.values()],
+        sessions=folder.open_session_rows(),
     )
     with fresh.engine.begin() as connection:
-        fresh.write(connection, devices)
+        fresh.write(connection, last)
         _swap_in(connection, fresh, cursor)
+    # Heartbeat rollups are rebuilt in place from the raw samples (their own table,
+    # idempotent upserts): the hourly ones outlive raw retention, so no fresh set.
+    rebuild_rollups(fresh.engine, fresh.backend, datetime.now(UTC))
     fresh.close()
     return ReplayResult(total, len(folder.projections), time.perf_counter() - started)
+
+
+class _Writer:
+    """Writes the folded batches in order on a thread of its own, so the database's
+    time and the driver's waits overlap the next batch's fold; a failure to write is
+    raised in the folding thread, at its next ``write`` or at the end."""
+
+    def __init__(self, store: ReadModelStore) -> None:
+        self._store = store
+        self._updates: queue.Queue[ReadModelUpdate | None] = queue.Queue(maxsize=2)
+        self._failed: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="replay-writer", daemon=True)
+
+    def __enter__(self) -> "_Writer":
+        self._thread.start()
+        return self
+
+    def write(self, update: ReadModelUpdate) -> None:
+        self._raise_failure()
+        self._updates.put(update)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._updates.put(None)
+        self._thread.join()
+        if exc_info[0] is None:
+            self._raise_failure()
+
+    def _raise_failure(self) -> None:
+        if self._failed is not None:
+            raise self._failed
+
+    def _run(self) -> None:
+        while (update := self._updates.get()) is not None:
+            if self._failed is not None:
+                continue  # drained so that the folding thread never blocks on a full queue
+            try:
+                with self._store.engine.begin() as connection:
+                    self._store.write(connection, update)
+            except BaseException as error:  # noqa: BLE001 - raised in the folding thread
+                self._failed = error
 
 
 def _prefetched(events: EventStore, batch_size: int) -> Iterator[list[EventRecord]]:

@@ -10,19 +10,21 @@ racing the live projector can) changes nothing the second time.
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from functools import partial
-from typing import Final
+from typing import Final, TypeVar
 
+import orjson
 import sqlalchemy.exc
 from sqlalchemy import Connection
 
-from schemas import SealedEvent
+from schemas import Heartbeat, SealedEvent
 from schemas.streams import alert_stream
 from services.alerts import events as alert_events
+from services.alerts import ladder
 from services.alerts import store as alert_store
-from services.alerts.engine import AlertDecisions, AlertEngine, Resolution
+from services.alerts.engine import AlertDecisions, AlertEngine, Escalation, Resolution
 from services.eventstore import (
     Cursor,
     EventStore,
@@ -34,7 +36,9 @@ from services.projections.custody import Custody
 from services.projections.device import DeviceProjection
 from services.projections.facts import implausible_device_time
 from services.projections.read_store import ReadModelStore, RegistryEntry
+from services.projections.telemetry_store import TelemetryRollups
 from services.projector import metrics
+from services.projector.alert_rows import AlertRows
 from services.projector.folder import Folder
 from services.projector.refusals import (
     append_incident_updates,
@@ -56,6 +60,10 @@ such as a value refused, is a fault that retrying would only repeat."""
 PROJECTOR: Final = "projector"
 """The live projector's checkpoint name."""
 _TICK_EVERY_S: Final = 1.0
+_KEEP_FOLDS_UP_TO: Final = 20_000
+"""Devices whose folds the projector keeps in memory between batches (a few kB each);
+beyond that it loads them from the read tables every batch, as it did always."""
+_Row = TypeVar("_Row")
 _DEAD_LETTERS: Final = "alert-engine-dead-letters"
 """Checkpoint (its position is a dead-letter id) of the integrity refusals judged."""
 
@@ -86,6 +94,11 @@ class Projector:
         self.batch_size = batch_size
         self.clock = clock
         self.alerts = alerts
+        self._kept: tuple[Cursor, Folder] | None = None
+        """The folds as of this projector's last commit, with that commit's cursor."""
+        # Heartbeat rollups ride on the same loop: each look refolds only the hours
+        # that gained samples (``services.projections.telemetry_store``).
+        self.telemetry = TelemetryRollups(read_models.engine, read_models.backend)
 
     def step(self) -> int:
         """Fold the next batch; how many events it held (0: caught up)."""
@@ -96,11 +109,9 @@ class Projector:
             return 0
         started = time.perf_counter()
         engine = self._engine({event.device_id for event in stored}) if self.alerts else None
-        # Folds are loaded afresh each batch: a replay may have swapped the tables.
-        folder = Folder(
-            self.read_models.projections, self.read_models.registry, engine,
-            load_custody=self.read_models.custody,
-        )  # fmt: skip
+        folder = self._folder(cursor)
+        folder.engine = engine
+        self._kept = None  # folded past the commit until that commit succeeds
         update = folder.fold(stored)
         also = None
         if engine is not None:
@@ -111,9 +122,28 @@ class Projector:
                 alert_store.save_decisions(connection, decisions)
 
         self.read_models.commit(update, self.name, stored[-1].cursor, also)
+        if len(folder.projections) <= _KEEP_FOLDS_UP_TO:
+            self._kept = (stored[-1].cursor, folder)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         metrics.batch_committed(len(stored), stored[-1].received_at, stored[-1].cursor)
         return len(stored)
+
+    def _folder(self, checkpoint: Cursor) -> Folder:
+        """The folds this projector committed last, while the checkpoint is still that
+        commit's: then they are exactly what the read tables hold, and loading (and
+        unpickling) each device's snapshot again every batch is wasted.  Any other
+        checkpoint means someone else moved it (a replay swapped the tables in, another
+        projector folded): the folds are loaded afresh from the tables.  The alert
+        rows' memory starts afresh every batch either way, as the live projector's
+        always did (``services.projector.alert_rows``)."""
+        if self._kept is not None and self._kept[0] == checkpoint:
+            kept = self._kept[1]
+            kept.alert_rows = AlertRows()
+            return kept
+        return Folder(
+            self.read_models.projections, self.read_models.registry,
+            load_custody=self.read_models.custody,
+        )  # fmt: skip
 
     def tick(self) -> None:
         """Clock-driven rules (silence during a session, gaps past their grace) and the
@@ -131,16 +161,19 @@ class Projector:
         if not devices and last_letter == letters_from:
             return
         engine = self._engine(devices)
-        registry = self.read_models.registry(devices)
+        kept = self._current_folds()
+        registry = _kept_or_loaded(devices, kept.registry, self.read_models.registry)
 
         def clinic(device_id: str) -> str | None:
             return registry.get(device_id, RegistryEntry(device_id)).clinic_id
 
-        custody = self.read_models.custody(quiet)
-        for device_id, projection in self.read_models.projections(quiet).items():
+        custody = _kept_or_loaded(quiet, kept.custody, self.read_models.custody)
+        projections = _kept_or_loaded(quiet, kept.projections, self.read_models.projections)
+        beats = self.events.newest_heartbeats(list(projections)) if projections else {}
+        for device_id, projection in projections.items():
             held = custody.get(device_id, Custody(device_id))
             engine.tick(
-                projection, now, self._last_heard(projection, now),
+                projection, now, _last_heard(projection, beats.get(device_id), now),
                 _quiet_owner(projection, held, clinic(device_id)),
             )  # fmt: skip
         judge_refusals(self.events, engine, refused, clinic)
@@ -153,14 +186,14 @@ class Projector:
         for letter in new_letters:
             metrics.DEAD_LETTERS_SEEN.labels(letter.reason).inc()
 
-    def _last_heard(self, projection: DeviceProjection, now: datetime) -> datetime | None:
-        heard = [projection.last_received_at]
-        beats = self.events.latest_heartbeats(projection.device_id, 1)
-        # A heartbeat's time is the device's clock: one that is implausible is no sign
-        # of life, and one a little ahead cannot be later than now.
-        if beats and not implausible_device_time(beats[0].sampled_at, now):
-            heard.append(min(beats[0].sampled_at, now))
-        return max((moment for moment in heard if moment is not None), default=None)
+    def _current_folds(self) -> Folder:
+        """The folds this projector keeps, while the checkpoint is still that of its
+        last commit (they are then what the read tables hold, and the clock needs no
+        snapshot loaded again); otherwise none, and the clock loads from the tables."""
+        kept = self._kept
+        if kept is not None and kept[0] == self.read_models.checkpoint(self.name):
+            return kept[1]
+        return Folder(self.read_models.projections, self.read_models.registry)
 
     def run(self, stop: threading.Event, idle_wait_s: float = 1.0) -> None:
         """Fold until ``stop`` is set, waiting out a database that is away (a failover,
@@ -173,6 +206,7 @@ class Projector:
                 folded = self.step()
                 if time.monotonic() >= next_tick:
                     self.tick()
+                    self.telemetry.tick(self.clock())
                     next_tick = time.monotonic() + _TICK_EVERY_S
                 if folded == 0:
                     self.events.wait_for_appends(idle_wait_s)
@@ -194,12 +228,43 @@ class Projector:
         if decisions.raised:
             appended = self.events.append(decisions.raised).appended
             metrics.ALERT_EVENTS.labels("alert.raised").inc(appended)
+        for escalation in decisions.escalated:
+            climbed = self.events.append_next(
+                alert_stream(escalation.alert_id), partial(_escalation_after, escalation)
+            )
+            if climbed is not None:
+                metrics.ALERT_EVENTS.labels("alert.escalated").inc()
         for resolution in decisions.resolved:
             resolved = self.events.append_next(
                 alert_stream(resolution.alert_id), partial(_resolution_after, resolution)
             )
             if resolved is not None:
                 metrics.ALERT_EVENTS.labels("alert.resolved").inc()
+
+
+def _kept_or_loaded(
+    device_ids: Iterable[str],
+    kept: Mapping[str, _Row],
+    load: Callable[[Iterable[str]], dict[str, _Row]],
+) -> dict[str, _Row]:
+    """The kept rows of these devices, the others loaded (absent where none is stored)."""
+    wanted = list(dict.fromkeys(device_ids))
+    found = {device_id: kept[device_id] for device_id in wanted if device_id in kept}
+    missing = [device_id for device_id in wanted if device_id not in found]
+    if missing:
+        found.update(load(missing))
+    return found
+
+
+def _last_heard(
+    projection: DeviceProjection, beat: Heartbeat | None, now: datetime
+) -> datetime | None:
+    heard = [projection.last_received_at]
+    # A heartbeat's time is the device's clock: one that is implausible is no sign
+    # of life, and one a little ahead cannot be later than now.
+    if beat is not None and not implausible_device_time(beat.sampled_at, now):
+        heard.append(min(beat.sampled_at, now))
+    return max((moment for moment in heard if moment is not None), default=None)
 
 
 def _quiet_owner(projection: DeviceProjection, custody: Custody, holder: str | None) -> str | None:
@@ -216,6 +281,22 @@ def _resolution_after(resolution: Resolution, head: StoredEvent | None) -> Seale
     return alert_events.resolved(
         resolution.alert_id, resolution.device_id, head.seq + 1, head.hash,
         max(resolution.at, head.occurred_at), resolution.note,
+    )  # fmt: skip
+
+
+def _escalation_after(escalation: Escalation, head: StoredEvent | None) -> SealedEvent | None:
+    """The escalation after the stream's newest event, whatever state a person left
+    the alert in: a higher rung re-opens attention (docs/alerts.md).  Nothing when the
+    newest event already reached that rung (appended before a crash)."""
+    if head is None:
+        return None
+    if head.type in ("alert.raised", "alert.escalated"):
+        rule = orjson.loads(head.body)["data"]["rule"]
+        if ladder.on_ladder(rule) and not ladder.climbs(escalation.condition.rule.value, [rule]):
+            return None
+    return alert_events.escalated(
+        escalation.alert_id, escalation.device_id, escalation.condition,
+        seq=head.seq + 1, prev_hash=head.hash, at=max(escalation.at, head.occurred_at),
     )  # fmt: skip
 
 

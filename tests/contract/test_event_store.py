@@ -212,6 +212,37 @@ def test_heartbeats_are_recorded(store: EventStore) -> None:
     assert store.latest_heartbeats("HP-000002") == []
 
 
+def test_newest_heartbeats_of_many_devices_match_each_device_asked_alone(
+    store: EventStore,
+) -> None:
+    """One read for many devices answers what asking each device alone does: its
+    newest sample, and nothing for a device never heard."""
+    rng = random.Random(7)
+    devices = [f"HP-{n:06d}" for n in range(1, 9)]
+    beats = [
+        Heartbeat.model_validate(
+            {
+                "device_id": device,
+                "sampled_at": f"2026-11-24T09:{minute:02d}:{rng.randrange(60):02d}.000Z",
+                "battery_pct": rng.randrange(100),
+                "rssi_dbm": -rng.randrange(40, 90),
+            }
+        )
+        for device in devices[:6]
+        for minute in rng.sample(range(60), 5)
+    ]
+    store.record_heartbeats(beats)
+    asked = [*devices, "HP-999999"]
+    newest = store.newest_heartbeats(asked)
+    one_by_one = {
+        device: latest[0] for device in asked if (latest := store.latest_heartbeats(device, 1))
+    }
+    assert newest == one_by_one
+    assert sorted(newest) == devices[:6]
+    assert store.newest_heartbeats([]) == {}
+    assert store.newest_heartbeats(devices[2:3]) == {devices[2]: one_by_one[devices[2]]}
+
+
 @pytest.mark.parametrize("statement", ["UPDATE events SET seq = seq + 100", "DELETE FROM events"])
 def test_stored_events_cannot_be_changed(store_url: str, store: EventStore, statement: str) -> None:
     """The database itself refuses UPDATE and DELETE of events: append-only is enforced."""

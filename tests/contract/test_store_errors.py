@@ -37,6 +37,7 @@ CALLS: dict[str, Callable[[EventStore], object]] = {
     "dead_letters": lambda store: store.dead_letters(),
     "record_heartbeats": lambda store: store.record_heartbeats([_BEAT]),
     "latest_heartbeats": lambda store: store.latest_heartbeats("HP-000001"),
+    "newest_heartbeats": lambda store: store.newest_heartbeats(["HP-000001"]),
     "record_presence": lambda store: store.record_presence("HP-000001", online=True, at=NOON),
     "presence": lambda store: store.presence(),
     "find_gaps": lambda store: store.find_gaps("HP-000001"),

@@ -134,6 +134,10 @@ def _cases(objects: Objects) -> list[Case]:
         # for anyone.
         Case("enrol", "POST", "/api/v1/enrolment", "public", None, {}, frozenset({422})),
         Case("config convergence", "GET", "/api/v1/fleet/config-convergence", "devices", None),
+        # A person's own e-mail choice: no token is a person, whatever its role.
+        Case("my notifications", "GET", "/api/v1/me/notifications", "person", None),
+        Case("set my notifications", "PUT", "/api/v1/me/notifications", "person", None,
+             {"email_severities": ["critical"]}),
     ]  # fmt: skip
     for owner in OWNERS:
         device, session = objects.device[owner], objects.session[owner]
@@ -157,6 +161,10 @@ def _cases(objects: Objects) -> list[Case]:
                  "sessions", None),
             Case(f"alert {owner}", "GET", f"/api/v1/alerts/{alert}", "alerts", owner),
             Case(f"deliveries {owner}", "GET", f"/api/v1/alerts/{alert}/deliveries", "alerts",
+                 owner),
+            Case(f"e-mails {owner}", "GET", f"/api/v1/alerts/{alert}/emails", "alerts", owner),
+            Case(f"telemetry {owner}", "GET",
+                 f"/api/v1/devices/{device}/telemetry?metric=temperature&range=24h", "devices",
                  owner),
             Case(f"ack {owner}", "POST", f"/api/v1/alerts/{alert}/acknowledge", "handle", owner,
                  {"note": "matrix"}, frozenset({202, 409})),

@@ -26,6 +26,7 @@ from services.api.people.tables import users, web_sessions
 from services.api.tokens import api_token_expiry, api_tokens
 from services.config_delivery import TABLES as CONFIG_DELIVERY_TABLES
 from services.delivery import create_webhook, list_webhooks
+from services.delivery.email_tables import EMAIL_TABLES
 from services.delivery.tables import TABLES as DELIVERY_TABLES
 from services.eventstore import Backend, DatabaseUrl, SchemaMissingError, open_event_store
 from services.eventstore.migrations import MIGRATIONS_DIR, SCHEMA_REVISION
@@ -61,6 +62,8 @@ OWNED: Final = (
     log_checkpoints,
     device_certificates,
     *CONFIG_DELIVERY_TABLES,
+    EMAIL_TABLES.preferences,
+    EMAIL_TABLES.emails,
 )
 """The tables the migrations make, as the code that queries them defines them."""
 LEGACY_TOKENS: Final = Table(

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from sqlalchemy import select
 from schemas import GENESIS_HASH, Heartbeat, SealedEvent, decode_event_batch
 from services.api import Role, create_token
 from services.eventstore import EventStore, open_event_store
+from services.projections.device import DeviceProjection
 from services.projections.read_store import ReadModelStore
 from services.projector import Projector, replay
 from tests.support.api_client import api_client, bearer
@@ -115,6 +117,64 @@ def test_a_restarted_projector_resumes_where_it_stopped(
     _catch_up(Projector(store, second, batch_size=10))
     _assert_expected(second, vectors_dir)
     second.close()
+
+
+def test_a_projector_keeps_its_folds_between_its_own_batches(
+    store: EventStore, store_url: str, vectors_dir: Path
+) -> None:
+    """Batch after batch with its checkpoint its own, the projector loads each device's
+    saved fold once, not once a batch; the read models are as expected."""
+    _append_vectors(store, vectors_dir, order_seed=5)
+    read_models = ReadModelStore(store_url)
+    loaded: list[str] = []
+    load = read_models.projections
+
+    def counted(device_ids: Iterable[str]) -> dict[str, DeviceProjection]:
+        wanted = list(device_ids)
+        loaded.extend(wanted)
+        return load(wanted)
+
+    read_models.projections = counted  # type: ignore[method-assign]
+    projector = Projector(store, read_models, batch_size=3)
+    batches = 0
+    while projector.step():
+        batches += 1
+    assert batches > 2 * len(STREAM_DEVICES)
+    assert sorted(loaded) == sorted(set(loaded))
+    _assert_expected(read_models, vectors_dir)
+    read_models.close()
+
+
+def test_projectors_taking_turns_load_what_the_other_folded(
+    store: EventStore, store_url: str, vectors_dir: Path
+) -> None:
+    """Two projectors of one checkpoint folding a batch each in turn (a failover and
+    back): each sees the checkpoint moved by the other and loads the folds afresh, so
+    no device misses the other's events."""
+    _append_vectors(store, vectors_dir, order_seed=6)
+    read_models = ReadModelStore(store_url)
+    first, second = (Projector(store, read_models, batch_size=4) for _ in range(2))
+    while first.step() + second.step():
+        pass
+    _assert_expected(read_models, vectors_dir)
+    assert all(device["chain_status"] == "verified" for device in _devices(read_models).values())
+    read_models.close()
+
+
+def test_a_replay_writes_a_session_still_open_as_the_live_projector_did(
+    store: EventStore, store_url: str
+) -> None:
+    """A replay writes a session's row once, at its end or, still open, at the end of
+    the replay: the open session's row is the live projector's, punches and all."""
+    store.append(device_stream("HP-000777", 14))
+    read_models = ReadModelStore(store_url)
+    _catch_up(Projector(store, read_models, batch_size=4))
+    live = _sessions(read_models)
+    assert live["HP-000777"]["ended_at"] is None
+    assert live["HP-000777"]["cores_counted"] > 0
+    replay(store_url, store, batch_size=3)
+    assert _sessions(read_models) == live
+    read_models.close()
 
 
 def test_replay_runs_beside_a_live_projector(
@@ -309,4 +369,53 @@ def test_a_heartbeat_stamped_by_a_wrong_clock_is_no_sign_of_life(
     projector.tick()
     _catch_up(projector)
     assert (device, "device_offline", "presence", "open") in _alerts(read_models)
+    read_models.close()
+
+
+def test_the_clock_looks_at_the_projectors_own_folds_with_one_heartbeat_read(
+    store: EventStore, store_url: str
+) -> None:
+    """After its own batches the projector's clock judges silence from the folds it
+    keeps (no snapshot loaded again) and reads the heartbeats of all the devices it
+    looks at in one read: a device heard a minute ago stays quiet, a silent one is
+    offline."""
+    heard, silent = "HP-000324", "HP-000325"
+    for device in (heard, silent):
+        store.append(device_stream(device, 5))  # seq 3 opened a session
+    later = datetime.now(UTC) + timedelta(minutes=10)
+    store.record_heartbeats(
+        [Heartbeat(device_id=heard, sampled_at=timestamp(later - timedelta(minutes=1)))]
+    )
+    read_models = ReadModelStore(store_url)
+    loaded: list[str] = []
+    load = read_models.projections
+
+    def counted(device_ids: Iterable[str]) -> dict[str, DeviceProjection]:
+        wanted = list(device_ids)
+        loaded.extend(wanted)
+        return load(wanted)
+
+    read_models.projections = counted  # type: ignore[method-assign]
+    reads: list[str] = []
+    newest, latest = store.newest_heartbeats, store.latest_heartbeats
+
+    def newest_counted(device_ids: Sequence[str]) -> dict[str, Heartbeat]:
+        reads.append("newest")
+        return newest(device_ids)
+
+    def latest_counted(device_id: str, limit: int = 100) -> list[Heartbeat]:
+        reads.append(device_id)
+        return latest(device_id, limit)
+
+    store.newest_heartbeats = newest_counted  # type: ignore[method-assign]
+    store.latest_heartbeats = latest_counted  # type: ignore[method-assign]
+    projector = Projector(store, read_models, clock=lambda: later)
+    _catch_up(projector)
+    loaded_by_the_folds = sorted(loaded)
+    projector.tick()
+    assert sorted(loaded) == loaded_by_the_folds == [heard, silent]
+    assert reads == ["newest"]
+    _catch_up(projector)
+    offline = {alert[0] for alert in _alerts(read_models) if alert[1] == "device_offline"}
+    assert offline == {silent}
     read_models.close()

@@ -45,10 +45,12 @@ class Bench:
         self.engine.tick(self.projection, self.clock + after, self.clock, "clinic-1")
 
     def open_rules(self) -> list[tuple[str, str]]:
-        """(rule, subject) of every alert raised and not resolved."""
+        """(rule, subject) of every alert raised and not resolved, at the rung it has
+        escalated to."""
         resolved = {r.alert_id for r in self.engine.decisions.resolved}
+        climbed = {e.alert_id: e.condition.rule.value for e in self.engine.decisions.escalated}
         return sorted(
-            (data["rule"], data["subject"])
+            (climbed.get(data["alert_id"], data["rule"]), data["subject"])
             for data in (orjson.loads(e.body)["data"] for e in self.engine.decisions.raised)
             if data["alert_id"] not in resolved
         )

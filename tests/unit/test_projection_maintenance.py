@@ -1,6 +1,9 @@
 """Maintenance status thresholds, the service interval, and the needle-life forecast's
 arithmetic and wording."""
 
+import pickle
+import pickletools
+from collections import deque
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -179,6 +182,47 @@ def test_the_pace_follows_the_last_ten_minutes_of_punching() -> None:
         start = end + timedelta(minutes=5)
     assert rate.per_minute() == pytest.approx(120.0)
     assert rate.seconds == pytest.approx(600.0)
+
+
+def _punched(rate: PunchRate, windows: int, start: datetime = EPOCH) -> datetime:
+    for index in range(windows):
+        end = start + timedelta(seconds=1 + index % 3)
+        rate.add(timestamp(start), timestamp(end), 10 + index % 7)
+        start = end + timedelta(seconds=1)
+    return start
+
+
+def test_a_saved_pace_resumes_exactly_and_pickles_flat() -> None:
+    """A device snapshot carries the pace: restored, it goes on exactly as the original
+    would, and its hundreds of windows pickle as flat arrays, not one object each
+    (the live projector pickles every touched device's snapshot every batch)."""
+    rate = PunchRate()
+    start = _punched(rate, 1200)
+    saved = pickle.dumps(rate, protocol=pickle.HIGHEST_PROTOCOL)
+    assert sum(1 for _ in pickletools.genops(saved)) < 100  # 4 or more a window as tuples
+    restored = pickle.loads(saved)  # noqa: S301 - made just above
+    assert (restored.seconds, restored.actuations) == (rate.seconds, rate.actuations)
+    for pace in (rate, restored):
+        _punched(pace, 500, start)
+    assert restored.per_minute() == rate.per_minute()
+    assert (restored.seconds, restored.actuations) == (rate.seconds, rate.actuations)
+
+
+def test_a_pace_saved_before_the_flat_form_still_loads() -> None:
+    """Snapshots of the same format written before hold the windows as a deque of
+    (seconds, actuations); loaded, the pace goes on as one that never left memory."""
+    rate = PunchRate()
+    start = _punched(rate, 400)
+    old = PunchRate.__new__(PunchRate)
+    old.__setstate__((None, {
+        "horizon_s": rate.horizon_s, "seconds": rate.seconds, "actuations": rate.actuations,
+        "windows": deque(rate.counted()),
+    }))  # fmt: skip
+    for pace in (rate, old):
+        _punched(pace, 300, start)
+    assert old.per_minute() == rate.per_minute()
+    assert list(old.counted()) == list(rate.counted())
+    assert old == rate
 
 
 def test_forecast_arithmetic() -> None:

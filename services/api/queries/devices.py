@@ -18,6 +18,7 @@ from services.api.models import (
     UsageDay,
 )
 from services.api.queries.scope import EventScope, scoped, summary_scopes
+from services.api.queries.search import prefix_of
 from services.api.queries.tables import READ, aware, presence, utc
 from services.projections.cartridge import life_used_pct
 from services.projections.maintenance import MaintenanceStatus
@@ -37,7 +38,7 @@ effective_status: Final = case(
 _COLUMNS: Final = (
     _devices.c.device_id, _devices.c.clinic_id, effective_status, _devices.c.firmware_version,
     _devices.c.last_seen, _devices.c.summary, _registry.c.model, _registry.c.registered,
-    presence.c.online,
+    presence.c.online, _registry.c.serial,
 )  # fmt: skip
 
 
@@ -59,7 +60,7 @@ def status_filter(status: str) -> ColumnElement[bool]:
     return and_(_devices.c.status == status, or_(presence.c.online.is_(None), presence.c.online))
 
 
-def list_devices(
+def list_devices(  # noqa: PLR0913 - the list's filters, each a keyword
     connection: Connection,
     principal: Principal,
     *,
@@ -68,10 +69,15 @@ def list_devices(
     firmware: str | None,
     after: str | None,
     limit: int,
+    q: str | None = None,
 ) -> list[DeviceOut]:
     """Up to ``limit + 1`` devices in serial order after ``after`` (one extra says
-    whether there is a next page)."""
+    whether there is a next page); ``q`` keeps those whose id (upper case, so the term
+    is too) or enrolled serial (as given, or upper case) starts with it."""
     query = _joined(*_COLUMNS).where(scoped(principal, _devices.c.clinic_id))
+    if q:
+        serials = (prefix_of(_registry.c.serial, term) for term in dict.fromkeys((q, q.upper())))
+        query = query.where(or_(prefix_of(_devices.c.device_id, q.upper()), *serials))
     if clinic_id is not None:
         query = query.where(_devices.c.clinic_id == clinic_id)
     if status is not None:
@@ -103,6 +109,23 @@ def find_device(
         return None
     scopes = summary_scopes(connection, principal, {row.device_id: row.summary})
     return _detail(row, _summary(row, scopes))
+
+
+def heard_at(
+    connection: Connection, principal: Principal, device_id: str
+) -> tuple[datetime | None, datetime | None]:
+    """When the device last spoke: by its own clock and by the platform's (receive)
+    time, which differ by the link's delay, or by a wrong device clock."""
+    row = connection.execute(
+        select(
+            _devices.c.summary["last_occurred_at"].as_string(),
+            _devices.c.summary["last_received_at"].as_string(),
+        ).where(_devices.c.device_id == device_id, scoped(principal, _devices.c.clinic_id))
+    ).first()
+    if row is None:
+        return None, None
+    occurred, received = (None if text is None else datetime.fromisoformat(text) for text in row)
+    return occurred, received
 
 
 def device_visible(connection: Connection, principal: Principal, device_id: str) -> bool:
@@ -158,6 +181,7 @@ def _device(row: Any, summary: dict[str, Any]) -> DeviceOut:
         clinic_id=row.clinic_id,
         model=row.model,
         registered=bool(row.registered),
+        serial=row.serial,
         status=row.effective_status,
         online=row.online,
         last_seen=aware(row.last_seen),

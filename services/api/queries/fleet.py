@@ -1,17 +1,22 @@
 """The fleet overview: counts by status, firmware and clinic; cartridges per week."""
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final
 
 from sqlalchemy import Connection, func, select, true
 
 from services.api.access import Principal
 from services.api.models import CartridgeWeek, CountBy, FleetOverview
 from services.api.queries.alerts import count_open_alerts
-from services.api.queries.devices import effective_status
+from services.api.queries.devices import OFFLINE, effective_status
 from services.api.queries.scope import scoped
+from services.api.queries.sessions import session_query
 from services.api.queries.tables import READ, presence
+from services.projections.maintenance import MaintenanceStatus
 
 _devices, _weeks = READ.devices, READ.cartridge_weeks
+CARTRIDGE_LOW: Final = MaintenanceStatus.CARTRIDGE_LOW.value
+CARTRIDGE_EXHAUSTED: Final = MaintenanceStatus.CARTRIDGE_EXHAUSTED.value
 
 
 def fleet_overview(connection: Connection, principal: Principal, weeks: int = 12) -> FleetOverview:
@@ -65,3 +70,46 @@ def _interlock(name: str) -> Any:
     which no count or sum takes).  One JSON path, not two lookups: SQLite would read
     the inner object back as a string."""
     return _devices.c.summary[("interlocks", name)]
+
+
+@dataclass(frozen=True, slots=True)
+class Attention:
+    """What a clinic should look at now, each the size of a filtered list."""
+
+    open_alerts: int
+    """Raised and not yet acknowledged (``/alerts?status=open``)."""
+    cartridges_exhausted: int
+    """Cartridges at end of life: to replace before the next session."""
+    cartridges_low: int
+    """Cartridges past the low-life threshold: to replace today or soon."""
+    devices_offline: int
+    flagged_sessions: int
+    """Sessions whose counts did not reconcile or whose chain is broken, up to
+    ``FLAGGED_CAP`` (the list says the rest)."""
+
+
+FLAGGED_CAP: Final = 1000
+
+
+def clinic_attention(connection: Connection, principal: Principal) -> Attention:
+    by_status: dict[str, int] = dict(
+        connection.execute(
+            select(effective_status, func.count())
+            .select_from(_devices.outerjoin(presence, presence.c.device_id == _devices.c.device_id))
+            .where(scoped(principal, _devices.c.clinic_id))
+            .group_by(effective_status)
+        ).all()
+    )
+    alerts = READ.alerts
+    open_alerts = connection.execute(
+        select(func.count()).where(scoped(principal, alerts.c.clinic_id), alerts.c.status == "open")
+    ).scalar_one()
+    flagged = session_query(principal, flagged=True).limit(FLAGGED_CAP).subquery()
+    flagged_sessions = connection.execute(select(func.count()).select_from(flagged)).scalar_one()
+    return Attention(
+        open_alerts=int(open_alerts),
+        cartridges_exhausted=int(by_status.get(CARTRIDGE_EXHAUSTED, 0)),
+        cartridges_low=int(by_status.get(CARTRIDGE_LOW, 0)),
+        devices_offline=int(by_status.get(OFFLINE, 0)),
+        flagged_sessions=int(flagged_sessions),
+    )

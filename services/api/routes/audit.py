@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
 from schemas.fields import DEVICE_ID_PATTERN
-from services.api.csv_export import csv_lines
+from services.api.csv_export import export_csv
 from services.api.deps import Auditor, Context, Db, Store
 from services.api.models import VerificationOut
 from services.api.problems import (
@@ -54,10 +54,10 @@ def export_sessions(
     Streamed with constant memory however many match."""
     del who  # the filters in ``query`` carry the scope
 
-    def rows() -> Iterator[str]:
+    def rows() -> Iterator[str | bytes]:
         # Its own connection: the response outlives the request's dependencies.
         with api.engine.connect() as connection:
-            yield from csv_lines(session_queries.stream_export(connection, query, _CHUNK))
+            yield from export_csv(connection, query, _CHUNK)
 
     return StreamingResponse(
         rows(),

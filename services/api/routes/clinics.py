@@ -30,13 +30,20 @@ def set_policy(
     api: Context,
     store: Store,
     clinic_id: ClinicPath,
-    overrides: dict[str, float],
+    overrides: dict[str, float | str],
 ) -> PolicyOut:
     """Overrides of DESIGN §7's defaults, e.g. ``{"coverage_max_pct": 6}``; ``{}``
-    restores the defaults.  Each must stay within the manufacturer's bounds
+    restores the defaults; ``time_zone`` (an IANA name, ``"Europe/Berlin"``) is the
+    zone the clinic's dashboard shows times in.  Each must stay within the manufacturer's bounds
     (``/policy-bounds``).  Recorded as ``policy.changed`` with its author and the
     previous overrides; applies to what the engine decides from now on."""
     _in_scope(who, clinic_id)
+    for key, value in overrides.items():
+        # Only the zone is a name; a number sent as text is a mistake, not a number.
+        if isinstance(value, str) != (key == "time_zone"):
+            raise unprocessable(
+                f"{key}: {'an IANA zone name' if key == 'time_zone' else 'a number'} expected"
+            )
     try:
         change_policy(store, api.engine, clinic_id, overrides, who.author)
     except PolicyError as error:

@@ -38,23 +38,34 @@ from services.eventstore import StoredEvent
 router = APIRouter(prefix="/devices", tags=["devices"], responses=ERROR_RESPONSES)
 DevicePath = Annotated[str, Path(pattern=DEVICE_ID_PATTERN, examples=["HP-000123"])]
 NDJSON_MEDIA_TYPE: Final = "application/x-ndjson"
+SearchTerm = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$",
+        description="Search: the start of the device id or of the serial it enrolled with.",
+    ),
+]
 
 
 @router.get("", summary="List devices")
-def list_devices(
+def list_devices(  # noqa: PLR0913, PLR0917 - one query parameter each
     who: DeviceReader,
     db: Db,
     clinic_id: Annotated[str | None, Query(pattern=CLINIC_ID_PATTERN)] = None,
     status: DeviceStatus | None = None,
     firmware: Annotated[str | None, Query(max_length=64)] = None,
+    q: SearchTerm = None,
     cursor: CursorParam = None,
     limit: Limit = 100,
 ) -> Page[DeviceOut]:
-    """Devices in serial order, filtered by clinic, status and firmware version."""
+    """Devices in serial order, filtered by clinic, status and firmware version, and by
+    `q`: the start of the device id (any case) or of its enrolled serial."""
     after = decode_cursor(cursor, (str,))
     rows = queries.list_devices(
         db, who, clinic_id=clinic_id, status=status, firmware=firmware,
-        after=None if after is None else after[0], limit=limit,
+        after=None if after is None else after[0], limit=limit, q=q,
     )  # fmt: skip
     return Page(
         items=rows[:limit], next_cursor=next_cursor(rows, limit, lambda row: [row.device_id])

@@ -37,6 +37,22 @@ def filtered(  # the session filters, shared by the list and the CSV export
     clinic_id: ClinicFilter = None,
     started_from: From = None,
     started_to: To = None,
+    q: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=64,
+            pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
+            description=(
+                "Search: the start of the session id, the device id, or the id or lot of "
+                "the cartridge the session started with."
+            ),
+        ),
+    ] = None,
+    flagged: Annotated[
+        bool,
+        Query(description="Only sessions whose counts did not reconcile or chain is broken."),
+    ] = False,
 ) -> Any:
     if started_from and started_to and started_to <= started_from:
         raise bad_request("`to` must be later than `from`")
@@ -45,7 +61,7 @@ def filtered(  # the session filters, shared by the list and the CSV export
             raise bad_request(f"`{name}` needs a time zone, e.g. 2026-11-24T00:00:00Z")
     return queries.session_query(
         who, device_id=device_id, clinic_id=clinic_id,
-        started_from=started_from, started_to=started_to,
+        started_from=started_from, started_to=started_to, q=q, flagged=flagged,
     )  # fmt: skip
 
 

@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Final
 
-SCHEMA_REVISION: Final = "0010"
+SCHEMA_REVISION: Final = "0011"
 """The revision this code needs; ``PostgresEventStore`` refuses any other."""
 
 MIGRATIONS_DIR: Final = Path(__file__).parent

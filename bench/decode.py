@@ -1,0 +1,117 @@
+"""Gateway decoding: CPU per event of what the gateway does to each message before the store.
+
+    python -m bench.decode [--events 20000] [--rounds 5]
+
+The same events, cut into batches of 50, 10 and 1 event, sealed and unsealed, go
+through ``gateway.ingest.decode`` (topic, JSON, batch envelope, schema of every
+event, its canonical form and hash check) and the seal gate (``judge``: one Ed25519
+verification per sealed batch, keys cached), as the gateway's decoding thread takes
+them: 2,000 messages at a time, each batch alive until the next one is decoded, with
+the gateway's garbage-collector setting (``gateway.service.tune_collector``).
+
+Beside it, in the same run and process: a floor that does only what any gateway
+must (``orjson.loads`` of each payload and SHA-256 of its bytes, kept as long), and
+the same decoding with Python's default collector setting.  CPU time of this
+process (``time.process_time``), best of ``--rounds``; the ratio to the floor is
+what to compare across runs on a machine whose load varies.
+"""
+
+import argparse
+import gc
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+
+from bench.append import fleet_events
+from bench.report import machine, print_table
+from bench.seals import _ENROLLED, _NO_KEY, _messages
+from gateway.ingest import decode
+from gateway.seal_gate import DeviceKeys, judge
+from gateway.service import tune_collector
+from transport import Message
+
+_TAKE = 2000
+"""Messages the gateway decodes together (``IngestOptions.max_batch_messages``)."""
+
+
+def _floor(chunk: Sequence[Message]) -> list[Any]:
+    return [(orjson.loads(m.payload), hashlib.sha256(m.payload).digest()) for m in chunk]
+
+
+def _gateway(keys: DeviceKeys) -> Callable[[Sequence[Message]], Any]:
+    def keys_of(_device: str, _key_id: str | None) -> DeviceKeys:
+        return keys
+
+    def run(chunk: Sequence[Message]) -> Any:
+        batch = decode(chunk, count=False)
+        verdict = judge(batch.claims, keys_of)
+        assert not verdict.refused, verdict.refused[0][1].rejection.detail
+        assert len(batch.dead_letters) == 0, batch.dead_letters[0].rejection.detail
+        return batch
+
+    return run
+
+
+def _cpu_per_event(
+    messages: list[Message], work: Callable[[Sequence[Message]], Any], events: int, rounds: int
+) -> float:
+    """Best CPU microseconds per event, the previous chunk's result kept alive while
+    the next is decoded (the commit thread holds it in the gateway)."""
+    best = float("inf")
+    for _ in range(rounds):
+        kept: Any = None
+        started = time.process_time()
+        for start in range(0, len(messages), _TAKE):
+            kept = work(messages[start : start + _TAKE])
+        best = min(best, time.process_time() - started)
+        del kept
+    return best / events * 1e6
+
+
+def run(total: int, rounds: int) -> list[list[str]]:
+    events = fleet_events(total)
+    shapes = [(per_batch, sealed) for per_batch in (50, 10, 1) for sealed in (False, True)]
+    payloads = {shape: _messages(events, shape[0], shape[1]) for shape in shapes}
+    del events
+    default_threshold = gc.get_threshold()
+    default: dict[tuple[int, bool], float] = {}
+    for shape, messages in payloads.items():
+        keys = _ENROLLED if shape[1] else _NO_KEY
+        default[shape] = _cpu_per_event(messages, _gateway(keys), total, rounds)
+    tune_collector()
+    rows = []
+    try:
+        for shape, messages in payloads.items():
+            keys = _ENROLLED if shape[1] else _NO_KEY
+            floor = _cpu_per_event(messages, _floor, total, rounds)
+            tuned = _cpu_per_event(messages, _gateway(keys), total, rounds)
+            per_batch, sealed = shape
+            rows.append([
+                f"{per_batch} per batch, {'sealed' if sealed else 'unsealed'}",
+                f"{tuned:.1f} µs", f"{floor:.1f} µs", f"{tuned / floor:.1f}×",
+                f"{default[shape]:.1f} µs",
+            ])  # fmt: skip
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*default_threshold)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    rows = run(args.events, args.rounds)
+    print_table(
+        f"gateway decode + seal gate, CPU per event ({args.events:,} events; {machine()})",
+        ["shape", "gateway", "floor: orjson + sha256", "of floor", "default collector"],
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    main()
