@@ -15,16 +15,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, exists, func, select, update
-from sqlalchemy.dialects.postgresql import insert as postgres_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from services.delivery.enqueue import insert_new, pending
 from services.delivery.moments import aware
 from services.delivery.notice import AlertNotice
 from services.delivery.retry import Delivered, GaveUp, Outcome, RetryLater
 from services.delivery.tables import TABLES, DeliveryState
-
-_CHUNK = 500
-"""Rows per INSERT: keeps SQLite under its bound-parameter limit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,26 +71,11 @@ def enqueue_deliveries(
     for webhook_id, clinic_id in found:
         hooks_of.setdefault(clinic_id, []).append(webhook_id)
     rows = [
-        {
-            "webhook_id": webhook_id, "event_id": notice.event_id, "alert_id": notice.alert_id,
-            "payload": notice.to_json().decode(), "attempts": 0,
-            "state": DeliveryState.PENDING.value, "next_attempt_at": now, "created_at": now,
-        }
+        {"webhook_id": webhook_id, **pending(notice, now)}
         for notice in notices
         for webhook_id in hooks_of.get(notice.clinic_id or "", [])
-    ]  # fmt: skip
-    new = 0
-    for start in range(0, len(rows), _CHUNK):
-        statement = _insert(connection).values(rows[start : start + _CHUNK])
-        # Counted by RETURNING: the row count of a multi-row INSERT is not reliable
-        # across drivers (psycopg reports 0).
-        inserted = connection.execute(
-            statement.on_conflict_do_nothing(index_elements=["webhook_id", "event_id"]).returning(
-                TABLES.deliveries.c.id
-            )
-        ).all()
-        new += len(inserted)
-    return new
+    ]
+    return insert_new(connection, TABLES.deliveries, rows, ["webhook_id", "event_id"])
 
 
 def due_deliveries(engine: Engine, now: datetime, limit: int) -> list[DueDelivery]:
@@ -215,11 +196,6 @@ def _unchanged_since(delivery_id: int, attempts: int) -> Any:
             deliveries.c.state == DeliveryState.PENDING.value,
         )
     )
-
-
-def _insert(connection: Connection) -> Any:
-    dialect_insert = postgres_insert if connection.dialect.name == "postgresql" else sqlite_insert
-    return dialect_insert(TABLES.deliveries)
 
 
 def _maybe_aware(moment: datetime | None) -> datetime | None:

@@ -14,10 +14,9 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import Connection, Engine, and_, delete, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as postgres_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from services.delivery.email_tables import EMAIL_TABLES
+from services.delivery.enqueue import insert_new, pending
 from services.delivery.moments import aware
 from services.delivery.notice import AlertNotice
 from services.delivery.retry import Delivered, GaveUp, Outcome
@@ -26,7 +25,6 @@ from services.delivery.tables import DeliveryState
 SEVERITIES: Final = ("info", "warning", "critical")
 _READERS: Final = ("manufacturer", "clinic")
 """Roles that may read alerts (``services.api.access``): only they get alert e-mail."""
-_CHUNK: Final = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,25 +85,12 @@ def enqueue_emails(connection: Connection, notices: Sequence[AlertNotice], now: 
         return 0
     recipients = _recipients(connection)
     rows = [
-        {
-            "user_id": user_id, "event_id": notice.event_id, "alert_id": notice.alert_id,
-            "payload": notice.to_json().decode(), "attempts": 0,
-            "state": DeliveryState.PENDING.value, "next_attempt_at": now, "created_at": now,
-        }
+        {"user_id": user_id, **pending(notice, now)}
         for notice in notices
         for user_id, clinic_id, severities in recipients
         if notice.severity in severities and clinic_id in (None, notice.clinic_id)
-    ]  # fmt: skip
-    new = 0
-    for start in range(0, len(rows), _CHUNK):
-        statement = _insert(connection).values(rows[start : start + _CHUNK])
-        inserted = connection.execute(
-            statement.on_conflict_do_nothing(index_elements=["user_id", "event_id"]).returning(
-                EMAIL_TABLES.emails.c.id
-            )
-        ).all()
-        new += len(inserted)
-    return new
+    ]
+    return insert_new(connection, EMAIL_TABLES.emails, rows, ["user_id", "event_id"])
 
 
 def _recipients(connection: Connection) -> list[tuple[str, str | None, frozenset[str]]]:
@@ -203,8 +188,3 @@ def email_log(connection: Connection, alert_id: str) -> list[EmailRecord]:
         )
         for row in rows
     ]  # fmt: skip
-
-
-def _insert(connection: Connection) -> Any:
-    dialect_insert = postgres_insert if connection.dialect.name == "postgresql" else sqlite_insert
-    return dialect_insert(EMAIL_TABLES.emails)
