@@ -36,11 +36,15 @@ _DEVICE_COLUMNS: Final = (
     "device_id", "clinic_id", "status", "firmware_version", "last_seen", "summary", "snapshot",
     "open_session_id", "waiting_for_seq", "updated_at",
 )  # fmt: skip
-_SESSION_COLUMNS: Final = (
+SESSION_COLUMNS: Final = (
     "session_id", "device_id", "clinic_id", "treatment_area", "area_cm2", "started_at",
     "ended_at", "cores_counted", "cores_reported", "reconciled", "coverage_pct", "chain_status",
-    "audit",
+    "audit", "cartridge_id", "lot", "ended_hash", "cartridge_ids", "core_diameters_mm",
 )  # fmt: skip
+"""As the projector writes them (``started_seq`` and ``ended_seq`` the database derives
+from the audit document)."""
+SEAL_EVERY: Final = 1_000
+"""Seqs between two of a device's stored seals (one per sealed batch, DESIGN §4.1)."""
 
 
 @dataclass(frozen=True)
@@ -160,28 +164,48 @@ def session_rows(
         actuations = int(template["actuations_counted"] * scale)
         audit = dict(template)
         seq = rng.randrange(1_000, 50_000)
+        # As many cartridges as the folded session used (a swap: two), new ids.
+        cartridges = [f"CT-{rng.getrandbits(40):010X}" for _ in template["cartridge_ids"]]
         audit.update(session_id=session_id, device_id=device_id, started_at=started.isoformat(),
                      started_seq=seq, actuations_counted=actuations, cores_counted=counted,
                      coverage_pct=template["coverage_pct"] * scale,
-                     cartridge_ids=[f"CT-{rng.getrandbits(40):010X}"])  # fmt: skip
+                     cartridge_ids=cartridges)  # fmt: skip
         ended: datetime | None = None
         if fleet.now - started < timedelta(minutes=40) and rng.random() < 0.5:
             audit.update(ended_at=None, ended_seq=None, end_reason=None,
                          actuations_reported=None, cores_reported=None, reconciled=None,
-                         chain_status="incomplete")  # fmt: skip
+                         chain_status="incomplete", ended_hash=None)  # fmt: skip
         else:
             ended = started + timedelta(minutes=rng.uniform(20, 45))
             # One session in 200 reports other totals than it counted.
             reported = counted + (3 if rng.random() < 0.005 else 0)
             audit.update(ended_at=ended.isoformat(), ended_seq=seq + actuations // 10,
                          actuations_reported=actuations, cores_reported=reported,
-                         reconciled=reported == counted, chain_status="verified")  # fmt: skip
+                         reconciled=reported == counted, chain_status="verified",
+                         ended_hash=f"{rng.getrandbits(256):064x}")  # fmt: skip
         yield (
             session_id, device_id, clinic_of[device_id], audit["treatment_area"],
             audit["area_cm2"], started, ended, counted, audit["cores_reported"],
             audit["reconciled"], audit["coverage_pct"], audit["chain_status"],
-            orjson.dumps(audit).decode(),
+            orjson.dumps(audit).decode(), cartridges[0], audit["lot"], audit["ended_hash"],
+            ";".join(cartridges), _diameters_cell(audit["core_diameters_mm"]),
         )  # fmt: skip
+
+
+def _diameters_cell(diameters: Sequence[float | None]) -> str | None:
+    """As ``SessionAudit.core_diameters_cell`` writes it."""
+    return ";".join("" if d is None else repr(d) for d in diameters) or None
+
+
+def seal_rows(fleet: Fleet, rng: random.Random) -> Iterator[tuple[Any, ...]]:
+    """Stored seals: each device's stream sealed every ``SEAL_EVERY`` seqs up to a
+    point of its own (none for one device in ten), so that the export's per-session
+    seal probe finds both signed and unsigned sessions in a table of realistic size."""
+    now = fleet.now
+    for device_id in fleet.device_ids:
+        reach = 0 if rng.random() < 0.1 else rng.randrange(0, 50_000)
+        for seq in range(SEAL_EVERY, reach + 1, SEAL_EVERY):
+            yield device_id, seq, "c237fe2fd2925b9b", "sig", now
 
 
 def _copy(
@@ -219,8 +243,10 @@ def load_fleet(
               [row[1] for row in rows])  # fmt: skip
         _copy(connection, "presence", ("device_id", "online", "changed_at"),
               [row[2] for row in rows])  # fmt: skip
-        _copy(connection, "read_sessions", _SESSION_COLUMNS,
+        _copy(connection, "read_sessions", SESSION_COLUMNS,
               session_rows(fleet, templates, rng, clinic_of, sampled))  # fmt: skip
+        _copy(connection, "seals", ("stream_id", "seq", "key_id", "sig", "stored_at"),
+              seal_rows(fleet, rng))  # fmt: skip
     with psycopg.connect(url, autocommit=True) as connection:
         # What autovacuum does to a table after a load: statistics and the visibility map.
         connection.execute("VACUUM (ANALYZE)")

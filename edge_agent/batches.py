@@ -4,7 +4,7 @@ from typing import Final, Protocol
 
 import orjson
 
-from edge_agent.outbox import OutboxEntry
+from edge_agent.outbox import OutboxBatch, OutboxEntry
 from schemas.seals import BatchSeal
 
 SEAL_OVERHEAD: Final = 160
@@ -18,17 +18,28 @@ class Sealer(Protocol):
 
 
 def batch_payload(
-    device_id: str, entries: list[OutboxEntry], sealer: Sealer | None = None
+    device_id: str, entries: list[OutboxEntry] | OutboxBatch, sealer: Sealer | None = None
 ) -> bytes:
     """A wire batch built from stored event bytes, so resends carry the same events;
     sealed (DESIGN §4.1) over its last event when the device holds a key."""
-    events = b",".join(entry.wire for entry in entries)
-    head = b'{"device_id":"' + device_id.encode() + b'","events":[' + events + b"]"
-    if sealer is None or not entries:
-        return head + b"}"
-    last = entries[-1]
-    seal = sealer.seal(device_id, last.seq, orjson.loads(last.wire)["hash"])
-    return head + b',"seal":' + seal.model_dump_json().encode() + b"}"
+    if isinstance(entries, OutboxBatch):
+        wires, last_seq = entries.wires, entries.last_seq
+    else:
+        wires = [entry.wire for entry in entries]
+        last_seq = entries[-1].seq if entries else 0
+    head = b'{"device_id":"' + device_id.encode() + b'","events":['
+    if sealer is None or not wires:
+        tail = b"]}"
+    else:
+        seal = sealer.seal(device_id, last_seq, orjson.loads(wires[-1])["hash"])
+        tail = b'],"seal":' + seal.model_dump_json().encode() + b"}"
+    if not wires:
+        return head + tail
+    # One join copies the events once (a batch is up to 256 KiB): the envelope is
+    # glued to the first and last of them, which are small.
+    if len(wires) == 1:
+        return head + wires[0] + tail
+    return b",".join([head + wires[0], *wires[1:-1], wires[-1] + tail])
 
 
 def split_batches(

@@ -15,16 +15,24 @@ when only they are left and the budget is still exceeded, the outbox records one
 ``E-OUTBOX-FULL`` fault event per episode (so the fleet team sees it), and a
 ``fault.cleared`` once it is no longer so.  Both the watermark and the episode are
 in the file, so a restart neither loses nor repeats them.
+
+The events this process recorded and the broker has not yet taken are also kept in
+memory (a bounded *tail*, filled only once their transaction has committed), so the
+link publishes them without reading them back; a backlog older than the tail, or
+one recorded before a restart, is read from the file.  The file stays the truth:
+losing the tail costs a read, never an event.
 """
 
 import sqlite3
 import time
 import uuid
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from itertools import accumulate
 from pathlib import Path
 from typing import Final, TypeVar
 
@@ -49,6 +57,7 @@ __all__ = [
     "Durability",
     "InvalidReadingError",
     "Outbox",
+    "OutboxBatch",
     "OutboxEntry",
     "OutboxStats",
     "wire_bytes",
@@ -57,6 +66,13 @@ __all__ = [
 OUTBOX_FULL_FAULT: Final = "E-OUTBOX-FULL"
 _T = TypeVar("_T")
 _PRUNE_CHUNK: Final = 200
+_TAIL_BYTES: Final = 4 * 1024 * 1024
+"""Wire bytes the tails of all devices keep in memory: a few seconds of a flat-out
+backlog, hours of a real handpiece, and well inside the agent's memory budget."""
+_CHECKPOINT_BYTES: Final = 4 * 1024 * 1024
+_CHECKPOINT_COMMITS: Final = 500
+"""The WAL is copied back into the file after this many recorded bytes or commits,
+whichever comes first (SQLite's own default is every 1,000 pages)."""
 
 
 class Durability(StrEnum):
@@ -73,6 +89,42 @@ class OutboxEntry:
     seq: int
     wire: bytes
     """The event exactly as it goes on the wire, identical on every resend."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxBatch:
+    """Consecutive stored events of one device, as the link publishes them."""
+
+    first_seq: int
+    last_seq: int
+    wires: list[bytes]
+    size: int
+    """Wire bytes plus one separator an event: what the batch adds to a payload."""
+
+
+class _Tail:
+    """One device's recently recorded events, consecutive from ``first_seq``."""
+
+    __slots__ = ("first_seq", "size", "wires")
+
+    def __init__(self, first_seq: int) -> None:
+        self.first_seq = first_seq
+        self.wires: list[bytes] = []
+        self.size = 0
+
+    @property
+    def end_seq(self) -> int:
+        """The seq after the last one kept."""
+        return self.first_seq + len(self.wires)
+
+    def drop_through(self, seq: int) -> int:
+        """Forget events up to ``seq``; the bytes freed."""
+        count = min(max(seq - self.first_seq + 1, 0), len(self.wires))
+        freed = sum(map(len, self.wires[:count]))
+        del self.wires[:count]
+        self.first_seq += count
+        self.size -= freed
+        return freed
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +160,7 @@ class Outbox:
         resend_window: timedelta = timedelta(days=7),
         budget_bytes: int = 256 * 1024 * 1024,
         event_ids: Callable[[], uuid.UUID] = uuid.uuid4,
+        tail_bytes: int = _TAIL_BYTES,
     ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._connection = sqlite3.connect(
@@ -115,6 +168,13 @@ class Outbox:
         )
         _set_wal(self._connection)
         self._connection.execute(f"PRAGMA synchronous = {durability.value.upper()}")
+        # Checkpoints are run here, after recording (``_checkpoint_if_due``), not by
+        # whichever commit SQLite's automatic one lands on: a sent mark, a row's update,
+        # would otherwise pay for copying the megabytes just recorded, on the
+        # publishing path.
+        self._connection.execute("PRAGMA wal_autocheckpoint = 0")
+        self._unchecked_bytes = 0
+        self._unchecked_commits = 0
         prepare(self._connection)
         self._durability = durability
         self._resend_window = resend_window
@@ -124,6 +184,12 @@ class Outbox:
         """PUBACKed spans past a gap in the sent prefix (the batch before them still in
         flight), by device: they join the watermark once the gap closes.  Kept in
         memory only: lost, they are published once more, like a mark lost to power."""
+        self._tails: dict[str, _Tail] = {}
+        self._wire_guess = 512
+        """The mean wire size of the last batch read from the file."""
+        self._tail_limit = tail_bytes
+        self.tail_bytes = 0
+        """Wire bytes held in memory by all devices' tails."""
 
     # -- recording -----------------------------------------------------------
 
@@ -143,10 +209,14 @@ class Outbox:
         for a whole simulated fleet's tick instead of one per device."""
         now = utc_text(datetime.now(UTC))
         with self._transaction() as connection:
-            return {
+            sealed = {
                 device_id: self._chain.append(connection, device_id, device_readings, now)
                 for device_id, device_readings in readings.items()
             }
+        for device_id, events in sealed.items():
+            self._remember(device_id, events)
+        self._checkpoint_if_due()
+        return sealed
 
     def record_noting(
         self,
@@ -161,7 +231,9 @@ class Outbox:
         with self._transaction() as connection:
             sealed = self._chain.append(connection, device_id, readings, now)
             note(connection)
-            return sealed
+        self._remember(device_id, sealed)
+        self._checkpoint_if_due()
+        return sealed
 
     def read_state(self, query: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run ``query`` over the file: how the device's own state is read back."""
@@ -205,6 +277,51 @@ class Outbox:
             (device_id, after_seq, max_events),
         ).fetchall()
         return _within_bytes([OutboxEntry(device_id, seq, wire) for seq, wire in rows], max_bytes)
+
+    def next_batch(
+        self, device_id: str, after_seq: int, max_events: int, max_bytes: int
+    ) -> OutboxBatch | None:
+        """What ``following`` returns, as one batch: from the tail in memory when it
+        holds the event after ``after_seq``, else read from the file in one query."""
+        tail = self._tails.get(device_id)
+        if tail is not None and tail.first_seq <= after_seq + 1 < tail.end_seq:
+            start = after_seq + 1 - tail.first_seq
+            wires = tail.wires[start : start + max_events]
+        else:
+            # Reading rows that will not fit costs as much as reading those that do:
+            # ask for about as many as the byte limit takes, then for what room is left.
+            guess = min(max_events, max(max_bytes // (self._wire_guess + 1), 1))
+            rows = self._read(device_id, after_seq, guess)
+            if not rows:
+                return None
+            # Stored seqs are consecutive: pruning only ever takes a chain's front.
+            after_seq = rows[0][0] - 1
+            wires = [wire for _, wire in rows]
+            total = sum(map(len, wires))
+            self._wire_guess = total // len(wires)
+            room = max_bytes - total - len(wires)
+            shortest = min(map(len, wires)) + 1
+            if len(wires) == guess < max_events and room >= shortest:
+                more = min(max_events - guess, room // shortest + 1)
+                wires += [wire for _, wire in self._read(device_id, rows[-1][0], more)]
+        # With its separator the n-th event ends at ``lengths[n] + n + 1``.
+        lengths = list(accumulate(map(len, wires)))
+        fits = bisect_right(range(len(wires)), max_bytes, key=lambda n: lengths[n] + n + 1)
+        count = max(fits, 1)  # a lone oversized event still goes
+        del wires[count:]
+        return OutboxBatch(after_seq + 1, after_seq + count, wires, lengths[count - 1] + count)
+
+    def _read(self, device_id: str, after_seq: int, limit: int) -> list[tuple[int, bytes]]:
+        rows: list[tuple[int, bytes]] = self._connection.execute(
+            "SELECT seq, wire FROM outbox WHERE device_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (device_id, after_seq, limit),
+        ).fetchall()
+        return rows
+
+    def tail_events(self, device_id: str) -> int:
+        """Events of ``device_id`` held in memory."""
+        tail = self._tails.get(device_id)
+        return 0 if tail is None else len(tail.wires)
 
     def first_unsent_seq(self, device_id: str) -> int | None:
         row = self._connection.execute(
@@ -254,6 +371,9 @@ class Outbox:
             del self._early_marks[device_id]
         if sent is None or through <= sent[0]:
             return
+        tail = self._tails.get(device_id)
+        if tail is not None:
+            self.tail_bytes -= tail.drop_through(through)
         if self._durability is Durability.NORMAL:
             self._mark(device_id, through)
             return
@@ -291,6 +411,8 @@ class Outbox:
             elif verdict is AckVerdict.ANCHOR:
                 anchor_at_genesis(connection, device_id)
             elif verdict is AckVerdict.REBASE:
+                # Every stored event gets a new seq and hash: the old bytes must not go.
+                self._forget(device_id)
                 self._chain.rebase(connection, device_id, state, stored_through, ack_hash, moment)
                 recorded = True
             elif verdict is AckVerdict.MISMATCH:
@@ -341,6 +463,39 @@ class Outbox:
     def close(self) -> None:
         self._connection.close()
 
+    # -- the tail in memory ------------------------------------------------------
+
+    def _remember(self, device_id: str, events: Sequence[SealedEvent]) -> None:
+        """Keep committed events in the device's tail, its oldest going first over
+        the limit.  A gap (an event recorded elsewhere: a fault, another process)
+        starts the tail afresh, so the tail is always consecutive."""
+        if not events:
+            return
+        tail = self._tails.get(device_id)
+        if tail is None or tail.end_seq != events[0].seq:
+            self._forget(device_id)
+            tail = self._tails[device_id] = _Tail(events[0].seq)
+        for event in events:
+            wire = wire_bytes(event)
+            tail.wires.append(wire)
+            tail.size += len(wire)
+            self.tail_bytes += len(wire)
+            self._unchecked_bytes += len(wire)
+        if self.tail_bytes > self._tail_limit:
+            over = self.tail_bytes - self._tail_limit
+            freed, count = 0, 0
+            while count < len(tail.wires) and freed < over:
+                freed += len(tail.wires[count])
+                count += 1
+            self.tail_bytes -= tail.drop_through(tail.first_seq + count - 1)
+            if not tail.wires:
+                del self._tails[device_id]
+
+    def _forget(self, device_id: str) -> None:
+        tail = self._tails.pop(device_id, None)
+        if tail is not None:
+            self.tail_bytes -= tail.size
+
     # -- inside transactions ---------------------------------------------------
 
     def _report_budget(
@@ -390,6 +545,19 @@ class Outbox:
             self._connection.execute("ROLLBACK")
             raise
         self._connection.execute("COMMIT")
+        self._unchecked_commits += 1
+        if self._unchecked_commits >= _CHECKPOINT_COMMITS:
+            self._checkpoint()  # a file that is written without recording, for long
+
+    def _checkpoint_if_due(self) -> None:
+        if self._unchecked_bytes >= _CHECKPOINT_BYTES:
+            self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        # PASSIVE: never waits for another process's readers; what it cannot copy
+        # now goes at the next one.
+        self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        self._unchecked_bytes = self._unchecked_commits = 0
 
 
 def _outbox_fault(kind: str, moment: datetime, budget_bytes: int) -> DeviceReading:

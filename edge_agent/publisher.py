@@ -35,7 +35,7 @@ from pydantic import ValidationError
 
 from edge_agent.batches import SEAL_OVERHEAD, Sealer, batch_payload, split_batches
 from edge_agent.custody import AckClock, AckVerdict, DeliveryState
-from edge_agent.outbox import Outbox, OutboxEntry
+from edge_agent.outbox import Outbox, OutboxBatch
 from schemas import (
     GENESIS_HASH,
     MAX_BATCH_BYTES,
@@ -181,6 +181,8 @@ class DeviceLink(SessionListener):
         self._sent_through = 0
         """The highest seq the broker has taken, as far as this connection knows."""
         self._lingering_since: float | None = None
+        self._backlog = False
+        """The last batch published was full: what follows it has waited already."""
         self._resends: deque[ResendCommand] = deque()
         self._acks: deque[tuple[PlatformAck, bool]] = deque()
         self._held_ack: PlatformAck | None = None
@@ -260,6 +262,7 @@ class DeviceLink(SessionListener):
     def on_connected(self, connection: int) -> None:
         self._inflight.clear()
         self._lingering_since = None
+        self._backlog = False
         self._maybe_unsent = True
         self._delivery = self._outbox.delivery_state(self.device_id)
         first_unsent = self._outbox.first_unsent_seq(self.device_id)
@@ -374,35 +377,42 @@ class DeviceLink(SessionListener):
     def _publish_ready(self, now: float) -> None:
         max_bytes = self._settings.max_batch_bytes - _ENVELOPE_OVERHEAD - len(self.device_id)
         while self._maybe_unsent and len(self._inflight) < self._settings.max_inflight:
-            entries = self._outbox.following(
-                self.device_id,
-                after_seq=self._next_seq - 1,
-                max_events=self._settings.max_batch_events,
-                max_bytes=max_bytes,
+            batch = self._outbox.next_batch(
+                self.device_id, self._next_seq - 1, self._settings.max_batch_events, max_bytes
             )
-            if not entries:
+            if batch is None:
                 self._maybe_unsent = False
                 return
-            if not self._batch_may_go(entries, max_bytes, now):
+            if not self._batch_may_go(batch, max_bytes, now):
                 return
             publication = self.mqtt.publish(
-                self._events_topic, batch_payload(self.device_id, entries, self._sealer), qos=1
+                self._events_topic, batch_payload(self.device_id, batch, self._sealer), qos=1
             )
             if not publication.on_wire:
                 return  # the connection just went; the reconnect starts again from here
-            self._inflight[publication.mid] = (entries[0].seq, entries[-1].seq)
-            self._next_seq = entries[-1].seq + 1
+            self._inflight[publication.mid] = (batch.first_seq, batch.last_seq)
+            self._next_seq = batch.last_seq + 1
             self._lingering_since = None
+            self._backlog = self._full(batch, max_bytes)
             self._clock.start(now)
 
-    def _batch_may_go(self, entries: list[OutboxEntry], max_bytes: int, now: float) -> bool:
-        if len(entries) >= self._settings.max_batch_events:
+    def _batch_may_go(self, batch: OutboxBatch, max_bytes: int, now: float) -> bool:
+        if self._full(batch, max_bytes):
             return True
-        if sum(len(entry.wire) + 1 for entry in entries) > max_bytes - _LARGEST_EVENT:
-            return True  # full by size: the next event may not fit
+        if self._backlog:
+            # The end of a backlog: its events were waiting already, and one short
+            # batch after full ones is no flood of small messages.
+            return True
         if self._lingering_since is None:
             self._lingering_since = now
         return now - self._lingering_since >= self._settings.linger_s
+
+    def _full(self, batch: OutboxBatch, max_bytes: int) -> bool:
+        """Full by count, or by size (the next event may not fit)."""
+        return (
+            len(batch.wires) >= self._settings.max_batch_events
+            or batch.size > max_bytes - _LARGEST_EVENT
+        )
 
     def _serve_control(self) -> None:
         if self.control is None:

@@ -26,7 +26,9 @@ from uuid import UUID
 
 import orjson
 import rfc8785
-from pydantic import BaseModel, BeforeValidator, PlainValidator, WrapValidator
+from pydantic import BaseModel, BeforeValidator, PlainValidator, Strict, WrapValidator
+
+from schemas.fields import UtcText
 
 GENESIS_HASH: Final = "0" * 64
 """``prev_hash`` of the first event (seq 1) of every stream."""
@@ -166,7 +168,11 @@ class ClosedShape:
                 return canonical_json(unsealed)
             for value in map(inner.get, leaves):
                 kind = type(value)
-                if kind is str or (kind is int and -_SAFE_INTEGER <= value <= _SAFE_INTEGER):
+                # What is left to check in a data member is mostly a measurement.
+                if kind is float:
+                    if _PLAIN_FLOAT_MIN <= abs(value) < _PLAIN_FLOAT_MAX and not value.is_integer():
+                        continue
+                elif kind is str or (kind is int and -_SAFE_INTEGER <= value <= _SAFE_INTEGER):
                     continue
                 if not _plain_leaf(value):
                     return canonical_json(unsealed)
@@ -209,9 +215,34 @@ def _leaves_to_check(model: type[BaseModel]) -> list[tuple[str, Any]] | None:
             return None
         if field.validation_alias not in (None, name):
             return None
-        if name in converted or not _is_text(field.annotation) or _converts(field.metadata):
+        if name in converted or not _plain_when_valid(field.annotation, field.metadata):
             members.append((name, field.annotation))
     return members
+
+
+def _plain_when_valid(annotation: Any, metadata: list[Any]) -> bool:
+    """Whether every value a member validates with is one ``orjson`` writes as RFC
+    8785 does, so the member need not be looked at: text (a timestamp arrives as text
+    or is refused), or a strict integer bounded within the safe range (strict: never
+    a bool, never ``2.0``).  A validator that sees the raw input first voids both."""
+    if _converts(metadata):
+        return False
+    if _is_text(annotation) or any(isinstance(m, UtcText) for m in metadata):
+        return True
+    return annotation is int and _strict(metadata) and _safe_bounds(metadata)
+
+
+def _strict(metadata: list[Any]) -> bool:
+    return any(isinstance(m, Strict) and m.strict for m in metadata)
+
+
+def _safe_bounds(metadata: list[Any]) -> bool:
+    """Whether ``metadata`` bounds an integer within ±(2**53 - 1) on both sides."""
+    lower = [bound for m in metadata for bound in (getattr(m, "ge", None), getattr(m, "gt", None))
+             if type(bound) is int]  # fmt: skip
+    upper = [bound for m in metadata for bound in (getattr(m, "le", None), getattr(m, "lt", None))
+             if type(bound) is int]  # fmt: skip
+    return any(b >= -_SAFE_INTEGER for b in lower) and any(b <= _SAFE_INTEGER for b in upper)
 
 
 def _converts(metadata: list[Any]) -> bool:

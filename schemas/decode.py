@@ -8,6 +8,7 @@ event never costs the good ones beside it their place in the store.
 import typing
 from dataclasses import dataclass
 from hashlib import sha256
+from operator import attrgetter
 from typing import Annotated, Any, Final
 
 import orjson
@@ -26,6 +27,7 @@ from schemas.validation import describe
 MAX_BATCH_BYTES: Final = 256 * 1024
 MAX_BATCH_EVENTS: Final = 500
 _MAX_DETAIL: Final = 300
+_EVENT_SEQ: Final = attrgetter("event.seq")
 
 
 class _BatchEnvelope(BaseModel):
@@ -123,11 +125,15 @@ def _claim(
 ) -> SealClaim:
     """The seal with the hash it must sign: that of the batch's last event, which
     must have decoded (a seal over anything else authenticates nothing)."""
-    seqs = [event.seq for event in events] + [r.seq for r in rejections if r.seq is not None]
-    sealed = next((event for event in events if event.seq == seal.seq), None)
-    last = max(seqs, default=None)
-    event_hash = sealed.hash if sealed is not None and last == seal.seq else None
-    return SealClaim(device_id, seal, event_hash)
+    # Once per batch, but over every event: C-level getters where they serve.
+    last = max(map(_EVENT_SEQ, events), default=None)
+    refused = [r.seq for r in rejections if r.seq is not None]
+    if refused:
+        last = max(last or 0, *refused)
+    if last != seal.seq:
+        return SealClaim(device_id, seal, None)
+    sealed = next((event for event in events if event.event.seq == last), None)
+    return SealClaim(device_id, seal, None if sealed is None else sealed.event.hash)
 
 
 def decode_device_event(device_id: str, raw_event: Any) -> SealedEvent | Rejection:

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from schemas import Severity
 from schemas.platform_events import AlertRule
 from services.alerts.policy import AlertPolicy
+from services.projections.cartridge import CartridgeTally
 from services.projections.device import DeviceProjection
 from services.projections.findings import Finding
 from services.projections.forecast import forecast_message
@@ -60,17 +61,18 @@ def standing(
     projection: DeviceProjection, policy: AlertPolicy, since: datetime
 ) -> dict[tuple[str, str], Condition]:
     """Conditions that hold now, from state alone; ``since`` (the platform's receive
-    time of what is being evaluated) stamps new ones."""
+    time of what is being evaluated) stamps new ones.  Which ones hold is
+    ``standing_keys``: the engine asks that first, and builds these only when the
+    answer differs from its book."""
     held: dict[tuple[str, str], Condition] = {}
 
     def hold(condition: Condition) -> None:
         held[condition.key] = condition
 
     cartridge = projection.cartridge
-    if cartridge is not None and (
-        cartridge.life_used_pct() >= min(policy.needle_life_low_pct, policy.needle_end_of_life_pct)
-        or cartridge.actuations > cartridge.rated_actuations
-    ):
+    thresholds = Thresholds.of(policy)
+    low, end_of_life, overuse = _rungs(cartridge, thresholds)
+    if cartridge is not None and (low or end_of_life or overuse):
         view = cartridge.view()
         life = view.life_used_pct
         context: dict[str, ContextValue] = {
@@ -80,20 +82,20 @@ def standing(
             "rated_actuations": view.rated_actuations,
         }
         left = ""
-        if life >= policy.needle_life_low_pct:
+        if low:
             forecast = projection.forecast()
             left = f"; {forecast_message(forecast)}" if forecast is not None else ""
             hold(Condition(
                 AlertRule.NEEDLE_LIFE_LOW, view.cartridge_id, Severity.WARNING,
                 f"cartridge {view.cartridge_id} is {life:.0f} % worn{left}", since, context,
             ))  # fmt: skip
-        if life >= policy.needle_end_of_life_pct:
+        if end_of_life:
             hold(Condition(
                 AlertRule.NEEDLE_END_OF_LIFE, view.cartridge_id, Severity.CRITICAL,
                 f"cartridge {view.cartridge_id} is at end of life ({life:.0f} % worn): "
                 f"replace it{left}", since, context,
             ))  # fmt: skip
-        if view.actuations > view.rated_actuations:
+        if overuse:
             hold(Condition(
                 AlertRule.CARTRIDGE_OVERUSE, view.cartridge_id, Severity.CRITICAL,
                 f"cartridge {view.cartridge_id} has {view.actuations} actuations, more than "
@@ -107,8 +109,7 @@ def standing(
                 {"fault_code": fault.fault_code, "raised_seq": fault.raised_seq},
                 device_time=_beside(fault.raised_at, since),
             ))  # fmt: skip
-    due_at = policy.service_interval * policy.service_due_fraction
-    if projection.actuations_since_service >= due_at:
+    if _service_due(projection, thresholds):
         hold(Condition(
             AlertRule.SERVICE_DUE, "actuator", Severity.WARNING,
             f"{projection.actuations_since_service} actuations since the last service "
@@ -116,6 +117,75 @@ def standing(
             {"actuations_since_service": projection.actuations_since_service},
         ))  # fmt: skip
     return held
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """A policy's standing thresholds as plain values: read for every fold, where a
+    pydantic model's attribute costs several times a slot's."""
+
+    needle_life_low_pct: float
+    needle_end_of_life_pct: float
+    service_due_at: float
+    """Actuations since the last service from which ``service_due`` holds (> 0)."""
+
+    @classmethod
+    def of(cls, policy: AlertPolicy) -> "Thresholds":
+        return cls(
+            policy.needle_life_low_pct,
+            policy.needle_end_of_life_pct,
+            policy.service_interval * policy.service_due_fraction,
+        )
+
+
+def standing_keys(projection: DeviceProjection, thresholds: Thresholds) -> list[tuple[str, str]]:
+    """The keys of ``standing``'s conditions, in its order, without their messages,
+    contexts and forecasts: the same predicates decide both."""
+    keys: list[tuple[str, str]] = []
+    cartridge = projection.cartridge
+    if cartridge is not None:
+        low, end_of_life, overuse = _rungs(cartridge, thresholds)
+        if low:
+            keys.append((_NEEDLE_LIFE_LOW, cartridge.cartridge_id))
+        if end_of_life:
+            keys.append((_NEEDLE_END_OF_LIFE, cartridge.cartridge_id))
+        if overuse:
+            keys.append((_CARTRIDGE_OVERUSE, cartridge.cartridge_id))
+    if projection.open_faults:  # seldom: no generator built for every punch
+        keys.extend(
+            (_DEVICE_FAULT, fault.fault_code)
+            for fault in projection.open_faults.values()
+            if fault.severity in _FAULT_SEVERITIES
+        )
+    if _service_due(projection, thresholds):
+        keys.append((_SERVICE_DUE, "actuator"))
+    return keys
+
+
+_NEEDLE_LIFE_LOW = AlertRule.NEEDLE_LIFE_LOW.value
+_NEEDLE_END_OF_LIFE = AlertRule.NEEDLE_END_OF_LIFE.value
+_CARTRIDGE_OVERUSE = AlertRule.CARTRIDGE_OVERUSE.value
+_DEVICE_FAULT = AlertRule.DEVICE_FAULT.value
+_SERVICE_DUE = AlertRule.SERVICE_DUE.value
+
+
+def _rungs(cartridge: CartridgeTally | None, thresholds: Thresholds) -> tuple[bool, bool, bool]:
+    """Which needle-life rungs hold for ``cartridge``: low, end of life, overuse."""
+    if cartridge is None:
+        return False, False, False
+    life = cartridge.life_used_pct()
+    return (
+        life >= thresholds.needle_life_low_pct,
+        life >= thresholds.needle_end_of_life_pct,
+        cartridge.actuations > cartridge.rated_actuations,
+    )
+
+
+def _service_due(projection: DeviceProjection, thresholds: Thresholds) -> bool:
+    # ``actuations_since_service`` floors the difference at 0, which no positive
+    # threshold is below: the difference itself answers alike, without the property.
+    since = projection.lifetime_actuations - projection.actuations_at_service
+    return since >= thresholds.service_due_at
 
 
 def timed(

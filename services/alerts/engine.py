@@ -17,7 +17,7 @@ one alert per rung; the alert of the lowest booked rung carries on, and all of
 them resolve together.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -25,9 +25,11 @@ from schemas import SealedEvent
 from services.alerts import ladder
 from services.alerts.conditions import (
     Condition,
+    Thresholds,
     finding_occurrence,
     session_occurrences,
     standing,
+    standing_keys,
     timed,
 )
 from services.alerts.events import alert_id_for, raised
@@ -39,7 +41,13 @@ from services.alerts.incidents import (
     incident_condition,
 )
 from services.alerts.policy import AlertPolicy
-from services.projections.changes import Change, FindingRecorded, SessionChanged, SessionClosed
+from services.projections.changes import (
+    Applied,
+    Change,
+    FindingRecorded,
+    SessionChanged,
+    SessionClosed,
+)
 from services.projections.device import DeviceProjection
 from services.projections.facts import Fact
 
@@ -48,6 +56,9 @@ Key = tuple[str, str]
 
 _TIMED_RULES = frozenset({"device_offline"})
 _OCCURRENCE_RULES = frozenset({"session_count_mismatch", "coverage_exceeded"})
+_STATE_KINDS = frozenset({"standing", "timed"})
+_THRESHOLDS_KEPT = 1024
+"""Policies whose thresholds an engine keeps: one a clinic, far more than a batch meets."""
 
 
 def kind_of(key: Key) -> str:
@@ -112,6 +123,7 @@ class AlertEngine:
         self.book = book
         self._policy_of = policy_of
         self.decisions = AlertDecisions()
+        self._thresholds: dict[int, tuple[AlertPolicy, Thresholds]] = {}
 
     def after_fold(
         self,
@@ -125,41 +137,65 @@ class AlertEngine:
             return
         policy = self._policy_of(clinic_id)
         at = fact.received_at or fact.occurred_at
+        device_id = projection.device_id
         for change in changes:
+            # Tuples, not ``A | B``: ``isinstance`` with a tuple is the fast path, and this
+            # runs for every change of every event; most are a fact taking its place.
+            if isinstance(change, Applied):
+                continue
             if isinstance(change, FindingRecorded):
-                self._occurred(
-                    projection.device_id, clinic_id, finding_occurrence(change.finding, at)
-                )
-            elif isinstance(change, SessionClosed) and change.reconciled:
+                self._occurred(device_id, clinic_id, finding_occurrence(change.finding, at))
+                continue
+            if not isinstance(change, (SessionChanged, SessionClosed)):
+                continue
+            if isinstance(change, SessionClosed) and change.reconciled:
                 # Decided on what had arrived after the grace period, then the missing
                 # events came after all: the session reconciles, so the alert was wrong.
                 self._retract(
-                    projection.device_id,
+                    device_id,
                     ("session_count_mismatch", change.session_id),
                     at,
                     "the missing events arrived and the session reconciles",
                 )
-            if isinstance(change, SessionChanged | SessionClosed):
-                tally = projection.sessions.get(change.session_id)
-                book = self.book.get(projection.device_id, {})
-                # The audit is built only when it may raise something: once per punch
-                # is too dear.
-                if tally is not None and (
-                    (
-                        tally.reconciled is False
-                        and ("session_count_mismatch", tally.session_id) not in book
-                    )
-                    or (
-                        tally.coverage_pct > policy.coverage_max_pct
-                        and ("coverage_exceeded", tally.session_id) not in book
-                    )
-                ):
-                    audit = tally.audit(projection.device_id)
-                    for condition in session_occurrences(audit, policy, at):
-                        self._occurred(projection.device_id, clinic_id, condition)
-        # The device just spoke: silence is over; a gap may have been filled.
+            tally = projection.sessions.get(change.session_id)
+            book = self.book.get(device_id, {})
+            # The audit is built only when it may raise something: once per punch
+            # is too dear.
+            if tally is not None and (
+                (
+                    tally.reconciled is False
+                    and ("session_count_mismatch", tally.session_id) not in book
+                )
+                or (
+                    tally.coverage_pct > policy.coverage_max_pct
+                    and ("coverage_exceeded", tally.session_id) not in book
+                )
+            ):
+                audit = tally.audit(device_id)
+                for condition in session_occurrences(audit, policy, at):
+                    self._occurred(device_id, clinic_id, condition)
+        # The device just spoke: silence is over; a gap may have been filled.  With no
+        # facts waiting ``timed`` holds nothing (``now`` is ``last_heard``, and silence
+        # needs ``offline_after_s`` > 0 of it), so the book alone tells whether settling
+        # would change anything; most folds (a punch on a fresh cartridge) change nothing,
+        # and building the conditions, forecast included, is the dear part.
+        book = self.book.setdefault(device_id, {})
+        if not projection.pending and _as_booked(
+            book, standing_keys(projection, self._thresholds_of(policy))
+        ):
+            return
         held = standing(projection, policy, at) | timed(projection, policy, at, at)
-        self._settle(projection.device_id, clinic_id, held, at, {"standing", "timed"})
+        self._settle(device_id, clinic_id, held, at, _STATE_KINDS)
+
+    def _thresholds_of(self, policy: AlertPolicy) -> Thresholds:
+        # By identity: a lookup returns the same policy object for a clinic, and
+        # hashing a pydantic model would cost what the cache saves.
+        found = self._thresholds.get(id(policy))
+        if found is None or found[0] is not policy:
+            if len(self._thresholds) >= _THRESHOLDS_KEPT:
+                self._thresholds.clear()  # a lookup that builds its policies anew
+            found = self._thresholds[id(policy)] = (policy, Thresholds.of(policy))
+        return found[1]
 
     def reevaluate(self, projection: DeviceProjection, at: datetime, clinic_id: str | None) -> None:
         """After a change from outside the device's stream (a service visit)."""
@@ -219,7 +255,7 @@ class AlertEngine:
         clinic_id: str | None,
         held: dict[Key, Condition],
         at: datetime,
-        kinds: set[str],
+        kinds: Set[str],
     ) -> None:
         book = self.book.setdefault(device_id, {})
         rungs: dict[str, list[Condition]] = {}
@@ -287,3 +323,22 @@ class AlertEngine:
         self.decisions.added[(device_id, *condition.key)] = alert_id
         self.decisions.removed.discard((device_id, *condition.key))
         self.decisions.raised.append(raised(device_id, clinic_id, condition))
+
+
+def _as_booked(book: dict[Key, str], held: list[Key]) -> bool:
+    """Whether settling ``held`` (standing and timed keys) against ``book`` would do
+    nothing: every key that holds is booked (so nothing is raised, and no ladder rung
+    above the booked ones climbs), and every standing or timed key booked either holds
+    or is a lower needle-life rung of a cartridge whose alert stands (``_settle``)."""
+    for key in held:
+        if key not in book:
+            return False
+    if len(book) == len(held):
+        return True  # every booked key is one that holds
+    cartridges = {subject for rule, subject in held if ladder.on_ladder(rule)}
+    for key in book:
+        if key in held or kind_of(key) not in _STATE_KINDS:
+            continue
+        if not (ladder.on_ladder(key[0]) and key[1] in cartridges):
+            return False
+    return True

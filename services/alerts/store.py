@@ -88,6 +88,22 @@ def load_policies(connection: Connection) -> dict[str, AlertPolicy]:
     return {clinic: AlertPolicy.with_overrides(overrides) for clinic, overrides in rows}
 
 
+PoliciesVersion = tuple[tuple[str, datetime], ...]
+
+
+def policies_version(connection: Connection) -> PoliciesVersion:
+    """Each clinic's policy with the time it was set: what changes whenever a policy
+    is set (``set_policy`` writes the row anew), so policies validated while it stays
+    the same are the table's still.  Every row, not the newest time alone: API hosts'
+    clocks may disagree, and a policy set by a host behind would not move a maximum."""
+    rows = connection.execute(
+        select(alert_policies.c.clinic_id, alert_policies.c.updated_at).order_by(
+            alert_policies.c.clinic_id
+        )
+    )
+    return tuple((clinic, updated_at) for clinic, updated_at in rows)
+
+
 def set_policy(engine: Engine, clinic_id: str, overrides: dict[str, Any]) -> AlertPolicy:
     """Store a clinic's overrides (validated first: a bad one is refused, not stored)."""
     policy = AlertPolicy.with_overrides(overrides)

@@ -1,8 +1,8 @@
 """The API and dashboard application (DESIGN §9).
 
-Every request passes, outermost first: security headers on whatever answers, the
-request bounds (size, time, a credential where one is needed) before any handler
-reads a byte of the body, and the request metrics.  ``/metrics`` itself is not
+Every request passes one middleware (``services/api/front.py``): the request bounds
+(size, time, a credential where one is needed) before any handler reads a byte of
+the body, security headers on whatever answers, and the request metrics.  ``/metrics`` itself is not
 served here but on a listener of its own (``coreline api --metrics-port``).
 """
 
@@ -17,10 +17,9 @@ from services.api.dashboard import telemetry_pages
 from services.api.dashboard.routes import install_dashboard, viewer
 from services.api.dashboard.sign_in import install_sign_in
 from services.api.deps import SESSION_COOKIE, ApiContext, principal
-from services.api.hardening import SecurityHeaders
+from services.api.front import Front
 from services.api.identity import IdentityConfig, identity_config
-from services.api.limits import BoundedRequests, CredentialChecks, RequestLimits
-from services.api.metrics import RequestMetrics
+from services.api.limits import CredentialChecks, RequestLimits
 from services.api.people import People, PeopleConfig, people_config
 from services.api.problems import install_problem_handlers
 from services.api.routes import (
@@ -93,12 +92,10 @@ def create_app(  # noqa: PLR0913 - the composition root takes each collaborator
     )  # fmt: skip
     app.state.identity = identity or identity_config(database_url)
     install_problem_handlers(app)
-    app.add_middleware(RequestMetrics)
     checks = CredentialChecks(
         bearer=frozenset({principal}), session=frozenset({viewer}), session_cookie=SESSION_COOKIE
     )
-    app.add_middleware(BoundedRequests, limits=limits or RequestLimits(), checks=checks)
-    app.add_middleware(SecurityHeaders, https=secure_cookies)
+    app.add_middleware(Front, https=secure_cookies, limits=limits or RequestLimits(), checks=checks)
     api = APIRouter(prefix=API_PREFIX)
     for module in (
         devices,

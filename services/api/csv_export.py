@@ -3,7 +3,9 @@ yields them, so a million sessions take the memory of one chunk.
 
 Rows come newest first (start time, then session id, both descending): the order of
 the sessions page and ``GET /api/v1/sessions``.  ``coverage_pct`` is rounded to
-``COVERAGE_DECIMALS`` places; every other number is as stored.
+``COVERAGE_DECIMALS`` places; every other number is as stored.  The evidence
+columns are stored with the session by the projector (``read_sessions``), except the
+seal status, which is read from the store's seals at export time.
 
 On PostgreSQL the database formats the rows (``COPY (SELECT …) TO STDOUT (FORMAT
 csv)``, ``queries.sessions.copy_export_statement``) and its blocks are passed on
@@ -20,7 +22,6 @@ from sqlalchemy import Connection, Select
 
 from services.api.models import SessionOut
 from services.api.queries import sessions as session_queries
-from services.api.queries.evidence import Evidence, SessionSpan
 from services.eventstore.copy_out import copy_out
 
 COVERAGE_DECIMALS: Final = session_queries.COVERAGE_DECIMALS
@@ -31,9 +32,6 @@ EVIDENCE_COLUMNS: Final = (
 )  # fmt: skip
 CSV_COLUMNS: Final = (*SessionOut.model_fields, *EVIDENCE_COLUMNS)
 """A session's columns in the JSON API, then what an auditor checks it against."""
-_SESSION_WIDTH: Final = len(SessionOut.model_fields)
-LIST_SEPARATOR: Final = ";"
-"""Between the cartridges of a session that used several, and their diameters."""
 
 
 def _moment(value: datetime | None) -> str | None:
@@ -47,37 +45,31 @@ def _flag(value: bool | None) -> str | None:
     return None if value is None else ("true" if value else "false")  # None: pending
 
 
-def _number(value: float | None) -> str:
-    return "" if value is None else repr(value)
-
-
-def export_cells(session: Sequence[Any], span: SessionSpan, evidence: Evidence) -> list[Any]:
-    """One row: ``session`` starts with the ``SessionOut`` columns in order.  csv writes
-    ``None`` as an empty cell."""
+def export_cells(row: Sequence[Any]) -> list[Any]:
+    """One row of ``queries.sessions.stream_export``: the ``SessionOut`` columns in
+    order, then the evidence as stored with the session.  csv writes ``None`` as an
+    empty cell."""
     (
         session_id, device_id, clinic_id, treatment_area, area_cm2, started_at, ended_at,
         cores_counted, cores_reported, reconciled, coverage_pct, chain_status,
-    ) = session[:_SESSION_WIDTH]  # fmt: skip
-    diameters = (evidence.core_diameter(span, cartridge) for cartridge in span.cartridge_ids)
+        cartridge_ids, core_diameters_mm, started_seq, ended_seq, ended_hash, seal_status,
+    ) = row  # fmt: skip
     return [
         session_id, device_id, clinic_id, treatment_area, area_cm2,
         _moment(started_at), _moment(ended_at), cores_counted, cores_reported,
         _flag(reconciled), f"{coverage_pct:.{COVERAGE_DECIMALS}f}", chain_status,
-        LIST_SEPARATOR.join(span.cartridge_ids), LIST_SEPARATOR.join(map(_number, diameters)),
-        span.first_seq, span.last_seq, evidence.last_hash(span), evidence.seal_status(span),
+        cartridge_ids, core_diameters_mm, started_seq, ended_seq, ended_hash, seal_status,
     ]  # fmt: skip
 
 
-def csv_lines(
-    chunks: Iterable[tuple[Sequence[tuple[Sequence[Any], SessionSpan]], Evidence]],
-) -> Iterator[str]:
-    """The header, then each chunk of sessions (with the evidence gathered for it) as
-    one piece of text."""
+def csv_lines(chunks: Iterable[Sequence[Sequence[Any]]]) -> Iterator[str]:
+    """The header, then each chunk of rows (``queries.sessions.stream_export``) as one
+    piece of text."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")  # RFC 4180
     writer.writerow(CSV_COLUMNS)
-    for sessions, evidence in chunks:
-        writer.writerows(export_cells(row, span, evidence) for row, span in sessions)
+    for rows in chunks:
+        writer.writerows(map(export_cells, rows))
         yield _drain(buffer)
     yield _drain(buffer)
 

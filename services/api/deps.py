@@ -3,18 +3,24 @@ a read-model connection, an event store, and the checks every route states in it
 signature.
 
 A request borrows one read-model connection, shared by the token lookup and the
-handler's reads (FastAPI resolves a dependency once per request), in autocommit: a
-read needs no transaction, so nothing is sent to begin or roll one back.  The
-dependencies that do no I/O are coroutines, so FastAPI runs them on the event loop
-instead of handing each to its thread pool and back."""
+handler's reads, in autocommit: a read needs no transaction, so nothing is sent to
+begin or roll one back.  Every hand-off to the thread pool and back costs more CPU
+than a read-model query, so a request makes as few as it can: the bearer token's
+principal checks the connection out and looks the token up in one hand-off (the
+token is looked up on every request, never cached, so a revoked one is refused on
+the next), the handler's ``Db`` is that same connection, and the dependencies that do
+no I/O (the context, the role checks, giving the connection back) are coroutines run
+on the event loop.  Giving back an autocommit connection sends nothing: no
+transaction is open to roll back."""
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Final
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Connection, Engine
+from starlette.concurrency import run_in_threadpool
 
 from services.api.access import Action, Principal
 from services.api.people import People, csrf, session_principal
@@ -56,11 +62,29 @@ async def _context(request: Request) -> ApiContext:
 Context = Annotated[ApiContext, Depends(_context)]
 
 
-def read_connection(api: Context) -> Iterator[Connection]:
+_LENT: Final = "coreline.read_connection"
+"""The request scope's key for the read-model connection the request holds."""
+
+
+def _checkout(engine: Engine) -> Connection:
+    return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+
+async def read_connection(request: Request) -> AsyncIterator[Connection]:
     """The request's read-model connection, in autocommit: each statement stands on
-    its own (write through ``api.engine.begin()``, never through this one)."""
-    with api.engine.connect() as connection:
-        yield connection.execution_options(isolation_level="AUTOCOMMIT")
+    its own (write through ``api.engine.begin()``, never through this one).  The one
+    the principal checked out when there is one (its owner gives it back)."""
+    lent: Connection | None = request.scope.get(_LENT)
+    if lent is not None:
+        yield lent
+        return
+    connection = await run_in_threadpool(_checkout, context(request).engine)
+    request.scope[_LENT] = connection
+    try:
+        yield connection
+    finally:
+        del request.scope[_LENT]
+        connection.close()
 
 
 def event_store(api: Context) -> Iterator[EventStore]:
@@ -84,21 +108,52 @@ def signed_in_person(request: Request, api: Context) -> Principal | None:
     return found
 
 
-def principal(
+async def principal(
     request: Request,
-    api: Context,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    db: Db,
-) -> Principal:
+) -> AsyncIterator[Principal]:
     """A machine by its bearer token, or a person by the dashboard's session cookie.
     A cookie is sent by the browser on its own, so a cookie-authenticated change must
     also prove it comes from our own pages (origin and CSRF header).  The token is
     looked up on the request's own connection, the one its handler reads with."""
-    if credentials is not None:
-        found = authenticate(db, credentials.credentials)
-        if isinstance(found, TokenRefusal):
-            raise unauthorized(found.value)
-        return found
+    api = context(request)  # not a dependency of its own: one fewer to solve
+    if credentials is None:
+        yield await run_in_threadpool(_signed_in, request, api)
+        return
+    lent: Connection | None = request.scope.get(_LENT)
+    if lent is not None:  # the route asked for its connection first
+        yield await run_in_threadpool(_token_principal, lent, credentials)
+        return
+    connection, found = await run_in_threadpool(_connect_and_identify, api, credentials)
+    request.scope[_LENT] = connection
+    try:
+        yield found
+    finally:
+        del request.scope[_LENT]
+        connection.close()
+
+
+def _connect_and_identify(
+    api: ApiContext, credentials: HTTPAuthorizationCredentials
+) -> tuple[Connection, Principal]:
+    connection = _checkout(api.engine)
+    try:
+        return connection, _token_principal(connection, credentials)
+    except BaseException:
+        connection.close()
+        raise
+
+
+def _token_principal(
+    connection: Connection, credentials: HTTPAuthorizationCredentials
+) -> Principal:
+    found = authenticate(connection, credentials.credentials)
+    if isinstance(found, TokenRefusal):
+        raise unauthorized(found.value)
+    return found
+
+
+def _signed_in(request: Request, api: ApiContext) -> Principal:
     if SESSION_COOKIE not in request.cookies:
         raise unauthorized("send a bearer token (Authorization: Bearer clt_…) or sign in")
     person = signed_in_person(request, api)

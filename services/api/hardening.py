@@ -9,11 +9,9 @@ same switch that marks the session cookie Secure): sent over plain HTTP it would
 lock a browser out of a server that has no certificate.
 """
 
-from collections.abc import Mapping
 from typing import Final
 
-from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message
 
 from services.api.api_docs import DOCS_ASSETS
 
@@ -34,38 +32,42 @@ _ALWAYS: Final = {
 def security_headers(path: str, *, https: bool) -> dict[str, str]:
     """The headers a response to ``path`` carries (besides what the handler set)."""
     headers = dict(_ALWAYS)
-    if not _is_asset(path):
+    if not is_asset(path):
         headers["Cache-Control"] = "no-store"
     if https:
         headers["Strict-Transport-Security"] = HSTS
     return headers
 
 
-def _is_asset(path: str) -> bool:
+def is_asset(path: str) -> bool:
     return path.startswith(("/static/", DOCS_ASSETS + "/"))
 
 
+RawHeaders = list[tuple[bytes, bytes]]
+
+
 class SecurityHeaders:
-    """The ASGI middleware: adds ``security_headers`` to each response's start."""
+    """``security_headers`` encoded once for pages and once for assets, added to a
+    response's start (``services.api.front.Front`` calls it for every response)."""
 
-    def __init__(self, app: ASGIApp, *, https: bool) -> None:
-        self.app, self.https = app, https
+    def __init__(self, *, https: bool) -> None:
+        self._page = _encoded(security_headers("/", https=https))
+        self._asset = _encoded(security_headers("/static/", https=https))
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        extra = security_headers(scope["path"], https=self.https)
+    def for_path(self, path: str) -> RawHeaders:
+        return self._asset if is_asset(path) else self._page
 
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                _add_missing(MutableHeaders(scope=message), extra)
-            await send(message)
+    @staticmethod
+    def add_missing(message: Message, extra: RawHeaders) -> None:
+        """A handler's own choice (a download's caching) stands.  ASGI header names
+        are lower case, as ``_encoded`` makes them."""
+        headers: RawHeaders = list(message.get("headers", ()))
+        present = {name for name, _ in headers}
+        headers.extend(pair for pair in extra if pair[0] not in present)
+        message["headers"] = headers
 
-        await self.app(scope, receive, send_with_headers)
 
-
-def _add_missing(headers: MutableHeaders, extra: Mapping[str, str]) -> None:
-    for name, value in extra.items():
-        if name not in headers:  # a handler's own choice (a download's caching) stands
-            headers[name] = value
+def _encoded(headers: dict[str, str]) -> RawHeaders:
+    return [
+        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
+    ]

@@ -2,9 +2,10 @@
 deadline, and none at all from a client that presents no credential where one is
 needed.
 
-A pure ASGI middleware, in front of every handler and parser: a declared
-``Content-Length`` over the limit is refused before a byte of the body is read; a
-chunked or under-declared body is counted as it arrives and cut off at the limit.
+Applied by the pure ASGI middleware in front of every handler and parser
+(``services/api/front.py``): a declared ``Content-Length`` over the limit is refused
+before a byte of the body is read; a chunked or under-declared body is counted as
+it arrives and cut off at the limit.
 Starlette's ``BaseHTTPMiddleware`` would not do, because it hands the handler a
 request it has already wrapped, after the parsing decisions are made.
 
@@ -27,12 +28,12 @@ from starlette.exceptions import HTTPException
 from starlette.requests import cookie_parser
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope
 
 from services.api.problems import Problem, bad_request, problem_json, unauthorized
 
 _API_PATHS: Final = "/api/"
-_CLOSE: Final = {"Connection": "close"}
+CLOSE: Final = {"Connection": "close"}
 _MAX_CREDENTIAL: Final = 4096
 """Longer than any token or session id the platform issues; longer is not a credential."""
 
@@ -54,7 +55,7 @@ class BodyRefused(HTTPException):
     """A body over its limit, or too slow: raised from ``receive`` mid-read."""
 
     def __init__(self, problem: Problem) -> None:
-        super().__init__(problem.status, problem.detail, headers=_CLOSE)
+        super().__init__(problem.status, problem.detail, headers=CLOSE)
         self.problem = problem
 
 
@@ -131,55 +132,44 @@ class CredentialChecks:
         return found
 
 
-class BoundedRequests:
-    """The ASGI middleware: size, time and credential presence, before any handler."""
+class RequestBounds:
+    """Size, time and credential presence, judged before any handler
+    (``services.api.front.Front`` applies them to every request)."""
 
-    def __init__(self, app: ASGIApp, limits: RequestLimits, checks: CredentialChecks) -> None:
-        self.app, self.limits, self.checks = app, limits, checks
+    def __init__(self, limits: RequestLimits, checks: CredentialChecks) -> None:
+        self.limits, self.checks = limits, checks
         self._guards: list[tuple[RouteContext, Guard]] | None = None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        refusal = self._refusal(scope)
-        if refusal is not None:
-            await refusal(scope, receive, send)
-            return
+    def refusal(self, scope: Scope) -> Response | None:
+        """The answer to a request refused before its body is read, or ``None``."""
+        return self._refusal(scope)
+
+    def body(self, scope: Scope, receive: Receive) -> Receive:
+        """``receive`` that refuses a body over the path's limit or too slow."""
         path = scope["path"]
-        body = _BoundedBody(receive, self.limits.body_limit(path), path, self.limits.body_timeout_s)
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, body.receive, tracking_send)
-        except BodyRefused as refused:
-            if started:  # too late to answer; the server closes the connection
-                raise
-            await problem_json(refused.problem, _CLOSE)(scope, receive, send)
+        bounded = _BoundedBody(
+            receive, self.limits.body_limit(path), path, self.limits.body_timeout_s
+        )
+        return bounded.receive
 
     def _refusal(self, scope: Scope) -> Response | None:
         headers = Headers(scope=scope)
         length = declared_length(headers)
         if isinstance(length, Problem):
-            return problem_json(length, _CLOSE)
+            return problem_json(length, CLOSE)
         path: str = scope["path"]
         limit = self.limits.body_limit(path)
         if length is not None and length > limit:
-            return problem_json(too_large(path, limit), _CLOSE)
+            return problem_json(too_large(path, limit), CLOSE)
         if not carries_body(headers, length):
             return None
         guard = self._guard(scope)
         if guard is None or presents_credential(headers, guard, self.checks.session_cookie):
             return None
         if guard is Guard.SESSION:
-            return RedirectResponse("/login", status_code=303, headers=_CLOSE)
+            return RedirectResponse("/login", status_code=303, headers=CLOSE)
         detail = "send a bearer token: Authorization: Bearer clt_…"
-        return problem_json(unauthorized(detail), _CLOSE)
+        return problem_json(unauthorized(detail), CLOSE)
 
     def _guard(self, scope: Scope) -> Guard | None:
         if self._guards is None:

@@ -6,11 +6,10 @@ on the public API port: request counts by route and status tell an outsider more
 about the fleet's use than they need to know.
 """
 
-import time
 from typing import Final
 
 from prometheus_client import Counter, Histogram
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 REQUESTS: Final = Counter(
     "coreline_api_requests_total", "HTTP requests answered", ["method", "route", "status"]
@@ -23,35 +22,12 @@ LATENCY: Final = Histogram(
 )
 
 
-class RequestMetrics:
-    """The ASGI middleware: counts and times each request by its route's template.
+def observe_latency(scope: Scope, seconds: float) -> None:
+    LATENCY.labels(scope["method"], _template(scope)).observe(seconds)
 
-    Pure ASGI (not ``BaseHTTPMiddleware``), so nothing between the client and the
-    handler holds the request or the response."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = "500"  # what the client sees when the handler fails before answering
-
-        async def observing_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = str(message["status"])
-                LATENCY.labels(scope["method"], _template(scope)).observe(
-                    time.perf_counter() - started
-                )
-            await send(message)
-
-        try:
-            await self.app(scope, receive, observing_send)
-        finally:
-            REQUESTS.labels(scope["method"], _template(scope), status).inc()
+def count_request(scope: Scope, status: int) -> None:
+    REQUESTS.labels(scope["method"], _template(scope), str(status)).inc()
 
 
 def _template(scope: Scope) -> str:

@@ -374,6 +374,7 @@ class DeviceProjection:
         # The lot of the cartridge it names: the installed one, else one seen lately.
         known = self.recent_cartridges.get(named)
         tally.lot = None if known is None else known.lot
+        tally.core_diameters_mm = [None if known is None else known.core_diameter_mm]
         self.sessions[tally.session_id] = tally
         self.open_session = tally
         self.lifetime_sessions += 1
@@ -407,8 +408,9 @@ class DeviceProjection:
             session.cores_counted += cores
             if cartridge is not None:
                 session.cored_mm2 += cores * cartridge.core_area_mm2
-            if named not in session.cartridge_ids:
-                session.cartridge_ids.append(named)
+            if named not in session.cartridge_ids:  # a swap: rare, so looked up only then
+                known = self.recent_cartridges.get(named)
+                session.use_cartridge(named, None if known is None else known.core_diameter_mm)
             changes.append(SessionChanged(session_id))
         else:
             open_id = "none" if session is None else session.session_id
@@ -453,7 +455,7 @@ class DeviceProjection:
             detail = f"session.ended names session {session_id}, but the open one is {open_id}"
             self._find(fact, FindingKind.SESSION_NOT_OPEN, detail, changes)
             return
-        session.end(data, event_time(fact), fact.seq)
+        session.end(data, event_time(fact), fact.seq, fact.hash)
         self.open_session = None
         changes.append(SessionClosed(session_id, session.cores_counted == session.cores_reported))
 

@@ -30,14 +30,15 @@ from services.projections.custody import Custody, CustodyInterval
 from services.projections.device import DeviceProjection
 from services.projections.tables import ReadTables, read_tables
 
-SNAPSHOT_FORMAT: Final = 5
+SNAPSHOT_FORMAT: Final = 6
 """Bumped when ``DeviceProjection``'s fields, or the persisted state folds resume
 from, change.  Snapshots of another format are not used; the release that bumps it
 says to run ``coreline replay``, which rebuilds them all from the event store.
 2: clock-skew counters and open integrity incidents.  3: custody intervals
 (``read_custody``), which fix each session's and alert's clinic and which a live
 projector cannot derive from older read models.  4: the safety interlocks' tally.
-5: each session's cartridge lot (``read_sessions.lot``)."""
+5: each session's cartridge lot (``read_sessions.lot``).  6: each open session's
+cartridge diameters and end hash (the CSV export's evidence, ``read_sessions``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +206,8 @@ class ReadModelStore:
         key: list[str],
     ) -> None:
         insert = self._insert(table)
-        columns = [column.name for column in table.columns if column.name not in key]
+        # A generated column is the database's to write.
+        columns = [c.name for c in table.columns if c.name not in key and c.computed is None]
         statement = insert.on_conflict_do_update(
             index_elements=key, set_={name: insert.excluded[name] for name in columns}
         )

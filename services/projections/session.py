@@ -9,9 +9,13 @@ revised by a late event.
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from schemas import ChainStatus
+
+LIST_SEPARATOR: Final = ";"
+"""Between the cartridges of a session that used several, and their diameters, in the
+CSV export's cells."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,25 @@ class SessionAudit:
     lot: str | None = None
     """The lot of the cartridge the session started with (``cartridge_ids[0]``), from
     its ``cartridge.installed``; ``None`` when the fold knows no such install."""
+    core_diameters_mm: tuple[float | None, ...] = ()
+    """By ``cartridge_ids``: the core diameter of the cartridge's newest
+    ``cartridge.installed`` the fold had seen when the session began using it (the one
+    its coverage counts with); ``None`` when it knows no such install."""
+    ended_hash: str | None = None
+    """The stored hash of ``session.ended`` (what an auditor checks the chain against);
+    ``None`` until it ends."""
+
+    @property
+    def cartridges_cell(self) -> str | None:
+        """``cartridge_ids`` as the CSV export prints them; ``None`` for none."""
+        return LIST_SEPARATOR.join(self.cartridge_ids) or None
+
+    @property
+    def core_diameters_cell(self) -> str | None:
+        """``core_diameters_mm`` as the CSV export prints them (Python's ``repr``, an
+        empty place for an unknown one); ``None`` when the row would be empty."""
+        cells = ("" if diameter is None else repr(diameter) for diameter in self.core_diameters_mm)
+        return LIST_SEPARATOR.join(cells) or None
 
 
 @dataclass(slots=True)
@@ -72,6 +95,9 @@ class SessionTally:
     chain_broken: bool = False
     lot: str | None = None
     """The lot of the cartridge the session started with, if the fold knows it."""
+    core_diameters_mm: list[float | None] = field(default_factory=list)
+    """By ``cartridge_ids``, see ``SessionAudit.core_diameters_mm``."""
+    ended_hash: str | None = None
 
     @classmethod
     def from_started(cls, data: dict[str, Any], started_at: datetime, seq: int) -> "SessionTally":
@@ -83,11 +109,20 @@ class SessionTally:
             started_at=started_at,
             started_seq=seq,
             cartridge_ids=[data["cartridge_id"]],
+            core_diameters_mm=[None],  # the fold sets what it knows of the install
         )
 
-    def end(self, data: dict[str, Any], ended_at: datetime, seq: int) -> None:
+    def use_cartridge(self, cartridge_id: str, core_diameter_mm: float | None) -> None:
+        """A cartridge the session names (its first, or one swapped in), with the
+        diameter of its newest install so far; a cartridge used before keeps its own."""
+        if cartridge_id not in self.cartridge_ids:
+            self.cartridge_ids.append(cartridge_id)
+            self.core_diameters_mm.append(core_diameter_mm)
+
+    def end(self, data: dict[str, Any], ended_at: datetime, seq: int, event_hash: str) -> None:
         self.ended_at = ended_at
         self.ended_seq = seq
+        self.ended_hash = event_hash
         self.end_reason = data["reason"]
         self.actuations_reported = data["actuations_total"]
         self.cores_reported = data["cores_total"]
@@ -130,4 +165,6 @@ class SessionTally:
             coverage_pct=self.coverage_pct,
             chain_status=self.chain_status,
             lot=self.lot,
+            core_diameters_mm=tuple(self.core_diameters_mm),
+            ended_hash=self.ended_hash,
         )

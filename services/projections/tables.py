@@ -12,6 +12,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Computed,
     DateTime,
     Float,
     Index,
@@ -26,6 +27,9 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 _DOCUMENT: Final = JSON().with_variant(JSONB(), "postgresql")
 _MOMENT: Final = DateTime(timezone=True)
+_AUDIT_SEQ: Final = "CAST(audit ->> '{}' AS BIGINT)"
+"""A seq member of a session's audit document (``->>`` reads JSON in PostgreSQL and
+SQLite alike)."""
 _FLAGGED: Final = "reconciled = false OR chain_status = 'broken'"
 
 
@@ -81,6 +85,18 @@ def read_tables(suffix: str = "") -> ReadTables:
         # of a lot searches by (``q``, a prefix of either, on the indexes below).
         Column("cartridge_id", Text),
         Column("lot", Text),
+        # What the CSV export prints beside the session, kept with it so that an export
+        # is a plain read of columns (no probes of the event store, no read of the audit
+        # document per row): the seqs of its ends as the audit document has them (the
+        # database derives them, so they cannot disagree), the stored hash of its end,
+        # and its cartridges and their core diameters as the export's cells.
+        Column(
+            "started_seq", BigInteger, Computed(_AUDIT_SEQ.format("started_seq"), persisted=True)
+        ),
+        Column("ended_seq", BigInteger, Computed(_AUDIT_SEQ.format("ended_seq"), persisted=True)),
+        Column("ended_hash", Text),
+        Column("cartridge_ids", Text),
+        Column("core_diameters_mm", Text),
         Index(f"read_sessions{suffix}_device_started", "device_id", "started_at"),
         Index(f"read_sessions{suffix}_cartridge", "cartridge_id"),
         Index(f"read_sessions{suffix}_lot", "lot"),

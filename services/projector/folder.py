@@ -133,6 +133,13 @@ class Folder:
         """The clinic ``fact`` belongs to (``custody.event_owner``): a session's events
         its clinic's, as of the seq that started it."""
         custody = self._custody(projection.device_id)
+        intervals = custody.intervals
+        if not intervals:
+            return None  # no clinic's before the first assignment, whatever the session
+        if len(intervals) == 1 and intervals[0].to_seq is None and intervals[0].from_seq <= 1:
+            # One holder of every seq (a device never reassigned, the common case): every
+            # session's clinic too, so the session need not be looked up for each event.
+            return intervals[0].clinic_id
         named = fact.data.get("session_id") if isinstance(fact.data, dict) else None
         session_id = named if isinstance(named, str) else None  # an altered row: by seq
         tally = None if session_id is None else projection.sessions.get(session_id)
@@ -260,4 +267,7 @@ class Folder:
             "audit": document(audit),
             "cartridge_id": audit.cartridge_ids[0] if audit.cartridge_ids else None,
             "lot": audit.lot,
+            "ended_hash": audit.ended_hash,
+            "cartridge_ids": audit.cartridges_cell,
+            "core_diameters_mm": audit.core_diameters_cell,
         }

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Final, TypeVar
@@ -24,7 +25,7 @@ from schemas.streams import alert_stream
 from services.alerts import events as alert_events
 from services.alerts import ladder
 from services.alerts import store as alert_store
-from services.alerts.engine import AlertDecisions, AlertEngine, Escalation, Resolution
+from services.alerts.engine import AlertDecisions, AlertEngine, Escalation, Key, Resolution
 from services.eventstore import (
     Cursor,
     EventStore,
@@ -94,8 +95,10 @@ class Projector:
         self.batch_size = batch_size
         self.clock = clock
         self.alerts = alerts
-        self._kept: tuple[Cursor, Folder] | None = None
-        """The folds as of this projector's last commit, with that commit's cursor."""
+        self._kept: _Kept | None = None
+        """The folds and the alert book as of this projector's last commit."""
+        self._policies: tuple[alert_store.PoliciesVersion, alert_store.PolicyLookup] | None = None
+        """The clinic policies validated last, with the version of the table they are."""
         # Heartbeat rollups ride on the same loop: each look refolds only the hours
         # that gained samples (``services.projections.telemetry_store``).
         self.telemetry = TelemetryRollups(read_models.engine, read_models.backend)
@@ -108,10 +111,13 @@ class Projector:
             metrics.caught_up()
             return 0
         started = time.perf_counter()
-        engine = self._engine({event.device_id for event in stored}) if self.alerts else None
-        folder = self._folder(cursor)
-        folder.engine = engine
+        kept = self._kept if self._kept is not None and self._kept.cursor == cursor else None
         self._kept = None  # folded past the commit until that commit succeeds
+        book = {} if kept is None else kept.book
+        devices = {event.device_id for event in stored}
+        engine = self._engine(devices, book) if self.alerts else None
+        folder = self._folder(kept)
+        folder.engine = engine
         update = folder.fold(stored)
         also = None
         if engine is not None:
@@ -123,23 +129,24 @@ class Projector:
 
         self.read_models.commit(update, self.name, stored[-1].cursor, also)
         if len(folder.projections) <= _KEEP_FOLDS_UP_TO:
-            self._kept = (stored[-1].cursor, folder)
+            if engine is not None:
+                book.update(engine.book)  # the devices' conditions as just committed
+            self._kept = _Kept(stored[-1].cursor, folder, book)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         metrics.batch_committed(len(stored), stored[-1].received_at, stored[-1].cursor)
         return len(stored)
 
-    def _folder(self, checkpoint: Cursor) -> Folder:
+    def _folder(self, kept: "_Kept | None") -> Folder:
         """The folds this projector committed last, while the checkpoint is still that
-        commit's: then they are exactly what the read tables hold, and loading (and
-        unpickling) each device's snapshot again every batch is wasted.  Any other
-        checkpoint means someone else moved it (a replay swapped the tables in, another
-        projector folded): the folds are loaded afresh from the tables.  The alert
-        rows' memory starts afresh every batch either way, as the live projector's
-        always did (``services.projector.alert_rows``)."""
-        if self._kept is not None and self._kept[0] == checkpoint:
-            kept = self._kept[1]
-            kept.alert_rows = AlertRows()
-            return kept
+        commit's (``kept``): then they are exactly what the read tables hold, and
+        loading (and unpickling) each device's snapshot again every batch is wasted.
+        Any other checkpoint means someone else moved it (a replay swapped the tables
+        in, another projector folded): the folds are loaded afresh from the tables.
+        The alert rows' memory starts afresh every batch either way, as the live
+        projector's always did (``services.projector.alert_rows``)."""
+        if kept is not None:
+            kept.folder.alert_rows = AlertRows()
+            return kept.folder
         return Folder(
             self.read_models.projections, self.read_models.registry,
             load_custody=self.read_models.custody,
@@ -160,8 +167,11 @@ class Projector:
         devices = {*quiet, *refused}
         if not devices and last_letter == letters_from:
             return
-        engine = self._engine(devices)
-        kept = self._current_folds()
+        current = self._current()
+        self._kept = None  # judged past the commit until the book is saved
+        book = {} if current is None else current.book
+        engine = self._engine(devices, book)
+        kept = current.folder if current is not None else self._fresh_folder()
         registry = _kept_or_loaded(devices, kept.registry, self.read_models.registry)
 
         def clinic(device_id: str) -> str | None:
@@ -183,16 +193,22 @@ class Projector:
         with self.read_models.engine.begin() as connection:
             alert_store.save_decisions(connection, decisions)
             save_checkpoint(connection, _DEAD_LETTERS, Cursor(0, last_letter))
+        if current is not None:
+            book.update(engine.book)
+            self._kept = current
         for letter in new_letters:
             metrics.DEAD_LETTERS_SEEN.labels(letter.reason).inc()
 
-    def _current_folds(self) -> Folder:
-        """The folds this projector keeps, while the checkpoint is still that of its
-        last commit (they are then what the read tables hold, and the clock needs no
-        snapshot loaded again); otherwise none, and the clock loads from the tables."""
+    def _current(self) -> "_Kept | None":
+        """What this projector keeps, while the checkpoint is still that of its last
+        commit (the folds are then what the read tables hold, and the book what
+        ``alert_conditions`` holds, so the clock needs neither loaded again)."""
         kept = self._kept
-        if kept is not None and kept[0] == self.read_models.checkpoint(self.name):
-            return kept[1]
+        if kept is not None and kept.cursor == self.read_models.checkpoint(self.name):
+            return kept
+        return None
+
+    def _fresh_folder(self) -> Folder:
         return Folder(self.read_models.projections, self.read_models.registry)
 
     def run(self, stop: threading.Event, idle_wait_s: float = 1.0) -> None:
@@ -218,11 +234,25 @@ class Projector:
                 continue
             backoff.reset()
 
-    def _engine(self, device_ids: Iterable[str]) -> AlertEngine:
+    def _engine(self, device_ids: Iterable[str], kept: dict[str, dict[Key, str]]) -> AlertEngine:
+        """An engine over the devices' book, its entries ``kept`` (this projector's, as
+        it committed them last: only it writes ``alert_conditions``) or loaded, and the
+        clinic policies, validated again only when the table's version moved.  The
+        engine changes the kept entries in place: the caller keeps them only once what
+        it decided is committed."""
+        wanted = list(dict.fromkeys(device_ids))
+        book = {device_id: kept[device_id] for device_id in wanted if device_id in kept}
+        missing = [device_id for device_id in wanted if device_id not in book]
         with self.read_models.engine.connect() as connection:
-            book = alert_store.load_book(connection, device_ids)
-            policies = alert_store.load_policies(connection)
-        return AlertEngine(book, alert_store.PolicyLookup(policies))
+            if missing:
+                book.update(alert_store.load_book(connection, missing))
+            # The version first: a policy set between the two reads moves the next
+            # batch's version, so the policies are validated again then.
+            version = alert_store.policies_version(connection)
+            if self._policies is None or self._policies[0] != version:
+                lookup = alert_store.PolicyLookup(alert_store.load_policies(connection))
+                self._policies = (version, lookup)
+        return AlertEngine(book, self._policies[1])
 
     def _append_alert_events(self, decisions: AlertDecisions) -> None:
         if decisions.raised:
@@ -240,6 +270,17 @@ class Projector:
             )
             if resolved is not None:
                 metrics.ALERT_EVENTS.labels("alert.resolved").inc()
+
+
+@dataclass(slots=True)
+class _Kept:
+    """What the projector keeps between batches while the checkpoint is ``cursor``,
+    its own last commit's: the folds, and the alert book of the devices it has judged
+    (``alert_conditions`` as of that commit)."""
+
+    cursor: Cursor
+    folder: Folder
+    book: dict[str, dict[Key, str]]
 
 
 def _kept_or_loaded(

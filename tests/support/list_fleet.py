@@ -7,6 +7,7 @@ or have a broken chain, and alerts of every rule, severity and status."""
 
 import random
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -14,7 +15,14 @@ from typing import Any, Final
 import orjson
 from sqlalchemy import Engine, insert
 
-from bench.api_fleet import Fleet, Templates, device_rows, fold_templates, session_rows
+from bench.api_fleet import (
+    SESSION_COLUMNS,
+    Fleet,
+    Templates,
+    device_rows,
+    fold_templates,
+    session_rows,
+)
 from schemas.platform_events import AlertRule
 from services.api.queries.tables import READ, presence
 from tests.support.api_world import CLINIC_A, CLINIC_B
@@ -91,7 +99,7 @@ def load_list_fleet(
         connection.execute(insert(presence), presence_values)
         session_values = []
         for index, row in enumerate(session_rows(fleet, templates, rng, clinic_of, set())):
-            values = _row(session_table, row)
+            values = _row(session_table, row, SESSION_COLUMNS)
             if index % 37 == 0 and values["reconciled"] is not None:
                 values["reconciled"] = False
             if index % 53 == 0:
@@ -104,8 +112,11 @@ def load_list_fleet(
     return loaded
 
 
-def _row(table: Any, values: tuple[Any, ...]) -> dict[str, Any]:
-    names = [column.name for column in table.columns][: len(values)]
+def _row(
+    table: Any, values: tuple[Any, ...], columns: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """``values`` by ``columns``, else by the table's first columns."""
+    names = list(columns) if columns else [column.name for column in table.columns][: len(values)]
     row = dict(zip(names, values, strict=True))
     for name in ("summary", "audit"):
         if isinstance(row.get(name), str):

@@ -10,12 +10,21 @@ import pytest
 import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from schemas import RejectionReason, decode_event_batch, event_hash
 from schemas.canonical import ClosedShape
 from schemas.device_events import DeviceEventModel
-from schemas.fields import FROZEN_STRICT_SHAPE
+from schemas.fields import FROZEN_STRICT_SHAPE, UtcTimestamp
 
 _SAFE = 2**53 - 1
 _MODELS = typing.get_args(DeviceEventModel)
@@ -35,26 +44,28 @@ _json_values = st.recursive(
     ),
     max_leaves=12,
 )
+_unchecked = st.text() | st.integers(min_value=-_SAFE, max_value=_SAFE)
+"""What validation leaves in a member the shape does not check."""
 
 
 def _document(
     draw: Callable[[st.SearchStrategy[Any]], Any], model: type[BaseModel], shape: ClosedShape
 ) -> dict[str, Any]:
     """A document in ``model``'s member names: the members the shape checks hold any
-    JSON value, the others any text, as validation would leave them."""
+    JSON value, the others text or safe integers, as validation would leave them."""
     nested = dict(shape.nested)
     document: dict[str, Any] = {}
     for name, field in model.model_fields.items():
         if name in nested:
             submodel = typing.cast(type[BaseModel], field.annotation)
             document[name] = {
-                inner: draw(_json_values if inner in nested[name] else st.text())
+                inner: draw(_json_values if inner in nested[name] else _unchecked)
                 for inner in submodel.model_fields
             }
         elif name in shape.numbers:
             document[name] = draw(_json_values)
         else:
-            document[name] = draw(st.text())
+            document[name] = draw(_unchecked)
     return document
 
 
@@ -84,9 +95,46 @@ def test_every_device_event_type_has_a_closed_shape() -> None:
     assert [name for name, shape in shapes.items() if shape is None] == []
     cores = ClosedShape.of(next(m for m in _MODELS if m.__name__ == "CoresPunched"))
     assert cores is not None
-    assert dict(cores.nested)["data"] == (
-        "actuations", "cores", "depth_mm", "window_start", "window_end"
-    )  # fmt: skip
+    # Counts are strict integers bounded by 2**53 - 1 and timestamps arrive as text
+    # (or are refused): validation leaves only the depth, a float, to look at.
+    assert dict(cores.nested)["data"] == ("depth_mm",)
+    assert cores.numbers == ("schema_version",)  # Literal[1] lets 1.0 through
+
+
+def test_only_strict_safely_bounded_integers_go_unchecked() -> None:
+    """An integer member is left unchecked only when validation keeps out bools,
+    floats and anything beyond 2**53 - 1 in either direction."""
+
+    class Integers(BaseModel):
+        model_config = FROZEN_STRICT_SHAPE
+        count: Annotated[int, Strict(), Field(ge=0, le=2**53 - 1)]
+        small: Annotated[int, Field(strict=True, gt=-5, lt=5)]
+        lax: Annotated[int, Field(ge=0, le=10)]
+        unbounded: Annotated[int, Strict(), Field(ge=0)]
+        too_wide: Annotated[int, Strict(), Field(ge=0, le=2**53)]
+        below: Annotated[int, Strict(), Field(ge=-(2**53), le=0)]
+
+    assert ClosedShape.of(Integers) == ClosedShape(("lax", "unbounded", "too_wide", "below"), ())
+    for refused in (True, 2.0, 2**53):
+        with pytest.raises(ValidationError):
+            Integers.model_validate(
+                {"count": refused, "small": 1, "lax": 1, "unbounded": 1, "too_wide": 1, "below": 0}
+            )
+
+
+def test_timestamps_are_text_or_refused() -> None:
+    """A timestamp member goes unchecked because its validator refuses anything but
+    text before the datetime is parsed; another raw-input validator is still checked."""
+
+    class Stamped(BaseModel):
+        model_config = FROZEN_STRICT_SHAPE
+        at: UtcTimestamp
+        when: Annotated[UtcTimestamp, BeforeValidator(lambda value: value)]
+
+    assert ClosedShape.of(Stamped) == ClosedShape(("when",), ())
+    for refused in (1700000000, 1700000000.5, None):
+        with pytest.raises(ValidationError):
+            Stamped.model_validate({"at": refused, "when": "2026-11-24T09:00:08.000Z"})
 
 
 def test_open_models_have_no_shape() -> None:

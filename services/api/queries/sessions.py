@@ -4,7 +4,18 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Connection, Select, false, or_, select, tuple_
+from sqlalchemy import (
+    Connection,
+    Select,
+    case,
+    exists,
+    false,
+    literal,
+    null,
+    or_,
+    select,
+    tuple_,
+)
 
 from services.api.access import Principal
 from services.api.models import SessionOut
@@ -17,7 +28,7 @@ from services.api.queries.evidence import (
 )
 from services.api.queries.scope import scoped
 from services.api.queries.search import prefix_of
-from services.api.queries.tables import READ, aware, utc
+from services.api.queries.tables import READ, aware, seals, utc
 
 _sessions = READ.sessions
 COVERAGE_DECIMALS: Final = 2
@@ -95,15 +106,43 @@ def newest_first(query: Select[Any]) -> Select[Any]:
     return query.order_by(_sessions.c.started_at.desc(), _sessions.c.session_id.desc())
 
 
-def stream_export(
-    connection: Connection, query: Select[Any], chunk: int
-) -> Iterator[tuple[list[tuple[Any, SessionSpan]], Evidence]]:
-    """Every session of ``query`` with its evidence, newest first, ``chunk`` at a time;
+EXPORT_EVIDENCE: Final = (
+    _sessions.c.cartridge_ids,
+    _sessions.c.core_diameters_mm,
+    _sessions.c.started_seq,
+    _sessions.c.ended_seq,
+    _sessions.c.ended_hash,
+)
+"""What the export prints after the ``SessionOut`` columns, as the projector stored it
+with the session (only the seal status is read from the store at export time)."""
+
+
+def seal_status(connection: Connection) -> Any:
+    """``signed`` when a stored seal reaches the session's end (each hash covers its
+    ``prev_hash``, so one seal vouches for the stream up to its seq), else ``unsigned``;
+    ``NULL`` while the session is open or when the store keeps no seals.  Read from
+    ``seals`` at export time, never stored: a seal may arrive after the session ended,
+    and the projector does not see seals."""
+    if not seals_kept(connection):
+        return null()
+    sealed = exists().where(
+        seals.c.stream_id == _sessions.c.device_id, seals.c.seq >= _sessions.c.ended_seq
+    )
+    return case(
+        (_sessions.c.ended_seq.is_(None), null()),
+        (sealed, literal("signed")),
+        else_=literal("unsigned"),
+    )
+
+
+def stream_export(connection: Connection, query: Select[Any], chunk: int) -> Iterator[list[Any]]:
+    """Every session of ``query`` in the export's columns (``SESSION_COLUMNS``, then
+    ``EXPORT_EVIDENCE`` and the seal status), newest first, ``chunk`` rows at a time;
     rows come from a server-side cursor, so memory stays flat however many match."""
-    ordered = newest_first(with_evidence(connection, query))
+    ordered = newest_first(query.add_columns(*EXPORT_EVIDENCE, seal_status(connection)))
     result = connection.execution_options(stream_results=True, yield_per=chunk).execute(ordered)
     for rows in result.partitions(chunk):
-        yield collect(connection, rows)
+        yield list(rows)
 
 
 def session_evidence(
@@ -148,41 +187,30 @@ _FLOAT8: Final = (
     "ELSE {0}::text || '.0' END"
 )
 _MOMENT: Final = (
-    "to_char({0} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE "
-    "WHEN extract(microseconds FROM {0}) = 1000000 * floor(extract(second FROM {0})) "
-    "THEN '' ELSE to_char({0} AT TIME ZONE 'UTC', '.US') END || 'Z'"
+    # Python's isoformat prints the microseconds only when there are some.  Only a
+    # whole second ends in ".000000Z".
+    "replace(to_char({0} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '.000000Z', 'Z')"
 )
-_INSTALLED_DIAMETER: Final = (
-    # The newest ``cartridge.installed`` of the cartridge before the session's end,
-    # among those ``evidence.collect`` gathers: before its start, or during it when
-    # it used several cartridges.
-    "(SELECT convert_from(e.body, 'UTF8')::jsonb -> 'data' -> 'core_diameter_mm' "
-    "FROM events e WHERE e.stream_id = s.device_id AND e.type = 'cartridge.installed' "
-    "AND e.seq < coalesce(span.ended_seq, 9223372036854775807) "
-    "AND (e.seq < span.started_seq "
-    "OR (jsonb_array_length(span.cartridge_ids) > 1 AND e.seq > span.started_seq)) "
-    "AND convert_from(e.body, 'UTF8')::jsonb -> 'data' ->> 'cartridge_id' = cartridge.id "
-    "ORDER BY e.seq DESC LIMIT 1)"
-)
-_SPAN: Final = (
-    # One read of each session's audit document for the three members the export
-    # needs: every ``->>`` on the column would decompress the whole document again.
-    "CROSS JOIN LATERAL jsonb_to_record(s.audit) "
-    "AS span (started_seq bigint, ended_seq bigint, cartridge_ids jsonb)"
+_SEALED_THROUGH: Final = (
+    # How far each device's seals reach, looked up once per device (PostgreSQL
+    # memoizes the lateral probe by ``device_id``; a nested loop keeps the sessions'
+    # index order).  Read at export time: the projector does not see seals, and a
+    # seal may be stored long after the session ended.
+    "LEFT JOIN LATERAL (SELECT max(z.seq) AS seq FROM seals z "
+    "WHERE z.stream_id = s.device_id) AS sealed ON true"
 )
 
 
 def copy_export_statement(connection: Connection, query: Select[Any]) -> tuple[str, Any]:
     """``COPY … TO STDOUT (FORMAT csv)`` of ``query``'s sessions (its filters and
     scope, newest first) in the export's columns, and its parameters, for psycopg."""
-    seal_status = "NULL"
+    sealed, sealed_join = "NULL", ""
     if seals_kept(connection):
-        seal_status = (
-            "CASE WHEN span.ended_seq IS NULL THEN NULL WHEN coalesce((SELECT max(z.seq) "
-            "FROM seals z WHERE z.stream_id = s.device_id), 0) >= span.ended_seq "
-            "THEN 'signed' ELSE 'unsigned' END"
+        sealed = (
+            "CASE WHEN s.ended_seq IS NULL THEN NULL WHEN coalesce(sealed.seq, 0) >= "
+            "s.ended_seq THEN 'signed' ELSE 'unsigned' END"
         )
-    diameter = _FLOAT8.format("(installed.diameter)::float8")
+        sealed_join = _SEALED_THROUGH
     cells = (
         "NULLIF(s.session_id, '')",
         "NULLIF(s.device_id, '')",
@@ -196,23 +224,19 @@ def copy_export_statement(connection: Connection, query: Select[Any]) -> tuple[s
         "CASE WHEN s.reconciled THEN 'true' WHEN NOT s.reconciled THEN 'false' END",
         f"round(s.coverage_pct::numeric, {COVERAGE_DECIMALS})",
         "NULLIF(s.chain_status, '')",
-        "NULLIF(array_to_string(ARRAY(SELECT jsonb_array_elements_text(span.cartridge_ids)), "
-        "';'), '')",
-        "NULLIF((SELECT string_agg(coalesce(" + diameter + ", ''), ';' ORDER BY cartridge.n) "
-        "FROM jsonb_array_elements_text(span.cartridge_ids) WITH ORDINALITY "
-        f"AS cartridge (id, n) LEFT JOIN LATERAL (SELECT {_INSTALLED_DIAMETER} AS diameter) "
-        "installed ON true), '')",
-        "span.started_seq",
-        "span.ended_seq",
-        "(SELECT e.hash FROM events e WHERE e.stream_id = s.device_id AND e.seq = span.ended_seq)",
-        seal_status,
+        "NULLIF(s.cartridge_ids, '')",
+        "NULLIF(s.core_diameters_mm, '')",
+        "s.started_seq",
+        "s.ended_seq",
+        "NULLIF(s.ended_hash, '')",
+        sealed,
     )
     # The scoped, filtered query keeps its WHERE; PostgreSQL flattens it into the outer
     # query, so the newest-first order still walks ``read_sessions_started``.
-    rows = query.with_only_columns(*SESSION_COLUMNS, _sessions.c.audit).select_from(_sessions)
+    rows = query.with_only_columns(*SESSION_COLUMNS, *EXPORT_EVIDENCE).select_from(_sessions)
     inner = rows.compile(dialect=connection.dialect)
     statement = (
-        f"COPY (SELECT {', '.join(cells)} FROM ({inner}) AS s {_SPAN} "  # noqa: S608 - no input
+        f"COPY (SELECT {', '.join(cells)} FROM ({inner}) AS s {sealed_join} "  # noqa: S608
         "ORDER BY s.started_at DESC, s.session_id DESC) TO STDOUT (FORMAT csv)"
     )
     return statement, inner.params

@@ -2,7 +2,7 @@
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Path, Query, Response, status
 
 from schemas.fields import DEVICE_ID_PATTERN
 from schemas.platform_events import AlertRule
@@ -27,13 +27,14 @@ from services.api.pagination import (
 )
 from services.api.problems import ERROR_RESPONSES, not_found
 from services.api.queries import alerts as queries
+from services.api.responses import json_body
 from services.delivery import email_log
 
 router = APIRouter(prefix="/alerts", tags=["alerts"], responses=ERROR_RESPONSES)
 AlertPath = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")]
 
 
-@router.get("", summary="List alerts")
+@router.get("", summary="List alerts", response_model=Page[AlertOut])
 def list_alerts(  # noqa: PLR0913, PLR0917 - one query parameter each
     who: AlertReader,
     db: Db,
@@ -53,17 +54,15 @@ def list_alerts(  # noqa: PLR0913, PLR0917 - one query parameter each
     ] = None,
     cursor: CursorParam = None,
     limit: Limit = 100,
-) -> Page[AlertOut]:
+) -> Response:
     """Alerts, newest first."""
     key = decode_time_cursor(cursor)
     rows = queries.list_alerts(
         db, who, status=status, severity=severity, device_id=device_id, after=key,
         limit=limit, rule=rule, q=q,
     )  # fmt: skip
-    return Page(
-        items=rows[:limit],
-        next_cursor=next_cursor(rows, limit, lambda row: time_key(row.raised_at, row.alert_id)),
-    )
+    following = next_cursor(rows, limit, lambda row: time_key(row.raised_at, row.alert_id))
+    return json_body(Page(items=rows[:limit], next_cursor=following))
 
 
 @router.get("/{alert_id}", summary="An alert, with its history")

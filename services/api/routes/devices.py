@@ -33,6 +33,7 @@ from services.api.pagination import (
 from services.api.problems import ERROR_RESPONSES, conflict, not_found
 from services.api.queries import devices as queries
 from services.api.queries.scope import visible_events
+from services.api.responses import json_body
 from services.eventstore import StoredEvent
 
 router = APIRouter(prefix="/devices", tags=["devices"], responses=ERROR_RESPONSES)
@@ -49,7 +50,7 @@ SearchTerm = Annotated[
 ]
 
 
-@router.get("", summary="List devices")
+@router.get("", summary="List devices", response_model=Page[DeviceOut])
 def list_devices(  # noqa: PLR0913, PLR0917 - one query parameter each
     who: DeviceReader,
     db: Db,
@@ -59,7 +60,7 @@ def list_devices(  # noqa: PLR0913, PLR0917 - one query parameter each
     q: SearchTerm = None,
     cursor: CursorParam = None,
     limit: Limit = 100,
-) -> Page[DeviceOut]:
+) -> Response:
     """Devices in serial order, filtered by clinic, status and firmware version, and by
     `q`: the start of the device id (any case) or of its enrolled serial."""
     after = decode_cursor(cursor, (str,))
@@ -67,17 +68,16 @@ def list_devices(  # noqa: PLR0913, PLR0917 - one query parameter each
         db, who, clinic_id=clinic_id, status=status, firmware=firmware,
         after=None if after is None else after[0], limit=limit, q=q,
     )  # fmt: skip
-    return Page(
-        items=rows[:limit], next_cursor=next_cursor(rows, limit, lambda row: [row.device_id])
-    )
+    following = next_cursor(rows, limit, lambda row: [row.device_id])
+    return json_body(Page(items=rows[:limit], next_cursor=following))
 
 
-@router.get("/{device_id}", summary="A device")
-def get_device(who: DeviceReader, db: Db, device_id: DevicePath) -> DeviceDetail:
+@router.get("/{device_id}", summary="A device", response_model=DeviceDetail)
+def get_device(who: DeviceReader, db: Db, device_id: DevicePath) -> Response:
     found = queries.find_device(db, who, device_id)
     if found is None:
         raise not_found("device")
-    return found
+    return json_body(found)
 
 
 @router.get("/{device_id}/usage", summary="A device's daily usage")

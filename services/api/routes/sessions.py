@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Annotated, Any, NoReturn
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from schemas.fields import CLINIC_ID_PATTERN, DEVICE_ID_PATTERN
 from services.api.deps import Db, SessionReader, Store
@@ -20,6 +20,7 @@ from services.api.problems import ERROR_RESPONSES, bad_request, not_found
 from services.api.queries import sessions as queries
 from services.api.queries.evidence import Evidence, SessionSpan
 from services.api.queries.scope import visible_events
+from services.api.responses import json_body
 from services.api.routes.devices import event_out
 
 router = APIRouter(prefix="/sessions", tags=["sessions"], responses=ERROR_RESPONSES)
@@ -31,7 +32,7 @@ From = Annotated[datetime | None, Query(alias="from", description="Started at or
 To = Annotated[datetime | None, Query(alias="to", description="Started before.")]
 
 
-def filtered(  # the session filters, shared by the list and the CSV export
+async def filtered(  # the session filters, shared by the list and the CSV export
     who: SessionReader,
     device_id: DeviceFilter = None,
     clinic_id: ClinicFilter = None,
@@ -65,20 +66,20 @@ def filtered(  # the session filters, shared by the list and the CSV export
     )  # fmt: skip
 
 
-@router.get("", summary="List sessions")
+@router.get("", summary="List sessions", response_model=Page[SessionOut])
 def list_sessions(
-    db: Db,
+    # The filters (and with them the principal) first: the principal checks out the
+    # connection that ``db`` then is, in the same trip through the thread pool.
     query: Annotated[Any, Depends(filtered)],
+    db: Db,
     cursor: CursorParam = None,
     limit: Limit = 100,
-) -> Page[SessionOut]:
+) -> Response:
     """Session audits, newest first."""
     key = decode_time_cursor(cursor)
     rows = queries.list_sessions(db, query, key, limit)
-    return Page(
-        items=rows[:limit],
-        next_cursor=next_cursor(rows, limit, lambda row: time_key(row.started_at, row.session_id)),
-    )
+    following = next_cursor(rows, limit, lambda row: time_key(row.started_at, row.session_id))
+    return json_body(Page(items=rows[:limit], next_cursor=following))
 
 
 @router.get("/{session_id}", summary="A session")
