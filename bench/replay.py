@@ -1,6 +1,6 @@
 """Replay: rebuild every read model from a million stored events.
 
-    python -m bench.replay [--events 1000000]
+    python -m bench.replay [--events 1000000] [--runs 2] [--profile DIR]
 
 A simulated fleet's events (sessions, punches, wear reports, cartridge swaps,
 faults) are sealed into chains and appended to a durable PostgreSQL.  Then
@@ -8,15 +8,23 @@ faults) are sealed into chains and appended to a durable PostgreSQL.  Then
 measured in the same run on the same data, is reading every event with the same
 lean read in the same batches, folding nothing: the fastest a replay could go.
 Target: ≥ 100,000 events/s on 2 cores.  Beside each rate, the CPU time per event of
-this process (every thread) and of the database server: the machine is shared.
+this process (every thread) and of the database server: the machine is shared.  The
+replay runs ``--runs`` times, alternating with a replay that writes its rows by
+``INSERT`` instead of ``COPY`` (the code before ``COPY``), on the same data.  With
+``--profile``, the first replay of each kind is recorded by py-spy (``DIR/copy.txt``,
+``DIR/insert.txt``: collapsed stacks with thread ids, every thread; py-spy must be
+installed beside Python).
 """
 
 import argparse
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -99,10 +107,33 @@ def read_only(store: EventStore) -> int:
     return read
 
 
+def profiled(output: Path | None, work: Callable[[], T]) -> T:
+    """``work()``, recorded by py-spy (200 Hz, idle samples left out) into ``output``
+    when one is given."""
+    if output is None:
+        return work()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).with_name("py-spy")
+    recorder = subprocess.Popen(
+        [str(spy), "record", "--pid", str(os.getpid()), "--rate", "200", "--threads",
+         "--format", "raw", "--output", str(output), "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(1.0)  # attached before the work starts
+    try:
+        return work()
+    finally:
+        recorder.send_signal(2)  # SIGINT: py-spy writes what it has and exits
+        recorder.wait(timeout=60)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
-    total = parser.parse_args().events
+    parser.add_argument("--runs", type=int, default=1, help="replays of each kind")
+    parser.add_argument("--profile", type=Path, help="py-spy's output directory")
+    options = parser.parse_args()
+    total = options.events
     started = time.perf_counter()
     streams = sealed_fleet(total)
     count = sum(len(stream) for stream in streams)
@@ -122,30 +153,35 @@ def main() -> None:
 
         load = os.getloadavg()[0]
         read, read_wall, read_cpu, read_db = measured(server, lambda: read_only(store))
-        result, _, cpu, db = measured(server, lambda: replay(url, store))
+        baseline = read / read_wall
+        rows = []
+        for run in range(options.runs):
+            for copies in (True, False):
+                profile = None
+                if options.profile is not None and run == 0:
+                    profile = options.profile / ("copy.txt" if copies else "insert.txt")
+                result, _, cpu, db = measured(
+                    server,
+                    partial(profiled, profile, partial(replay, url, store, copy_rows=copies)),
+                )
+                rows.append((
+                    "coreline replay" + ("" if copies else ", rows by INSERT"),
+                    f"{result.rate:,.0f}", f"{result.rate / baseline:.0%}",
+                    f"{cpu / result.events * 1e6:.1f}", f"{db / result.events * 1e6:.1f}",
+                    f"{os.getloadavg()[0]:.1f}",
+                ))  # fmt: skip
         store.close()
-    baseline = read / read_wall
+    rows.append((
+        "read only (ceiling)", f"{baseline:,.0f}", "", f"{read_cpu / read * 1e6:.1f}",
+        f"{read_db / read * 1e6:.1f}", f"{load:.1f}",
+    ))  # fmt: skip
     print_table(
         f"Replay of {result.events:,} events, {result.devices} devices ({machine()}, "
         f"load {load:.1f} at the start)",
-        ("", "events/s", "of ceiling", "client CPU µs/event", "server CPU µs/event"),
-        [
-            (
-                "coreline replay",
-                f"{result.rate:,.0f}",
-                f"{result.rate / baseline:.0%}",
-                f"{cpu / result.events * 1e6:.1f}",
-                f"{db / result.events * 1e6:.1f}",
-            ),
-            (
-                "read only (ceiling)",
-                f"{baseline:,.0f}",
-                "",
-                f"{read_cpu / read * 1e6:.1f}",
-                f"{read_db / read * 1e6:.1f}",
-            ),
-        ],
-    )
+        ("", "events/s", "of ceiling", "client CPU µs/event", "server CPU µs/event",
+         "load after"),
+        rows,
+    )  # fmt: skip
     print("target: ≥ 100,000 events/s")
 
 

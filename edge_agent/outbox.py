@@ -19,15 +19,18 @@ in the file, so a restart neither loses nor repeats them.
 The events this process recorded and the broker has not yet taken are also kept in
 memory (a bounded *tail*, filled only once their transaction has committed), so the
 link publishes them without reading them back; a backlog older than the tail, or
-one recorded before a restart, is read from the file.  The file stays the truth:
-losing the tail costs a read, never an event.
+one recorded before a restart, is read from the file, its next batches ahead of the
+link in a reader thread.  The file stays the truth: losing the tail, or what was
+read ahead, costs a read, never an event.
 """
 
 import sqlite3
+import threading
 import time
 import uuid
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -73,6 +76,11 @@ _CHECKPOINT_BYTES: Final = 4 * 1024 * 1024
 _CHECKPOINT_COMMITS: Final = 500
 """The WAL is copied back into the file after this many recorded bytes or commits,
 whichever comes first (SQLite's own default is every 1,000 pages)."""
+_READ_AHEAD_BYTES: Final = 1024 * 1024
+"""Wire bytes of a backlog read ahead of the link, on a second connection in a
+reader thread, while the link publishes what was read before: a few batches, so
+the next one is ready when a PUBACK frees a slot, and a small part of the agent's
+memory budget."""
 
 
 class Durability(StrEnum):
@@ -127,6 +135,134 @@ class _Tail:
         return freed
 
 
+class _ReadAhead:
+    """A backlog read from the file ahead of the link: on a connection of its own,
+    in a reader thread, so reading the next batches overlaps the link's wait for
+    PUBACKs (SQLite steps through the file without holding the GIL) the way raw
+    paho's network thread overlaps its socket work.
+
+    One read is under way at most per device, and what was read is kept as a
+    consecutive span from the link's cursor; both are dropped as soon as they may
+    not be what the link needs next (a re-based chain, a cursor moved elsewhere).
+    The stored bytes of a seq never change otherwise, so a span that holds the
+    cursor is always the file's truth."""
+
+    def __init__(self, path: Path, limit_bytes: int) -> None:
+        self._path = path
+        self.limit_bytes = limit_bytes
+        self.spans: dict[str, _Tail] = {}
+        self.size = 0
+        """Wire bytes held by all spans."""
+        self._pending: dict[str, tuple[int, Future[list[tuple[int, bytes]]]]] = {}
+        """Per device: the seq the read starts after, and the read.  A read that is
+        dropped from here is never used, wherever it had got to."""
+        self._local = threading.local()
+        self._executor: ThreadPoolExecutor | None = None
+
+    def span_at(self, device_id: str, after_seq: int) -> _Tail | None:
+        """The device's span, trimmed to start after ``after_seq``; None (and the
+        span dropped) when it does not hold the event after it."""
+        span = self.spans.get(device_id)
+        pending = self._pending.get(device_id)
+        # A read that is done joins the span at once, so the next can begin; one
+        # under way is waited for only when the span ends before the cursor.
+        if pending is not None and (
+            pending[1].done() or span is None or span.end_seq <= after_seq + 1
+        ):
+            self.extend(device_id)
+            span = self.spans.get(device_id)
+        if span is None or not span.first_seq <= after_seq + 1 < span.end_seq:
+            self.drop(device_id, keep_read_after=after_seq)
+            return None
+        self.size -= span.drop_through(after_seq)
+        return span
+
+    def begin(self, device_id: str, rows: list[tuple[int, bytes]]) -> _Tail:
+        self.drop(device_id)
+        span = self.spans[device_id] = _Tail(rows[0][0])
+        self.append(span, rows)
+        return span
+
+    def extend(self, device_id: str) -> bool:
+        """Wait for the read under way that continues the device's span (or that
+        starts one), and add it; whether anything was added."""
+        pending = self._pending.pop(device_id, None)
+        if pending is None:
+            return False
+        after_seq, read = pending
+        rows = read.result()
+        span = self.spans.get(device_id)
+        if not rows:
+            return False
+        if span is None:
+            span = self.spans[device_id] = _Tail(after_seq + 1)
+        if span.end_seq != after_seq + 1 or rows[0][0] != span.end_seq:
+            return False  # the span moved meanwhile: not consecutive with it
+        self.append(span, rows)
+        return True
+
+    def read_after(self, device_id: str, after_seq: int, rows: int) -> None:
+        """Start reading up to ``rows`` events after ``after_seq`` in the reader
+        thread, unless one is under way or the spans hold their limit already."""
+        if device_id in self._pending or self.size >= self.limit_bytes:
+            return
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="outbox-read-ahead")
+        read = self._executor.submit(self._read, device_id, after_seq, rows)
+        self._pending[device_id] = (after_seq, read)
+
+    def reading(self, device_id: str) -> bool:
+        return device_id in self._pending
+
+    def drop(self, device_id: str, *, keep_read_after: int | None = None) -> None:
+        span = self.spans.pop(device_id, None)
+        if span is not None:
+            self.size -= span.size
+        pending = self._pending.get(device_id)
+        if pending is not None and pending[0] != keep_read_after:
+            del self._pending[device_id]
+            pending[1].cancel()
+
+    def trim(self, device_id: str, through: int) -> None:
+        span = self.spans.get(device_id)
+        if span is not None:
+            self.size -= span.drop_through(through)
+
+    def close(self) -> None:
+        self._pending.clear()
+        self.spans.clear()
+        self.size = 0
+        if self._executor is not None:
+            self._executor.submit(self._close_connection)
+            self._executor.shutdown(wait=True, cancel_futures=False)
+            self._executor = None
+
+    def append(self, span: _Tail, rows: list[tuple[int, bytes]]) -> None:
+        for _, wire in rows:
+            span.wires.append(wire)
+            span.size += len(wire)
+            self.size += len(wire)
+
+    def _read(self, device_id: str, after_seq: int, limit: int) -> list[tuple[int, bytes]]:
+        """In the reader thread, on its own connection (a connection serves one thread)."""
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self._path, isolation_level=None, timeout=30)
+            connection.execute("PRAGMA query_only = 1")
+            self._local.connection = connection
+        rows: list[tuple[int, bytes]] = connection.execute(
+            "SELECT seq, wire FROM outbox WHERE device_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (device_id, after_seq, limit),
+        ).fetchall()
+        return rows
+
+    def _close_connection(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            del self._local.connection
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxStats:
     unsent: int
@@ -161,6 +297,7 @@ class Outbox:
         budget_bytes: int = 256 * 1024 * 1024,
         event_ids: Callable[[], uuid.UUID] = uuid.uuid4,
         tail_bytes: int = _TAIL_BYTES,
+        read_ahead_bytes: int = _READ_AHEAD_BYTES,
     ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._connection = sqlite3.connect(
@@ -190,6 +327,7 @@ class Outbox:
         self._tail_limit = tail_bytes
         self.tail_bytes = 0
         """Wire bytes held in memory by all devices' tails."""
+        self._ahead = _ReadAhead(path, read_ahead_bytes)
 
     # -- recording -----------------------------------------------------------
 
@@ -288,22 +426,12 @@ class Outbox:
             start = after_seq + 1 - tail.first_seq
             wires = tail.wires[start : start + max_events]
         else:
-            # Reading rows that will not fit costs as much as reading those that do:
-            # ask for about as many as the byte limit takes, then for what room is left.
-            guess = min(max_events, max(max_bytes // (self._wire_guess + 1), 1))
-            rows = self._read(device_id, after_seq, guess)
-            if not rows:
+            span = self._from_file(device_id, after_seq, max_events, max_bytes)
+            if span is None:
                 return None
             # Stored seqs are consecutive: pruning only ever takes a chain's front.
-            after_seq = rows[0][0] - 1
-            wires = [wire for _, wire in rows]
-            total = sum(map(len, wires))
-            self._wire_guess = total // len(wires)
-            room = max_bytes - total - len(wires)
-            shortest = min(map(len, wires)) + 1
-            if len(wires) == guess < max_events and room >= shortest:
-                more = min(max_events - guess, room // shortest + 1)
-                wires += [wire for _, wire in self._read(device_id, rows[-1][0], more)]
+            after_seq = span.first_seq - 1
+            wires = span.wires[:max_events]
         # With its separator the n-th event ends at ``lengths[n] + n + 1``.
         lengths = list(accumulate(map(len, wires)))
         fits = bisect_right(range(len(wires)), max_bytes, key=lambda n: lengths[n] + n + 1)
@@ -311,12 +439,56 @@ class Outbox:
         del wires[count:]
         return OutboxBatch(after_seq + 1, after_seq + count, wires, lengths[count - 1] + count)
 
+    def _from_file(
+        self, device_id: str, after_seq: int, max_events: int, max_bytes: int
+    ) -> _Tail | None:
+        """The stored events from the one after ``after_seq`` on, at least a batch of
+        them when the file has that many: from what was read ahead when it holds
+        them, else read now; and the next ones are read ahead meanwhile."""
+        ahead = self._ahead
+        span = ahead.span_at(device_id, after_seq)
+        # Reading rows that will not fit costs as much as reading those that do:
+        # a read now asks for about as many as the byte limit takes.
+        batch_rows = min(max_events, max(max_bytes // (self._wire_guess + 1), 1))
+        if span is None:
+            rows = self._read(device_id, after_seq, batch_rows)
+            if not rows:
+                return None
+            self._wire_guess = sum(len(wire) for _, wire in rows) // len(rows)
+            span = ahead.begin(device_id, rows)
+        backlog = True
+        while len(span.wires) < max_events and span.size + len(span.wires) <= max_bytes:
+            if ahead.extend(device_id):
+                continue
+            rows = self._read(device_id, span.end_seq - 1, batch_rows)
+            if not rows or rows[0][0] != span.end_seq:
+                backlog = False  # the file ends within this batch
+                break
+            ahead.append(span, rows)
+        if not backlog or ahead.size > ahead.limit_bytes:
+            # Only a backlog is read ahead: the end of one, or a device that is
+            # just keeping up, would have the link wait for a read that finds
+            # little or nothing.  Many devices reading at once keep within the bound.
+            ahead.drop(device_id)
+        elif not ahead.reading(device_id):
+            ahead.read_after(
+                device_id,
+                span.end_seq - 1,
+                max(ahead.limit_bytes // 2 // (self._wire_guess + 1), 1),
+            )
+        return span
+
     def _read(self, device_id: str, after_seq: int, limit: int) -> list[tuple[int, bytes]]:
         rows: list[tuple[int, bytes]] = self._connection.execute(
             "SELECT seq, wire FROM outbox WHERE device_id = ? AND seq > ? ORDER BY seq LIMIT ?",
             (device_id, after_seq, limit),
         ).fetchall()
         return rows
+
+    @property
+    def read_ahead_bytes(self) -> int:
+        """Wire bytes of backlogs read from the file ahead of the link, held in memory."""
+        return self._ahead.size
 
     def tail_events(self, device_id: str) -> int:
         """Events of ``device_id`` held in memory."""
@@ -374,6 +546,7 @@ class Outbox:
         tail = self._tails.get(device_id)
         if tail is not None:
             self.tail_bytes -= tail.drop_through(through)
+        self._ahead.trim(device_id, through)
         if self._durability is Durability.NORMAL:
             self._mark(device_id, through)
             return
@@ -461,6 +634,7 @@ class Outbox:
             self._report_budget(connection, set(device_ids), exhausted, moment)
 
     def close(self) -> None:
+        self._ahead.close()
         self._connection.close()
 
     # -- the tail in memory ------------------------------------------------------
@@ -492,9 +666,12 @@ class Outbox:
                 del self._tails[device_id]
 
     def _forget(self, device_id: str) -> None:
+        """Every stored event of the device may be about to change (a re-base):
+        nothing kept in memory of it, or being read, may be published."""
         tail = self._tails.pop(device_id, None)
         if tail is not None:
             self.tail_bytes -= tail.size
+        self._ahead.drop(device_id)
 
     # -- inside transactions ---------------------------------------------------
 

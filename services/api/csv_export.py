@@ -5,7 +5,9 @@ Rows come newest first (start time, then session id, both descending): the order
 the sessions page and ``GET /api/v1/sessions``.  ``coverage_pct`` is rounded to
 ``COVERAGE_DECIMALS`` places; every other number is as stored.  The evidence
 columns are stored with the session by the projector (``read_sessions``), except the
-seal status, which is read from the store's seals at export time.
+seal status, which is read from the store's seals at export time.  PostgreSQL also
+stores the area, the times and the coverage as this module prints them (generated
+columns), and its export reads those.
 
 On PostgreSQL the database formats the rows (``COPY (SELECT …) TO STDOUT (FORMAT
 csv)``, ``queries.sessions.copy_export_statement``) and its blocks are passed on
@@ -23,8 +25,8 @@ from sqlalchemy import Connection, Select
 from services.api.models import SessionOut
 from services.api.queries import sessions as session_queries
 from services.eventstore.copy_out import copy_out
+from services.projections.tables import COVERAGE_DECIMALS
 
-COVERAGE_DECIMALS: Final = session_queries.COVERAGE_DECIMALS
 _PIECE: Final = 256 * 1024
 """COPY sends a message per row: they leave gathered, one hand-off per piece."""
 EVIDENCE_COLUMNS: Final = (

@@ -10,11 +10,15 @@ from sqlalchemy import Engine, event
 from services.eventstore.database_url import Backend, DatabaseUrl
 
 
-def open_sql_engine(url: str) -> Engine:
+def open_sql_engine(url: str, **options: Any) -> Engine:
+    """``options`` go to ``sqlalchemy.create_engine`` beside the platform's own (a JSON
+    serializer, say)."""
     database = DatabaseUrl.parse(url)
     if database.backend is not Backend.SQLITE:
-        return sqlalchemy.create_engine(database.sqlalchemy_url, **database.engine_options)
-    engine = sqlalchemy.create_engine(url)
+        return sqlalchemy.create_engine(
+            database.sqlalchemy_url, **database.engine_options, **options
+        )
+    engine = sqlalchemy.create_engine(url, **options)
     event.listen(engine, "connect", _sqlite_settings)
     return engine
 

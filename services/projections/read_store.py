@@ -73,7 +73,7 @@ class ReadModelStore:
     def __init__(self, url: str, suffix: str = "") -> None:
         self.backend = DatabaseUrl.parse(url).backend
         self.tables: ReadTables = read_tables(suffix)
-        self.engine: Engine = open_sql_engine(url)
+        self.engine: Engine = open_sql_engine(url, json_serializer=_JSON_WRITERS[self.backend])
         self.tables.metadata.create_all(self.engine)
 
     # -- reading -----------------------------------------------------------
@@ -226,6 +226,30 @@ def snapshot(projection: DeviceProjection) -> bytes:
 def document(value: Any) -> Any:
     """A dataclass (with datetimes, enums, tuples inside) as plain JSON values."""
     return orjson.loads(orjson.dumps(value))
+
+
+def stored_document(value: Any) -> orjson.Fragment:
+    """``value`` as the JSON text of a ``summary`` or ``audit`` cell, serialised once:
+    the store's engine writes it unchanged, where ``document``'s plain values would be
+    parsed back and serialised a second time.  Reads give ``document(value)``."""
+    return orjson.Fragment(orjson.dumps(value))
+
+
+def _json_bytes(value: Any) -> bytes:
+    # Keys as ``json.dumps`` writes them (an int key as its digits), for the plain
+    # values other writers of these columns hand over.
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+
+
+def _json_text(value: Any) -> str:
+    return _json_bytes(value).decode()
+
+
+_JSON_WRITERS: Final[dict[Backend, Callable[[Any], Any]]] = {
+    # psycopg takes the bytes as they are; SQLite would store bytes as a BLOB.
+    Backend.POSTGRES: _json_bytes,
+    Backend.SQLITE: _json_text,
+}
 
 
 def _registry_row(entry: RegistryEntry) -> dict[str, Any]:

@@ -27,8 +27,8 @@ from services.projections.fleet import iso_week
 from services.projections.read_store import (
     ReadModelUpdate,
     RegistryEntry,
-    document,
     snapshot,
+    stored_document,
 )
 from services.projections.session import SessionAudit
 from services.projector.alert_rows import AlertEventRow, AlertRows
@@ -234,7 +234,7 @@ class Folder:
             "status": summary.status.value,
             "firmware_version": summary.firmware_version,
             "last_seen": summary.last_seen,
-            "summary": document(summary),
+            "summary": stored_document(summary),
             "snapshot": snapshot(projection),
             "open_session_id": summary.open_session_id,
             "waiting_for_seq": summary.waiting_for_seq,
@@ -264,7 +264,7 @@ class Folder:
             "reconciled": audit.reconciled,
             "coverage_pct": audit.coverage_pct,
             "chain_status": audit.chain_status.value,
-            "audit": document(audit),
+            "audit": stored_document(audit),
             "cartridge_id": audit.cartridge_ids[0] if audit.cartridge_ids else None,
             "lot": audit.lot,
             "ended_hash": audit.ended_hash,

@@ -12,13 +12,14 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
-from sqlalchemy import Connection, text
+from sqlalchemy import JSON, Connection, Table, text
 
 from services.eventstore import Backend, Cursor, EventRecord, EventStore, save_checkpoint
+from services.eventstore.copy_in import KeyTakenError, copy_in
 from services.projections.read_store import ReadModelStore, ReadModelUpdate
 from services.projections.tables import read_tables
 from services.projections.telemetry_store import rebuild_rollups
@@ -44,15 +45,19 @@ def replay(
     events: EventStore,
     on_progress: Callable[[int], None] | None = None,
     batch_size: int = 20_000,
+    copy_rows: bool = True,
 ) -> ReplayResult:
-    """Rebuild the read models of the database at ``url`` from ``events``."""
+    """Rebuild the read models of the database at ``url`` from ``events``; on
+    PostgreSQL, session and device rows go by ``COPY`` unless ``copy_rows`` is off
+    (``INSERT`` statements, as on SQLite: what ``bench.replay`` compares with)."""
     started = time.perf_counter()
     fresh = ReadModelStore(url, suffix=_FRESH)
     fresh.tables.metadata.drop_all(fresh.engine)  # leftovers of an interrupted replay
     fresh.tables.metadata.create_all(fresh.engine)
     folder = Folder(lambda _ids: {}, lambda _ids: {})  # from nothing, all in memory
     cursor, total = Cursor.START, 0
-    with _Writer(fresh) as writer:
+    rows = _FreshRows(fresh, copy_rows)
+    with _Writer(rows) as writer:
         for batch in _prefetched(events, batch_size):
             # Each device row and each open session's row is written once, at the end:
             # every earlier version would only be overwritten.
@@ -65,7 +70,7 @@ def replay(
         sessions=folder.open_session_rows(),
     )
     with fresh.engine.begin() as connection:
-        fresh.write(connection, last)
+        rows.write(connection, last)
         _swap_in(connection, fresh, cursor)
     # Heartbeat rollups are rebuilt in place from the raw samples (their own table,
     # idempotent upserts): the hourly ones outlive raw retention, so no fresh set.
@@ -74,13 +79,52 @@ def replay(
     return ReplayResult(total, len(folder.projections), time.perf_counter() - started)
 
 
+class _FreshRows:
+    """Writes folded rows into the fresh tables.  On PostgreSQL the session and device
+    rows go by ``COPY`` (an eighth of the server's CPU of an ``INSERT … ON CONFLICT``
+    a row, under half the client's; BENCHMARKS.md, Replay): in fresh tables every such
+    row is new, as each session's row is written once, at its end or at the replay's,
+    and each device's at the end.  The exception is a session id met again (started
+    again after it ended, or named by two devices): then the ``COPY`` of that batch's
+    rows is undone to a savepoint and they are upserted as on SQLite, in order, so the
+    last row wins as it does live."""
+
+    def __init__(self, store: ReadModelStore, copy_rows: bool) -> None:
+        self.store = store
+        self._copies = copy_rows and store.backend is Backend.POSTGRES
+
+    def write(self, connection: Connection, update: ReadModelUpdate) -> None:
+        if self._copies:
+            tables, rest = self.store.tables, replace(update)
+            if update.sessions and _copied(connection, tables.sessions, update.sessions):
+                rest.sessions = []
+            if update.devices and _copied(connection, tables.devices, update.devices):
+                rest.devices = []
+            update = rest
+        self.store.write(connection, update)
+
+
+def _copied(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> bool:
+    """Whether ``rows`` went into ``table`` by ``COPY``; if not (a key was taken),
+    nothing of them was written."""
+    # A generated column is the database's to write.
+    columns = [column.name for column in table.columns if column.computed is None]
+    documents = {column.name for column in table.columns if isinstance(column.type, JSON)}
+    try:
+        with connection.begin_nested():
+            copy_in(connection, table.name, columns, rows, documents)
+    except KeyTakenError:
+        return False
+    return True
+
+
 class _Writer:
     """Writes the folded batches in order on a thread of its own, so the database's
     time and the driver's waits overlap the next batch's fold; a failure to write is
     raised in the folding thread, at its next ``write`` or at the end."""
 
-    def __init__(self, store: ReadModelStore) -> None:
-        self._store = store
+    def __init__(self, rows: _FreshRows) -> None:
+        self._rows = rows
         self._updates: queue.Queue[ReadModelUpdate | None] = queue.Queue(maxsize=2)
         self._failed: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="replay-writer", daemon=True)
@@ -108,8 +152,8 @@ class _Writer:
             if self._failed is not None:
                 continue  # drained so that the folding thread never blocks on a full queue
             try:
-                with self._store.engine.begin() as connection:
-                    self._store.write(connection, update)
+                with self._rows.store.engine.begin() as connection:
+                    self._rows.write(connection, update)
             except BaseException as error:  # noqa: BLE001 - raised in the folding thread
                 self._failed = error
 

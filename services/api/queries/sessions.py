@@ -31,8 +31,6 @@ from services.api.queries.search import prefix_of
 from services.api.queries.tables import READ, aware, seals, utc
 
 _sessions = READ.sessions
-COVERAGE_DECIMALS: Final = 2
-"""Places ``coverage_pct`` is rounded to in the export."""
 SESSION_COLUMNS: Final = tuple(_sessions.c[name] for name in SessionOut.model_fields)
 """The columns of ``SessionOut``, in its order (the CSV export's first columns too)."""
 
@@ -178,18 +176,16 @@ def session_out(row: Any) -> SessionOut:
 # ``COPY (SELECT …) TO STDOUT (FORMAT csv)`` writes the cells exactly as
 # ``csv_export.export_cells`` would: times as ``isoformat`` with ``Z``, flags as
 # ``true``/``false``, floats as Python's ``repr``, coverage to two decimals, and every
-# empty text as NULL (COPY quotes an empty string, csv.writer does not).
+# empty text as NULL (COPY quotes an empty string, csv.writer does not).  The times,
+# the area and the coverage are read as the database generated them with the row
+# (``read_sessions``' ``*_cell`` columns): formatting them here cost more than the
+# plain copy of the row.
 
-_FLOAT8: Final = (
-    # PostgreSQL prints the shortest exact digits as Python's repr does, but an
-    # integral value without its ".0".
-    "CASE WHEN {0} IS NULL THEN NULL WHEN {0}::text ~ '[.eEn]' THEN {0}::text "
-    "ELSE {0}::text || '.0' END"
-)
-_MOMENT: Final = (
-    # Python's isoformat prints the microseconds only when there are some.  Only a
-    # whole second ends in ".000000Z".
-    "replace(to_char({0} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '.000000Z', 'Z')"
+EXPORT_CELLS: Final = (
+    _sessions.c.area_cm2_cell,
+    _sessions.c.started_at_cell,
+    _sessions.c.ended_at_cell,
+    _sessions.c.coverage_pct_cell,
 )
 _SEALED_THROUGH: Final = (
     # How far each device's seals reach, looked up once per device (PostgreSQL
@@ -216,13 +212,13 @@ def copy_export_statement(connection: Connection, query: Select[Any]) -> tuple[s
         "NULLIF(s.device_id, '')",
         "NULLIF(s.clinic_id, '')",
         "NULLIF(s.treatment_area, '')",
-        _FLOAT8.format("s.area_cm2"),
-        _MOMENT.format("s.started_at"),
-        _MOMENT.format("s.ended_at"),
+        "s.area_cm2_cell",
+        "s.started_at_cell",
+        "s.ended_at_cell",
         "s.cores_counted",
         "s.cores_reported",
         "CASE WHEN s.reconciled THEN 'true' WHEN NOT s.reconciled THEN 'false' END",
-        f"round(s.coverage_pct::numeric, {COVERAGE_DECIMALS})",
+        "s.coverage_pct_cell",
         "NULLIF(s.chain_status, '')",
         "NULLIF(s.cartridge_ids, '')",
         "NULLIF(s.core_diameters_mm, '')",
@@ -233,7 +229,8 @@ def copy_export_statement(connection: Connection, query: Select[Any]) -> tuple[s
     )
     # The scoped, filtered query keeps its WHERE; PostgreSQL flattens it into the outer
     # query, so the newest-first order still walks ``read_sessions_started``.
-    rows = query.with_only_columns(*SESSION_COLUMNS, *EXPORT_EVIDENCE).select_from(_sessions)
+    rows = query.with_only_columns(*SESSION_COLUMNS, *EXPORT_EVIDENCE, *EXPORT_CELLS)
+    rows = rows.select_from(_sessions)
     inner = rows.compile(dialect=connection.dialect)
     statement = (
         f"COPY (SELECT {', '.join(cells)} FROM ({inner}) AS s {sealed_join} "  # noqa: S608
