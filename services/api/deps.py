@@ -14,6 +14,7 @@ on the event loop.  Giving back an autocommit connection sends nothing: no
 transaction is open to roll back."""
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Final
 
@@ -70,6 +71,18 @@ def _checkout(engine: Engine) -> Connection:
     return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
 
+@asynccontextmanager
+async def _lent(request: Request, connection: Connection) -> AsyncIterator[None]:
+    """``connection`` held by the request until its response is sent, then given back
+    (on the event loop: an autocommit connection has nothing to roll back)."""
+    request.scope[_LENT] = connection
+    try:
+        yield
+    finally:
+        del request.scope[_LENT]
+        connection.close()
+
+
 async def read_connection(request: Request) -> AsyncIterator[Connection]:
     """The request's read-model connection, in autocommit: each statement stands on
     its own (write through ``api.engine.begin()``, never through this one).  The one
@@ -79,12 +92,8 @@ async def read_connection(request: Request) -> AsyncIterator[Connection]:
         yield lent
         return
     connection = await run_in_threadpool(_checkout, context(request).engine)
-    request.scope[_LENT] = connection
-    try:
+    async with _lent(request, connection):
         yield connection
-    finally:
-        del request.scope[_LENT]
-        connection.close()
 
 
 def event_store(api: Context) -> Iterator[EventStore]:
@@ -125,12 +134,8 @@ async def principal(
         yield await run_in_threadpool(_token_principal, lent, credentials)
         return
     connection, found = await run_in_threadpool(_connect_and_identify, api, credentials)
-    request.scope[_LENT] = connection
-    try:
+    async with _lent(request, connection):
         yield found
-    finally:
-        del request.scope[_LENT]
-        connection.close()
 
 
 def _connect_and_identify(

@@ -10,17 +10,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, text
 
 from services.api.access import Principal, Role
 from services.api.csv_export import CSV_COLUMNS, export_csv
 from services.api.queries import sessions as session_queries
-from services.api.queries.tables import READ
-from services.eventstore import open_event_store
-from services.projections.read_schema import read_schema_gap
-from services.projections.read_store import ReadModelStore
-from services.projector.read_upgrade import bring_up_to_date
 from tests.support.api_world import build_world
+from tests.support.session_columns import read_connection, rebuilt_without, session_columns
 
 FLEET_AUDITOR = Principal("auditor", Role.AUDITOR, None, "auditor")
 _EVIDENCE = ("started_seq", "ended_seq", "ended_hash", "cartridge_ids", "core_diameters_mm")
@@ -34,17 +30,12 @@ def world_url(store_url: str) -> str:
 
 @pytest.fixture
 def connection(world_url: str) -> Iterator[Connection]:
-    read_models = ReadModelStore(world_url)
-    with read_models.engine.connect() as opened:
+    with read_connection(world_url) as opened:
         yield opened
-    read_models.close()
 
 
 def _stored(connection: Connection) -> dict[str, tuple[Any, ...]]:
-    sessions = READ.sessions
-    columns = [sessions.c[name] for name in _EVIDENCE]
-    rows = connection.execute(select(sessions.c.session_id, *columns))
-    return {row[0]: tuple(row[1:]) for row in rows}
+    return session_columns(connection, _EVIDENCE)
 
 
 def _exported(connection: Connection, **filters: Any) -> list[dict[str, str]]:
@@ -109,27 +100,5 @@ def test_a_seal_stored_after_a_session_ended_is_exported_at_once(
 def test_read_sessions_of_an_earlier_release_are_rebuilt_with_the_evidence(
     world_url: str,
 ) -> None:
-    read_models = ReadModelStore(world_url)
-    with read_models.engine.connect() as connection:
-        folded = _stored(connection)
-    with read_models.engine.begin() as connection:
-        for name in _EVIDENCE:
-            connection.execute(text(f"ALTER TABLE read_sessions DROP COLUMN {name}"))
-    read_models.close()
-
-    earlier = ReadModelStore(world_url)
-    assert read_schema_gap(earlier.engine, earlier.tables).columns == {
-        "read_sessions": list(_EVIDENCE)
-    }
-    said: list[str] = []
-    events = open_event_store(world_url)
-    try:
-        assert bring_up_to_date(earlier, world_url, events, said.append) is not None
-        assert "read_sessions lacks started_seq" in said[0]
-        with earlier.engine.connect() as connection:
-            assert _stored(connection) == folded
-        # Current now, generated columns included: the next start replays nothing.
-        assert bring_up_to_date(earlier, world_url, events, said.append) is None
-    finally:
-        events.close()
-        earlier.close()
+    folded, rebuilt = rebuilt_without(world_url, _EVIDENCE)
+    assert rebuilt == folded

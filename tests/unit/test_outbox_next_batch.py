@@ -12,6 +12,7 @@ from edge_agent.device import DeviceReading
 from edge_agent.outbox import InvalidReadingError, Outbox, OutboxBatch
 from edge_agent.publisher import batch_payload
 from schemas import decode_event_batch
+from tests.support.outbox_batches import drained, punch_readings
 from tests.support.streams import device_stream, punch_data
 
 DEVICE = "HP-000001"
@@ -19,15 +20,11 @@ NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
 
 def _punches(first: int, last: int) -> list[DeviceReading]:
-    return [DeviceReading("cores.punched", NOW, punch_data(n)) for n in range(first, last + 1)]
+    return punch_readings(first, last, NOW)
 
 
 def _drain(outbox: Outbox, after_seq: int, max_events: int, max_bytes: int) -> list[OutboxBatch]:
-    batches = []
-    while (batch := outbox.next_batch(DEVICE, after_seq, max_events, max_bytes)) is not None:
-        batches.append(batch)
-        after_seq = batch.last_seq
-    return batches
+    return drained(outbox, DEVICE, after_seq, max_events, max_bytes)
 
 
 def _shape(batches: list[OutboxBatch]) -> list[tuple[int, int, list[bytes]]]:

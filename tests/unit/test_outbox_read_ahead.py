@@ -12,14 +12,15 @@ import orjson
 from edge_agent.custody import AckVerdict
 from edge_agent.device import DeviceReading
 from edge_agent.outbox import Outbox, OutboxBatch
-from tests.support.streams import device_stream, punch_data
+from tests.support.outbox_batches import drained, punch_readings
+from tests.support.streams import device_stream
 
 DEVICE = "HP-000001"
 NOW = datetime(2026, 11, 30, 18, 0, tzinfo=UTC)
 
 
 def _punches(first: int, last: int) -> list[DeviceReading]:
-    return [DeviceReading("cores.punched", NOW, punch_data(n)) for n in range(first, last + 1)]
+    return punch_readings(first, last, NOW)
 
 
 def _backlog(path: Path, count: int) -> None:
@@ -31,11 +32,7 @@ def _backlog(path: Path, count: int) -> None:
 
 
 def _drain(outbox: Outbox, after_seq: int, max_events: int, max_bytes: int) -> list[OutboxBatch]:
-    batches = []
-    while (batch := outbox.next_batch(DEVICE, after_seq, max_events, max_bytes)) is not None:
-        batches.append(batch)
-        after_seq = batch.last_seq
-    return batches
+    return drained(outbox, DEVICE, after_seq, max_events, max_bytes)
 
 
 def _readers() -> list[threading.Thread]:
