@@ -24,6 +24,7 @@ from services.projections.device import DeviceProjection
 from services.projections.read_store import ReadModelStore
 from services.projector import Projector, replay
 from tests.support.api_client import api_client, bearer
+from tests.support.read_alerts import alert_rows
 from tests.support.streams import EPOCH, device_stream, punch_data, reseal, timestamp
 from tests.support.vectors import STREAM_DEVICES, batch_payload, load_stream
 
@@ -217,15 +218,6 @@ def test_the_replay_command_reports_its_rate(
     read_models.close()
 
 
-def _alerts(read_models: ReadModelStore) -> list[tuple[str, str, str, str]]:
-    table = read_models.tables.alerts
-    with read_models.engine.connect() as connection:
-        rows = connection.execute(
-            select(table.c.device_id, table.c.rule, table.c.subject, table.c.status)
-        ).all()
-    return sorted((row[0], row[1], row[2], row[3]) for row in rows)
-
-
 def test_vector_sessions_raise_their_alerts_once_however_often_they_are_folded(
     store: EventStore, store_url: str, vectors_dir: Path
 ) -> None:
@@ -240,14 +232,14 @@ def test_vector_sessions_raise_their_alerts_once_however_often_they_are_folded(
         ("HP-000012", "coverage_exceeded", overshoot, "open"),
         ("HP-000013", "session_count_mismatch", mismatch, "open"),
     ]
-    assert _alerts(read_models) == expected
+    assert alert_rows(read_models) == expected
     events_before = store.count_events()
     # A second projector folding everything again (as after a lost checkpoint) decides
     # the same alert events: the store keeps them once, nothing new is raised.
     _catch_up(Projector(store, read_models, name="projector-again", batch_size=11))
     assert store.count_events() == events_before
     replay(store_url, store)
-    assert _alerts(read_models) == expected
+    assert alert_rows(read_models) == expected
     read_models.close()
 
 
@@ -277,7 +269,7 @@ def test_a_seq_conflict_refused_by_the_store_raises_an_integrity_alert(
     projector.tick()
     projector.tick()  # judged once
     _catch_up(projector)
-    assert _alerts(read_models) == [("HP-000321", "integrity", "refused-events", "open")]
+    assert alert_rows(read_models) == [("HP-000321", "integrity", "refused-events", "open")]
     read_models.close()
 
 
@@ -316,7 +308,7 @@ def test_refusals_of_one_device_are_one_incident_shown_by_the_api_until_resolved
     projector.tick()
     projector.tick()
     _catch_up(projector)
-    assert _alerts(read_models) == [(device, "integrity", "refused-events", "open")]
+    assert alert_rows(read_models) == [(device, "integrity", "refused-events", "open")]
     _, token = create_token(read_models.engine, Role.MANUFACTURER, None, "qa-lead")
     headers = bearer(token)
     with api_client(store_url) as client:
@@ -347,9 +339,9 @@ def test_refusals_of_one_device_are_one_incident_shown_by_the_api_until_resolved
         first = next(a for a in alerts["items"] if a["status"] == "resolved")
         assert first["resolved_by"].startswith("qa-lead")
         assert first["note"] == "second board recalled"
-    live = (_devices(read_models), _alerts(read_models))
+    live = (_devices(read_models), alert_rows(read_models))
     replay(store_url, store)
-    assert (_devices(read_models), _alerts(read_models)) == live
+    assert (_devices(read_models), alert_rows(read_models)) == live
     read_models.close()
 
 
@@ -368,7 +360,7 @@ def test_a_heartbeat_stamped_by_a_wrong_clock_is_no_sign_of_life(
     _catch_up(projector)
     projector.tick()
     _catch_up(projector)
-    assert (device, "device_offline", "presence", "open") in _alerts(read_models)
+    assert (device, "device_offline", "presence", "open") in alert_rows(read_models)
     read_models.close()
 
 
@@ -416,6 +408,6 @@ def test_the_clock_looks_at_the_projectors_own_folds_with_one_heartbeat_read(
     assert sorted(loaded) == loaded_by_the_folds == [heard, silent]
     assert reads == ["newest"]
     _catch_up(projector)
-    offline = {alert[0] for alert in _alerts(read_models) if alert[1] == "device_offline"}
+    offline = {alert[0] for alert in alert_rows(read_models) if alert[1] == "device_offline"}
     assert offline == {silent}
     read_models.close()

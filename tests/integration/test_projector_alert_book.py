@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from services.alerts import store as alert_store
 from services.alerts.engine import Key
@@ -15,16 +15,8 @@ from services.alerts.policy import AlertPolicy
 from services.eventstore import EventStore
 from services.projections.read_store import ReadModelStore
 from services.projector import Projector
+from tests.support.read_alerts import alert_rows
 from tests.support.streams import device_stream
-
-
-def _alerts(read_models: ReadModelStore) -> list[tuple[str, str, str, str]]:
-    table = read_models.tables.alerts
-    with read_models.engine.connect() as connection:
-        rows = connection.execute(
-            select(table.c.device_id, table.c.rule, table.c.subject, table.c.status)
-        ).all()
-    return sorted((row[0], row[1], row[2], row[3]) for row in rows)
 
 
 def _catch_up(projector: Projector) -> None:
@@ -87,11 +79,11 @@ def test_the_clocks_alerts_are_in_the_book_the_next_batch_judges_with(
     _catch_up(projector)
     projector.tick()
     _catch_up(projector)
-    assert (device, "device_offline", "presence", "open") in _alerts(read_models)
+    assert (device, "device_offline", "presence", "open") in alert_rows(read_models)
     store.append(device_stream(device, 3, first_seq=6, prev_hash=_head(store, device)))
     _catch_up(projector)
     _catch_up(projector)  # the resolution's own event
-    assert (device, "device_offline", "presence", "resolved") in _alerts(read_models)
+    assert (device, "device_offline", "presence", "resolved") in alert_rows(read_models)
     with read_models.engine.connect() as connection:
         assert alert_store.load_book(connection, [device]) == {device: {}}
     read_models.close()
