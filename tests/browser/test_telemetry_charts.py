@@ -2,7 +2,6 @@
 point, over-temperature faults are marked, and the charts fit a 360 px screen."""
 
 from datetime import UTC, datetime, timedelta
-from datetime import time as clock_time
 
 import httpx
 import orjson
@@ -25,12 +24,13 @@ DEVICE = "HP-000101"
 
 @pytest.fixture(scope="module", autouse=True)
 def heartbeats(world: World) -> int:
-    """The heartbeats the world's handpieces sent beside their events (same seed, same
-    story), rolled up as the projector's tick does."""
+    """Eight hours of the world's handpieces' heartbeats (same seed), ending 15 hours
+    before now, rolled up as the projector's tick does: inside the 24-hour window at
+    any time of day (the page's windows end now), and before the world's assignments,
+    which it made just now."""
     store = open_event_store(world.database_url)
     read_models = ReadModelStore(world.database_url)
-    # The world's fleet worked yesterday from 08:00 (``conftest.world``), for 8 hours.
-    start = datetime.combine(datetime.now(UTC).date() - timedelta(days=1), clock_time(8), UTC)
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=23)
     end = start + timedelta(hours=8)
     recorded = 0
     try:
@@ -134,8 +134,8 @@ def test_a_clinic_sees_only_its_custody_and_not_another_clinics_device(
     page: Page, dashboard: Dashboard
 ) -> None:
     """Clinic A opens its own handpiece's telemetry, but sees none of the samples taken
-    before the platform assigned the handpiece to it (this world's heartbeats date from
-    yesterday, its assignments from today), while the manufacturer sees them; clinic B's
+    before the platform assigned the handpiece to it (this world's heartbeats end 15 hours
+    ago, its assignments were made just now), while the manufacturer sees them; clinic B's
     handpiece is a 404 page with no telemetry section."""
     log_in(page, dashboard, "clinic_a")
     own = page.goto(dashboard.url(f"/devices/{DEVICE}/telemetry?range=7d"))
