@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from bench.report import machine, print_table
-from schemas import GENESIS_HASH, Heartbeat, SealedEvent, seal, utc_text
+from edge_agent.sealing import chain_readings
+from schemas import GENESIS_HASH, Heartbeat, SealedEvent
 from services.eventstore import Cursor, EventStore, open_event_store, upgrade_schema
 from services.projector import replay
 from simulation import HandpieceSimulator, fleet_device_ids
@@ -38,6 +39,10 @@ from tests.support.postgres import TemporaryPostgres
 T = TypeVar("T")
 START = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 _NAMESPACE = uuid.UUID("0b6c2a4e-6d1f-4c3e-9a7e-2f1f0c9d8e11")
+
+
+def _event_id(device_id: str, seq: int) -> uuid.UUID:
+    return uuid.uuid5(_NAMESPACE, f"{device_id}:{seq}")
 
 
 def sealed_fleet(total: int, devices: int = 400) -> list[list[SealedEvent]]:
@@ -50,20 +55,18 @@ def sealed_fleet(total: int, devices: int = 400) -> list[list[SealedEvent]]:
         moment += timedelta(hours=2)
         for index, simulator in enumerate(simulators):
             seq, prev_hash = heads[index]
-            for reading in simulator.advance(moment):
-                if isinstance(reading, Heartbeat):
-                    continue
-                seq += 1
-                event = seal({
-                    "event_id": str(uuid.uuid5(_NAMESPACE, f"{simulator.device_id}:{seq}")),
-                    "device_id": simulator.device_id, "seq": seq, "type": reading.type,
-                    "occurred_at": utc_text(reading.occurred_at),
-                    "schema_version": 1, "data": dict(reading.data), "prev_hash": prev_hash,
-                })  # fmt: skip
-                streams[index].append(event)
-                prev_hash = event.hash
-                produced += 1
-            heads[index] = (seq, prev_hash)
+            device = simulator.device_id
+            sealed = chain_readings(
+                device,
+                (r for r in simulator.advance(moment) if not isinstance(r, Heartbeat)),
+                partial(_event_id, device),
+                after_seq=seq,
+                after_hash=prev_hash,
+            )
+            if sealed:
+                streams[index].extend(sealed)
+                heads[index] = (sealed[-1].seq, sealed[-1].hash)
+                produced += len(sealed)
     return streams
 
 

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from edge_agent.custody import CHAIN_MISMATCH_FAULT, DeliveryState, mismatch_message
 from edge_agent.device import DeviceReading
+from edge_agent.sealing import seal_reading
 from schemas import (
     DEVICE_EVENT_TYPES,
     GENESIS_HASH,
@@ -146,18 +147,7 @@ class ChainWriter:
     def _seal_valid(
         self, device_id: str, seq: int, prev_hash: str, reading: DeviceReading
     ) -> SealedEvent:
-        return seal(
-            {
-                "event_id": str(self._event_ids()),
-                "device_id": device_id,
-                "seq": seq,
-                "type": reading.type,
-                "occurred_at": utc_text(reading.occurred_at),
-                "schema_version": 1,
-                "data": dict(reading.data),
-                "prev_hash": prev_hash,
-            }
-        )
+        return seal_reading(device_id, seq, prev_hash, reading, self._event_ids())
 
 
 class InvalidReadingError(ValueError):

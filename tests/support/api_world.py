@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from edge_agent.device import DeviceReading
+from edge_agent.sealing import chain_readings
 from schemas import GENESIS_HASH, SealedEvent, seal, utc_text
 from services.api import Role, commands, create_token
 from services.eventstore import EventStore, open_event_store, upgrade_schema
@@ -96,18 +97,9 @@ def simulated_events(device_id: str, seed: int, hours: float) -> list[SealedEven
     fault = {"fault_code": "E-VAC-LOW", "severity": "warning", "message": "vacuum below 40 kPa"}
     last = readings[-1].occurred_at if readings else START
     readings.append(DeviceReading("fault.raised", last + timedelta(seconds=1), fault))
-    sealed: list[SealedEvent] = []
-    prev_hash = GENESIS_HASH
-    for seq, reading in enumerate(readings, start=1):
-        event = seal({
-            "event_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"world:{device_id}:{seq}")),
-            "device_id": device_id, "seq": seq, "type": reading.type,
-            "occurred_at": utc_text(reading.occurred_at), "schema_version": 1,
-            "data": dict(reading.data), "prev_hash": prev_hash,
-        })  # fmt: skip
-        sealed.append(event)
-        prev_hash = event.hash
-    return sealed
+    return chain_readings(
+        device_id, readings, lambda seq: uuid.uuid5(uuid.NAMESPACE_URL, f"world:{device_id}:{seq}")
+    )
 
 
 def event_store(world: World) -> EventStore:

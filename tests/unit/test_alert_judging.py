@@ -6,11 +6,13 @@ import random
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import orjson
 import pytest
 
-from schemas import GENESIS_HASH, Heartbeat, SealedEvent, seal, utc_text
+from edge_agent.sealing import chain_readings
+from schemas import Heartbeat, SealedEvent
 from services.alerts import engine as engine_module
 from services.alerts.conditions import Condition, Thresholds, standing, standing_keys
 from services.alerts.engine import AlertDecisions, AlertEngine, Key
@@ -32,27 +34,25 @@ _TIGHT = AlertPolicy(
 )
 
 
+def _event_id(device_id: str, seq: int) -> uuid.UUID:
+    return uuid.uuid5(_NAMESPACE, f"{device_id}:{seq}")
+
+
 def _fleet_day(devices: int, hours: int) -> list[list[SealedEvent]]:
     """Each simulated handpiece's sealed stream over ``hours`` of work."""
     simulators = [HandpieceSimulator(d, 11, START) for d in fleet_device_ids(devices)]
-    streams: list[list[SealedEvent]] = []
-    for simulator in simulators:
-        stream: list[SealedEvent] = []
-        prev_hash, seq = GENESIS_HASH, 0
-        for reading in simulator.advance(START + timedelta(hours=hours)):
-            if isinstance(reading, Heartbeat):
-                continue
-            seq += 1
-            event = seal({
-                "event_id": str(uuid.uuid5(_NAMESPACE, f"{simulator.device_id}:{seq}")),
-                "device_id": simulator.device_id, "seq": seq, "type": reading.type,
-                "occurred_at": utc_text(reading.occurred_at), "schema_version": 1,
-                "data": dict(reading.data), "prev_hash": prev_hash,
-            })  # fmt: skip
-            stream.append(event)
-            prev_hash = event.event.hash
-        streams.append(stream)
-    return streams
+    return [
+        chain_readings(
+            simulator.device_id,
+            (
+                r
+                for r in simulator.advance(START + timedelta(hours=hours))
+                if not isinstance(r, Heartbeat)
+            ),
+            partial(_event_id, simulator.device_id),
+        )
+        for simulator in simulators
+    ]
 
 
 def _delivered(stream: list[SealedEvent], rng: random.Random) -> list[SealedEvent]:
