@@ -13,21 +13,22 @@ from typing import Annotated, Any, Final
 
 import orjson
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic_core import SchemaValidator
 
 from schemas.canonical import GENESIS_HASH, ClosedShape, canonical_body
-from schemas.device_events import DeviceEvent, DeviceEventModel
+from schemas.device_events import DeviceEventModel
 from schemas.events import DEVICE_EVENT_ADAPTER
 from schemas.fields import FROZEN_STRICT_SHAPE, DeviceId
 from schemas.rejection import Rejection, RejectionReason
 from schemas.sealed import SealedEvent
 from schemas.seals import BatchSeal, SealClaim
 from schemas.streams import device_stream
-from schemas.validation import describe
+from schemas.validation import DeferredChecks, describe, plain_schema, run_checks
 
 MAX_BATCH_BYTES: Final = 256 * 1024
 MAX_BATCH_EVENTS: Final = 500
 _MAX_DETAIL: Final = 300
-_EVENT_SEQ: Final = attrgetter("event.seq")
+_EVENT_SEQ: Final = attrgetter("seq")
 
 
 class _BatchEnvelope(BaseModel):
@@ -46,6 +47,13 @@ _SEAL_ADAPTER: Final = TypeAdapter(BatchSeal)
 # The core validators themselves: ``TypeAdapter.validate_python`` adds a Python frame a call.
 _validate_event: Final = DEVICE_EVENT_ADAPTER.validator.validate_python
 _validate_batch: Final = _BATCH_ADAPTER.validator.validate_python
+# The same rules into plain dicts (``plain_schema``): the store needs only the
+# envelope and the canonical bytes, so the gateway builds no models.  The models'
+# own cross-member rules (``window_end`` after ``window_start``…) run from here.
+_CHECKS: Final[DeferredChecks] = {}
+_validate_plain: Final = SchemaValidator(
+    plain_schema(DEVICE_EVENT_ADAPTER.core_schema, _CHECKS)
+).validate_python
 
 
 def _event_type(model: type[BaseModel]) -> str:
@@ -132,8 +140,8 @@ def _claim(
         last = max(last or 0, *refused)
     if last != seal.seq:
         return SealClaim(device_id, seal, None)
-    sealed = next((event for event in events if event.event.seq == last), None)
-    return SealClaim(device_id, seal, None if sealed is None else sealed.event.hash)
+    sealed = next((event for event in events if event.seq == last), None)
+    return SealClaim(device_id, seal, None if sealed is None else sealed.hash)
 
 
 def decode_device_event(device_id: str, raw_event: Any) -> SealedEvent | Rejection:
@@ -142,23 +150,35 @@ def decode_device_event(device_id: str, raw_event: Any) -> SealedEvent | Rejecti
 
 
 def _decode_event(device_id: str, stream_id: str, raw_event: Any) -> SealedEvent | Rejection:
+    fields: dict[str, Any] | None
     try:
-        event: DeviceEvent = _validate_event(raw_event)
-    except ValidationError as error:
-        return _reject(device_id, raw_event, RejectionReason.SCHEMA, describe(error))
+        fields = _validate_plain(raw_event)
+    except ValidationError:
+        fields = None
+    else:
+        checks = _CHECKS.get(fields["type"])  # the few types whose models check across members
+        if checks is not None and not run_checks(checks, fields):
+            fields = None
+    if fields is None:
+        # Rare: validate again into the models, whose errors are the ones reported.
+        try:
+            fields = dict(_validate_event(raw_event))
+        except ValidationError as error:
+            return _reject(device_id, raw_event, RejectionReason.SCHEMA, describe(error))
     if type(raw_event) is not dict:  # pragma: no cover - validation refuses non-objects
         return _reject(
             device_id, raw_event, RejectionReason.SCHEMA, "an event must be a JSON object"
         )
-    if event.device_id != device_id:
+    seq: int = fields["seq"]
+    if fields["device_id"] != device_id:
         return _reject(
             device_id,
             raw_event,
             RejectionReason.IDENTITY,
-            f"event seq {event.seq} names device {event.device_id!r} "
-            f"inside a batch of {device_id!r}",
+            f"event seq {seq} names device {fields['device_id']!r} inside a batch of {device_id!r}",
         )
-    shape = _SHAPES.get(event.type)
+    event_type: str = fields["type"]
+    shape = _SHAPES.get(event_type)
     try:
         body = canonical_body(raw_event) if shape is None else shape.body(raw_event)
     except ValueError as error:  # e.g. a float beyond what canonical JSON can represent
@@ -166,23 +186,35 @@ def _decode_event(device_id: str, stream_id: str, raw_event: Any) -> SealedEvent
             device_id,
             raw_event,
             RejectionReason.SCHEMA,
-            f"event seq {event.seq} has no canonical form: {error}",
+            f"event seq {seq} has no canonical form: {error}",
         )
-    if sha256(body).hexdigest() != event.hash:
+    hash_ = fields["hash"]
+    if sha256(body).hexdigest() != hash_:
         return _reject(
             device_id,
             raw_event,
             RejectionReason.INTEGRITY,
-            f"event seq {event.seq}: hash does not match the SHA-256 of its canonical JSON",
+            f"event seq {seq}: hash does not match the SHA-256 of its canonical JSON",
         )
-    if event.seq == 1 and event.prev_hash != GENESIS_HASH:
+    prev_hash = fields["prev_hash"]
+    if seq == 1 and prev_hash != GENESIS_HASH:
         return _reject(
             device_id,
             raw_event,
             RejectionReason.INTEGRITY,
             "event seq 1 must have a prev_hash of 64 zeros",
         )
-    return SealedEvent(event, body, stream_id)
+    return SealedEvent(
+        device_id,
+        seq,
+        fields["event_id"],
+        event_type,
+        fields["occurred_at"],
+        hash_,
+        prev_hash,
+        body,
+        stream_id,
+    )
 
 
 def _reject(device_id: str, raw_event: Any, reason: RejectionReason, detail: str) -> Rejection:

@@ -1,7 +1,12 @@
 """One sentence for a pydantic ``ValidationError``: what dead letters, refused
-firmware lines and refused configuration all say about bad input."""
+firmware lines and refused configuration all say about bad input; and validators
+that apply the models' rules without building the models."""
+
+from collections.abc import Callable
+from typing import Any, cast
 
 from pydantic import ValidationError
+from pydantic_core import CoreSchema, core_schema
 
 
 def describe(error: ValidationError, *, skip: int = 0) -> str:
@@ -18,3 +23,147 @@ def describe(error: ValidationError, *, skip: int = 0) -> str:
     more = error.error_count() - 1
     suffix = f" (and {more} more)" if more else ""
     return f"{location}: {first['msg']}{suffix}"
+
+
+ModelCheck = Callable[[Any], Any]
+"""A model's ``after`` validator: called with the fields as attributes, raises
+``ValueError`` (or ``AssertionError``) when they break its rule."""
+DeferredChecks = dict[str, list[tuple[tuple[str, ...], ModelCheck]]]
+"""By tag of a tagged union: where in the output each deferred check's fields sit,
+and the check."""
+
+
+def plain_schema(schema: CoreSchema, deferred: DeferredChecks | None = None) -> CoreSchema:
+    """``schema`` with every model it names turned into a typed dict of the same fields.
+
+    The rules stay the models' own (every field's schema, ``extra="forbid"``, the
+    models' ``after`` validators), so a document is valid under the result (and the
+    ``deferred`` checks, if asked for) exactly when it is under ``schema``; only the
+    output differs: plain dicts, not model
+    instances.  The gateway validates every event it receives and stores none of the
+    models, so building them is work thrown away (``schemas.decode``).  Error texts may
+    differ where a model's own wording names its class; callers that report errors
+    validate a refused document again against ``schema``.
+
+    Given ``deferred``, the ``after`` validators of models nested (through fields
+    only) in a choice of a top-level tagged union are left out and listed there
+    instead, for the caller to run with ``run_checks``: a call from pydantic-core
+    into Python costs more than the check itself.
+    """
+    return cast(CoreSchema, _plain(schema, deferred, None))
+
+
+def run_checks(checks: list[tuple[tuple[str, ...], ModelCheck]], document: dict[str, Any]) -> bool:
+    """Whether ``document`` (a plain schema's output) passes the deferred ``checks``."""
+    for path, check in checks:
+        fields: Any = document
+        for name in path:
+            fields = fields.get(name) if type(fields) is dict else None
+        if type(fields) is not dict:
+            continue  # an optional member left out: no model there to check
+        try:
+            check(_Fields(fields))
+        except (ValueError, AssertionError):
+            return False
+    return True
+
+
+_Place = tuple[str, tuple[str, ...]] | None
+"""Where a node sits: the tagged union's tag and the field path below it, or
+``None`` where a check could not be deferred (in a list, a dict, another union)."""
+
+
+def _plain(node: Any, deferred: DeferredChecks | None, place: _Place) -> Any:
+    if isinstance(node, list):
+        return [_plain(item, deferred, None) for item in node]
+    if not isinstance(node, dict):
+        return node
+    kind = node.get("type")
+    if kind == "model":
+        return _typed_dict(node, deferred, place)
+    if kind in ("function-after", "function-wrap", "function-plain") and _is_model(node):
+        if kind != "function-after":
+            raise TypeError(f"a {kind} validator around a model sees its instance: unsupported")
+        if deferred is not None and place is not None and node["function"]["type"] == "no-info":
+            tag, path = place
+            deferred.setdefault(tag, []).append((path, node["function"]["function"]))
+            return _plain(node["schema"], deferred, place)
+        return _model_validator_on_dict(node, deferred, place)
+    if kind == "tagged-union" and place is None and deferred is not None:
+        choices = {
+            tag: _plain(choice, deferred, (str(tag), ())) for tag, choice in node["choices"].items()
+        }
+        return {**{k: _plain(v, deferred, None) for k, v in node.items()}, "choices": choices}
+    if kind in ("nullable", "default") and place is not None:
+        return {**node, "schema": _plain(node["schema"], deferred, place)}
+    return {key: _plain(value, deferred, None) for key, value in node.items()}
+
+
+def _is_model(node: dict[str, Any]) -> bool:
+    inner = node.get("schema")
+    while isinstance(inner, dict) and inner.get("type", "").startswith("function-"):
+        inner = inner.get("schema")
+    return isinstance(inner, dict) and inner.get("type") == "model"
+
+
+def _typed_dict(model: dict[str, Any], deferred: DeferredChecks | None, place: _Place) -> Any:
+    for unsupported in ("post_init", "custom_init", "root_model"):
+        if model.get(unsupported):
+            raise TypeError(f"model {model['cls'].__name__} has {unsupported}: unsupported")
+    fields_schema = model["schema"]
+    if fields_schema.get("type") != "model-fields" or fields_schema.get("computed_fields"):
+        raise TypeError(f"model {model['cls'].__name__} is not plain fields: unsupported")
+    config = dict(model.get("config") or {})
+    fields: dict[str, core_schema.TypedDictField] = {}
+    for name, field in fields_schema["fields"].items():
+        alias = field.get("validation_alias")
+        inside = None if place is None or alias is not None else (place[0], (*place[1], name))
+        inner = _plain(field["schema"], deferred, inside)
+        fields[name] = core_schema.typed_dict_field(
+            inner, required=inner.get("type") != "default", validation_alias=alias
+        )
+    return dict(
+        core_schema.typed_dict_schema(
+            fields,
+            extra_behavior=config.get("extra_fields_behavior", "ignore"),
+            config=cast(core_schema.CoreConfig, config),
+        )
+    )
+
+
+def _model_validator_on_dict(
+    node: dict[str, Any], deferred: DeferredChecks | None, place: _Place
+) -> dict[str, Any]:
+    """An ``after`` validator written for a model instance, run on its typed dict:
+    it reads the fields as attributes, and what it returns (the instance) is
+    replaced by the dict it judged."""
+    function_info = node["function"]
+    check = function_info["function"]
+    inner = _plain(node["schema"], deferred, place)
+    if function_info["type"] == "with-info":
+
+        def judged_with_info(document: dict[str, Any], info: Any) -> dict[str, Any]:
+            check(_Fields(document), info)
+            return document
+
+        return dict(core_schema.with_info_after_validator_function(judged_with_info, inner))
+    # No Python frame of its own: the fields become ``_Fields`` (a C call), the
+    # validator judges them (the one Python call), and a plain dict is handed on.
+    return dict(
+        core_schema.chain_schema(
+            [
+                inner,
+                core_schema.no_info_plain_validator_function(_Fields),
+                core_schema.no_info_plain_validator_function(check),
+                core_schema.no_info_plain_validator_function(dict.copy),
+            ]
+        )
+    )
+
+
+class _Fields(dict[str, Any]):
+    """A typed dict's fields read as attributes, as a model validator reads them:
+    one dict copy, and attribute reads that are plain dict lookups in C."""
+
+    __slots__ = ()
+    __getattribute__ = dict.__getitem__

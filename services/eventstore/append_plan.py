@@ -78,9 +78,9 @@ class EventRow(NamedTuple):
 
     @classmethod
     def of(cls, sealed: SealedEvent, received_at: datetime) -> "EventRow":
-        e = sealed.event
-        return cls(sealed.stream_id, e.device_id, e.seq, e.event_id, e.type, e.occurred_at,
-                   received_at, e.hash, e.prev_hash, sealed.body)  # fmt: skip
+        s = sealed  # the envelope columns it carries: no model is built for a row
+        return cls(s.stream_id, s.device_id, s.seq, s.event_id, s.type, s.occurred_at,
+                   received_at, s.hash, s.prev_hash, s.body)  # fmt: skip
 
     def wire_json(self) -> bytes:
         """The event as it travelled: the body with its ``hash`` added back."""
