@@ -124,6 +124,7 @@ class AlertEngine:
         self._policy_of = policy_of
         self.decisions = AlertDecisions()
         self._thresholds: dict[int, tuple[AlertPolicy, Thresholds]] = {}
+        self._last_thresholds: tuple[AlertPolicy, Thresholds] | None = None
 
     def after_fold(
         self,
@@ -136,40 +137,45 @@ class AlertEngine:
         if not changes:
             return
         policy = self._policy_of(clinic_id)
+        thresholds = self._thresholds_of(policy)
         at = fact.received_at or fact.occurred_at
         device_id = projection.device_id
         for change in changes:
-            # Tuples, not ``A | B``: ``isinstance`` with a tuple is the fast path, and this
-            # runs for every change of every event; most are a fact taking its place.
+            # Most changes are a fact taking its place (``Applied``) or a punch into a
+            # session (``SessionChanged``): those two are asked first, this runs for
+            # every change of every event.
             if isinstance(change, Applied):
                 continue
-            if isinstance(change, FindingRecorded):
-                self._occurred(device_id, clinic_id, finding_occurrence(change.finding, at))
-                continue
-            if not isinstance(change, (SessionChanged, SessionClosed)):
-                continue
-            if isinstance(change, SessionClosed) and change.reconciled:
-                # Decided on what had arrived after the grace period, then the missing
-                # events came after all: the session reconciles, so the alert was wrong.
-                self._retract(
-                    device_id,
-                    ("session_count_mismatch", change.session_id),
-                    at,
-                    "the missing events arrived and the session reconciles",
-                )
+            if not isinstance(change, SessionChanged):
+                if isinstance(change, FindingRecorded):
+                    self._occurred(device_id, clinic_id, finding_occurrence(change.finding, at))
+                    continue
+                if not isinstance(change, SessionClosed):
+                    continue
+                if change.reconciled:
+                    # Decided on what had arrived after the grace period, then the
+                    # missing events came after all: the session reconciles, so the
+                    # alert was wrong.
+                    self._retract(
+                        device_id,
+                        ("session_count_mismatch", change.session_id),
+                        at,
+                        "the missing events arrived and the session reconciles",
+                    )
             tally = projection.sessions.get(change.session_id)
-            book = self.book.get(device_id, {})
+            if tally is None:
+                continue
             # The audit is built only when it may raise something: once per punch
-            # is too dear.
-            if tally is not None and (
-                (
-                    tally.reconciled is False
-                    and ("session_count_mismatch", tally.session_id) not in book
-                )
-                or (
-                    tally.coverage_pct > policy.coverage_max_pct
-                    and ("coverage_exceeded", tally.session_id) not in book
-                )
+            # is too dear.  ``reconciled is False`` written out: the counts differ.
+            book = self.book.get(device_id, {})
+            reported = tally.cores_reported
+            if (
+                reported is not None
+                and tally.cores_counted != reported
+                and ("session_count_mismatch", tally.session_id) not in book
+            ) or (
+                tally.coverage_pct > thresholds.coverage_max_pct
+                and ("coverage_exceeded", tally.session_id) not in book
             ):
                 audit = tally.audit(device_id)
                 for condition in session_occurrences(audit, policy, at):
@@ -180,21 +186,24 @@ class AlertEngine:
         # would change anything; most folds (a punch on a fresh cartridge) change nothing,
         # and building the conditions, forecast included, is the dear part.
         book = self.book.setdefault(device_id, {})
-        if not projection.pending and _as_booked(
-            book, standing_keys(projection, self._thresholds_of(policy))
-        ):
+        if not projection.pending and _as_booked(book, standing_keys(projection, thresholds)):
             return
         held = standing(projection, policy, at) | timed(projection, policy, at, at)
         self._settle(device_id, clinic_id, held, at, _STATE_KINDS)
 
     def _thresholds_of(self, policy: AlertPolicy) -> Thresholds:
         # By identity: a lookup returns the same policy object for a clinic, and
-        # hashing a pydantic model would cost what the cache saves.
+        # hashing a pydantic model would cost what the cache saves.  The last one
+        # first: a batch's events come in runs of one device, so of one clinic.
+        last = self._last_thresholds
+        if last is not None and last[0] is policy:
+            return last[1]
         found = self._thresholds.get(id(policy))
         if found is None or found[0] is not policy:
             if len(self._thresholds) >= _THRESHOLDS_KEPT:
                 self._thresholds.clear()  # a lookup that builds its policies anew
             found = self._thresholds[id(policy)] = (policy, Thresholds.of(policy))
+        self._last_thresholds = found
         return found[1]
 
     def reevaluate(self, projection: DeviceProjection, at: datetime, clinic_id: str | None) -> None:

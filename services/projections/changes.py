@@ -4,6 +4,11 @@
 ``DeviceProjection.apply`` returns these in the order they happened.  Every folded
 fact yields ``Applied`` first, then what it did; a fact that was a redelivery, or
 that waits behind a gap, yields nothing until it is folded.
+
+They are slotted dataclasses but not frozen: a fold builds one or two for every
+event, and a frozen one's ``__init__`` sets each field through
+``object.__setattr__``, twice the cost (0.19 µs against 0.09).  Nothing changes
+them once ``apply`` has returned them; they compare by value and are not hashed.
 """
 
 from dataclasses import dataclass
@@ -13,21 +18,21 @@ from services.projections.faults import OpenFault
 from services.projections.findings import Finding
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Applied:
     """``fact`` was folded; the device row (position, last hash, counters) changed."""
 
     fact: Fact
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SessionChanged:
     """The audit of ``session_id`` changed: started or punched into."""
 
     session_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SessionClosed:
     """``session.ended`` was folded: reconciliation and chain status are now final."""
 
@@ -35,17 +40,17 @@ class SessionClosed:
     reconciled: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FaultOpened:
     fault: OpenFault
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FaultClosed:
     fault_code: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FindingRecorded:
     finding: Finding
 

@@ -40,7 +40,13 @@ from services.projections.changes import (
 )
 from services.projections.device_summary import DeviceSummary
 from services.projections.errors import ProjectionError
-from services.projections.facts import Fact, clock_skewed, event_time
+from services.projections.facts import (
+    CLOCK_FLOOR,
+    CLOCK_SKEW_TOLERANCE,
+    Fact,
+    clock_skewed,
+    event_time,
+)
 from services.projections.faults import OpenFault
 from services.projections.findings import Finding, FindingKind
 from services.projections.forecast import NeedleLifeForecast, PunchRate, forecast_needle_life
@@ -283,15 +289,18 @@ class DeviceProjection:
         """Take the last-seen times from ``fact``; whether its device time is skewed
         (judged once per fact: the fold needs it again, and comparing times of two
         time zone objects, the device's UTC and the database's, is not free)."""
-        skewed = clock_skewed(fact)
-        occurred, latest = fact.occurred_at, self.last_occurred_at
+        occurred, received = fact.occurred_at, fact.received_at
+        # ``facts.implausible_device_time`` written out: two calls an event saved.
+        skewed = occurred < CLOCK_FLOOR or (
+            received is not None and occurred - received > CLOCK_SKEW_TOLERANCE
+        )
+        latest = self.last_occurred_at
         if (latest is None or occurred > latest) and not skewed:
             self.last_occurred_at = occurred
-        received = fact.received_at
-        if received is not None and (
-            self.last_received_at is None or received > self.last_received_at
-        ):
-            self.last_received_at = received
+        if received is not None:
+            last_received = self.last_received_at
+            if last_received is None or received > last_received:
+                self.last_received_at = received
         return skewed
 
     def _fold(self, fact: Fact, changes: list[Change], skewed: bool) -> None:

@@ -47,19 +47,21 @@ class PunchRate:
         lengths, counts = self.lengths, self.counts
         lengths.append(length)
         counts.append(actuations)
-        self.seconds += length
-        self.actuations += actuations
+        # Sums in locals, written back once: the same arithmetic in the same order as
+        # on the attributes, without an attribute store per window dropped.
+        seconds = self.seconds + length
+        total = self.actuations + actuations
         # Drop the oldest windows while the rest still cover the horizon, so the pace
         # follows the operator and does not average over the device's whole history.
-        first, newest = self.first, len(lengths) - 1
-        while first < newest and self.seconds - lengths[first] >= self.horizon_s:
-            self.seconds -= lengths[first]
-            self.actuations -= counts[first]
+        first, newest, horizon = self.first, len(lengths) - 1, self.horizon_s
+        while first < newest and seconds - lengths[first] >= horizon:
+            seconds -= lengths[first]
+            total -= counts[first]
             first += 1
         if first >= _COMPACT_AFTER and 2 * first >= len(lengths):
             del lengths[:first], counts[:first]
             first = 0
-        self.first = first
+        self.seconds, self.actuations, self.first = seconds, total, first
 
     def counted(self) -> Iterator[tuple[float, int]]:
         """The windows counted, oldest first: (seconds, actuations)."""

@@ -112,27 +112,34 @@ class Folder:
     def _fold_device_event(
         self, event: Stored, update: ReadModelUpdate, changed_sessions: dict[str, set[str]]
     ) -> None:
-        projection = self.projections[event.device_id]
+        device_id = event.device_id
+        projection = self.projections[device_id]
         fact = fact_from_body(event.body, event.hash, event.received_at)
         changes = projection.apply(fact)
-        if self.engine is not None:
+        engine = self.engine
+        if engine is not None:
             # The alerts a fact raises are its owner's: a punch of a session begun
             # before a reassignment raises them for the session's clinic.
-            self.engine.after_fold(projection, fact, changes, self._owner(projection, fact))
+            engine.after_fold(projection, fact, changes, self._owner(projection, fact))
         for change in changes:
-            # A tuple, not ``A | B``: ``isinstance`` with a tuple is the fast path, and
-            # this runs for every change of every event.
-            if isinstance(change, (SessionChanged, SessionClosed)):
-                changed_sessions.setdefault(event.device_id, set()).add(change.session_id)
-            elif isinstance(change, Applied) and change.fact.type == "cartridge.installed":
-                clinic = self._owner(projection, change.fact) or ""
-                key = (clinic, iso_week(event_time(change.fact)))
-                update.cartridges_installed[key] = update.cartridges_installed.get(key, 0) + 1
+            # ``Applied`` first, one for every fact folded; this runs for every change
+            # of every event.
+            if isinstance(change, Applied):
+                if change.fact.type == "cartridge.installed":
+                    clinic = self._owner(projection, change.fact) or ""
+                    key = (clinic, iso_week(event_time(change.fact)))
+                    installed = update.cartridges_installed
+                    installed[key] = installed.get(key, 0) + 1
+            elif isinstance(change, (SessionChanged, SessionClosed)):
+                sessions = changed_sessions.get(device_id)
+                if sessions is None:
+                    sessions = changed_sessions[device_id] = set()
+                sessions.add(change.session_id)
 
     def _owner(self, projection: DeviceProjection, fact: Fact) -> str | None:
         """The clinic ``fact`` belongs to (``custody.event_owner``): a session's events
         its clinic's, as of the seq that started it."""
-        custody = self._custody(projection.device_id)
+        custody = self.custody[projection.device_id]
         intervals = custody.intervals
         if not intervals:
             return None  # no clinic's before the first assignment, whatever the session
@@ -200,7 +207,10 @@ class Folder:
     def _load_for(self, stored: Sequence[Stored]) -> None:
         # Change streams (policies, identities) concern no device: their events' device
         # id is the platform's own, which must not become a device row.
-        devices = {event.device_id for event in stored if not is_change_stream(event.stream_id)}
+        # Each stream judged once: a batch holds a few hundred streams and thousands
+        # of events.
+        streams = {(event.stream_id, event.device_id) for event in stored}
+        devices = {device_id for stream_id, device_id in streams if not is_change_stream(stream_id)}
         wanted = devices - self.projections.keys()
         if wanted:
             found = self._load_projections(wanted)
