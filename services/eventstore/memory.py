@@ -193,6 +193,13 @@ class InMemoryEventStore:
         with self._lock:
             return self._events[start : start + limit]
 
+    def read_prefixed(
+        self, after: Cursor, stream_prefix: str, limit: int = 1000
+    ) -> tuple[list[StoredEvent], Cursor]:
+        scanned = self.read(after, limit)
+        through = scanned[-1].cursor if scanned else after
+        return [e for e in scanned if e.stream_id.startswith(stream_prefix)], through
+
     def read_records(self, after: Cursor, limit: int = 10_000) -> list[EventRecord]:
         return [
             EventRecord(e.cursor, e.stream_id, e.device_id, e.seq, e.type, e.received_at, e.hash,

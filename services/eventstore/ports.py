@@ -182,6 +182,15 @@ NextEvent = Callable[[StoredEvent | None], SealedEvent | Sequence[SealedEvent] |
 ``append_next``)."""
 
 
+def prefixed_read(
+    rows: list[StoredEvent], stream_prefix: str, after: Cursor
+) -> tuple[list[StoredEvent], Cursor]:
+    """``read_prefixed``'s answer from the rows an adapter read: the prefixed streams'
+    events and the last row looked at, which may be of another stream."""
+    through = rows[-1].cursor if rows else after
+    return [row for row in rows if row.stream_id.startswith(stream_prefix)], through
+
+
 def next_events(built: SealedEvent | Sequence[SealedEvent] | None) -> list[SealedEvent]:
     """What a ``NextEvent`` built, as a list (empty: nothing to append)."""
     if built is None:
@@ -227,6 +236,15 @@ class EventLog(Protocol):
 
     def read_records(self, after: Cursor, limit: int = 10_000) -> list[EventRecord]:
         """``read``, but only what folds need: a replay's bulk read."""
+        ...
+
+    def read_prefixed(
+        self, after: Cursor, stream_prefix: str, limit: int = 1000
+    ) -> tuple[list[StoredEvent], Cursor]:
+        """Of the next ``limit`` events after ``after`` (``read``'s), those whose stream
+        id starts with ``stream_prefix``, and the cursor of the last one looked at
+        (``after`` when there was none): a follower of a few streams moves its
+        checkpoint there without decoding every other event."""
         ...
 
     def read_stream(

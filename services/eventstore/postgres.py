@@ -66,6 +66,7 @@ from services.eventstore.ports import (
     StoredSeal,
     StreamSeal,
     next_events,
+    prefixed_read,
 )
 
 _EVENT_COLUMNS: Final = sql.SQL(
@@ -79,6 +80,20 @@ _READ_AFTER: Final = sql.SQL(
     # Qualified: the output column "tx_id" (the cast below) would otherwise be the sort
     # key, and PostgreSQL would sort every later row instead of walking the index.
     "ORDER BY events.tx_id, events.position LIMIT %s"
+).format(columns=_EVENT_COLUMNS)
+# ``_READ_AFTER``'s next rows, their keys and stream ids only; of them the prefixed
+# streams' events and the last one (where the reader's checkpoint moves) read whole,
+# so no other event's body leaves the database.
+_READ_PREFIXED: Final = sql.SQL(
+    "WITH scanned AS (SELECT tx_id, position, stream_id FROM events "
+    "WHERE (tx_id, position) > (%s::text::xid8, %s) "
+    "AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) "
+    "ORDER BY events.tx_id, events.position LIMIT %s) "
+    "SELECT {columns} FROM events WHERE (events.tx_id, events.position) IN ("
+    "SELECT s.tx_id, s.position FROM scanned s WHERE substr(s.stream_id, 1, %s) = %s "
+    "OR (s.tx_id, s.position) = "
+    "(SELECT l.tx_id, l.position FROM scanned l ORDER BY l.tx_id DESC, l.position DESC LIMIT 1)) "
+    "ORDER BY events.tx_id, events.position"
 ).format(columns=_EVENT_COLUMNS)
 _READ_RECORDS: Final = (
     "SELECT tx_id::text::bigint, position, stream_id, device_id, seq, type, received_at, "
@@ -288,6 +303,17 @@ class PostgresEventStore(PortableQueries):
             _READ_AFTER, (str(after.commit), after.position, limit), binary=True
         ).fetchall()
         return [_stored_event(row) for row in rows]
+
+    @POSTGRES_ERRORS
+    def read_prefixed(
+        self, after: Cursor, stream_prefix: str, limit: int = 1000
+    ) -> tuple[list[StoredEvent], Cursor]:
+        rows = self._connection.execute(
+            _READ_PREFIXED,
+            (str(after.commit), after.position, limit, len(stream_prefix), stream_prefix),
+            binary=True,
+        ).fetchall()
+        return prefixed_read([_stored_event(row) for row in rows], stream_prefix, after)
 
     @POSTGRES_ERRORS
     def read_records(self, after: Cursor, limit: int = 10_000) -> list[EventRecord]:

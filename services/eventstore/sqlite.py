@@ -41,6 +41,7 @@ from services.eventstore.ports import (
     StoredSeal,
     StreamSeal,
     next_events,
+    prefixed_read,
 )
 from services.eventstore.sqlite_schema import SCHEMA_VERSION, connect
 
@@ -177,6 +178,19 @@ class SqliteEventStore(PortableQueries):
             (after.position, limit),
         ).fetchall()
         return [_stored_event(row) for row in rows]
+
+    @SQLITE_ERRORS
+    def read_prefixed(
+        self, after: Cursor, stream_prefix: str, limit: int = 1000
+    ) -> tuple[list[StoredEvent], Cursor]:
+        rows = self._connection.execute(
+            f"WITH scanned AS (SELECT position, stream_id FROM events WHERE position > ? "  # noqa: S608
+            f"ORDER BY position LIMIT ?) SELECT {_EVENT_COLUMNS} FROM events WHERE position IN "
+            "(SELECT position FROM scanned WHERE substr(stream_id, 1, ?) = ? "
+            "OR position = (SELECT max(position) FROM scanned)) ORDER BY position",
+            (after.position, limit, len(stream_prefix), stream_prefix),
+        ).fetchall()
+        return prefixed_read([_stored_event(row) for row in rows], stream_prefix, after)
 
     @SQLITE_ERRORS
     def read_records(self, after: Cursor, limit: int = 10_000) -> list[EventRecord]:

@@ -75,6 +75,10 @@ class ReadModelStore:
         self.tables: ReadTables = read_tables(suffix)
         self.engine: Engine = open_sql_engine(url, json_serializer=_JSON_WRITERS[self.backend])
         self.tables.metadata.create_all(self.engine)
+        self._upserts: dict[str, Any] = {}
+        """Each table's upsert, built once: building one (the ``excluded`` columns, the
+        conflict clause) cost more than executing it on the live projector's small
+        batches."""
 
     # -- reading -----------------------------------------------------------
 
@@ -205,12 +209,15 @@ class ReadModelStore:
         rows: list[dict[str, Any]],
         key: list[str],
     ) -> None:
-        insert = self._insert(table)
-        # A generated column is the database's to write.
-        columns = [c.name for c in table.columns if c.name not in key and c.computed is None]
-        statement = insert.on_conflict_do_update(
-            index_elements=key, set_={name: insert.excluded[name] for name in columns}
-        )
+        statement = self._upserts.get(table.name)
+        if statement is None:
+            insert = self._insert(table)
+            # A generated column is the database's to write.
+            columns = [c.name for c in table.columns if c.name not in key and c.computed is None]
+            statement = insert.on_conflict_do_update(
+                index_elements=key, set_={name: insert.excluded[name] for name in columns}
+            )
+            self._upserts[table.name] = statement
         # Chunks keep SQLite under its bound-parameter limit.
         for start in range(0, len(rows), 500):
             connection.execute(statement, rows[start : start + 500])

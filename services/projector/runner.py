@@ -31,6 +31,7 @@ from services.eventstore import (
     EventStore,
     StoredEvent,
     StoreUnavailableError,
+    load_checkpoint,
     save_checkpoint,
 )
 from services.projections.custody import Custody
@@ -104,37 +105,50 @@ class Projector:
         self.telemetry = TelemetryRollups(read_models.engine, read_models.backend)
 
     def step(self) -> int:
-        """Fold the next batch; how many events it held (0: caught up)."""
-        cursor = self.read_models.checkpoint(self.name)
-        stored = self.events.read(cursor, self.batch_size)
-        if not stored:
-            metrics.caught_up()
-            return 0
-        started = time.perf_counter()
+        """Fold the next batch; how many events it held (0: caught up).
+
+        One connection of the read models' pool serves the whole batch: the checkpoint
+        read, the alert book and the policies, then the rows, the decisions and the
+        checkpoint committed together.  Each pool checkout is a ping and each round
+        trip a wait for the interpreter lock behind the process's other threads, and
+        a probe's latency is a whole batch of them."""
+        with self.read_models.engine.connect() as connection:
+            cursor = load_checkpoint(connection, self.name)
+            stored = self.events.read(cursor, self.batch_size)
+            if not stored:
+                metrics.caught_up()
+                return 0
+            started = time.perf_counter()
+            self._fold_and_commit(connection, cursor, stored)
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        metrics.batch_committed(len(stored), stored[-1].received_at, stored[-1].cursor)
+        return len(stored)
+
+    def _fold_and_commit(
+        self, connection: Connection, cursor: Cursor, stored: list[StoredEvent]
+    ) -> None:
+        """Fold ``stored`` (read after ``cursor``), append the alert events, then
+        commit the rows, the alert decisions and the checkpoint in ``connection``'s
+        transaction; the folds and the book are kept once that commit succeeded."""
         kept = self._kept if self._kept is not None and self._kept.cursor == cursor else None
         self._kept = None  # folded past the commit until that commit succeeds
         book = {} if kept is None else kept.book
         devices = {event.device_id for event in stored}
-        engine = self._engine(devices, book) if self.alerts else None
+        engine = self._engine(devices, book, connection) if self.alerts else None
         folder = self._folder(kept)
         folder.engine = engine
         update = folder.fold(stored)
-        also = None
         if engine is not None:
             self._append_alert_events(engine.decisions)
-            decisions = engine.decisions
-
-            def also(connection: Connection) -> None:
-                alert_store.save_decisions(connection, decisions)
-
-        self.read_models.commit(update, self.name, stored[-1].cursor, also)
+        self.read_models.write(connection, update)
+        if engine is not None:
+            alert_store.save_decisions(connection, engine.decisions)
+        save_checkpoint(connection, self.name, stored[-1].cursor)
+        connection.commit()
         if len(folder.projections) <= _KEEP_FOLDS_UP_TO:
             if engine is not None:
                 book.update(engine.book)  # the devices' conditions as just committed
             self._kept = _Kept(stored[-1].cursor, folder, book)
-        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-        metrics.batch_committed(len(stored), stored[-1].received_at, stored[-1].cursor)
-        return len(stored)
 
     def _folder(self, kept: "_Kept | None") -> Folder:
         """The folds this projector committed last, while the checkpoint is still that
@@ -170,7 +184,8 @@ class Projector:
         current = self._current()
         self._kept = None  # judged past the commit until the book is saved
         book = {} if current is None else current.book
-        engine = self._engine(devices, book)
+        with self.read_models.engine.connect() as connection:
+            engine = self._engine(devices, book, connection)
         kept = current.folder if current is not None else self._fresh_folder()
         registry = _kept_or_loaded(devices, kept.registry, self.read_models.registry)
 
@@ -234,7 +249,9 @@ class Projector:
                 continue
             backoff.reset()
 
-    def _engine(self, device_ids: Iterable[str], kept: dict[str, dict[Key, str]]) -> AlertEngine:
+    def _engine(
+        self, device_ids: Iterable[str], kept: dict[str, dict[Key, str]], connection: Connection
+    ) -> AlertEngine:
         """An engine over the devices' book, its entries ``kept`` (this projector's, as
         it committed them last: only it writes ``alert_conditions``) or loaded, and the
         clinic policies, validated again only when the table's version moved.  The
@@ -243,15 +260,14 @@ class Projector:
         wanted = list(dict.fromkeys(device_ids))
         book = {device_id: kept[device_id] for device_id in wanted if device_id in kept}
         missing = [device_id for device_id in wanted if device_id not in book]
-        with self.read_models.engine.connect() as connection:
-            if missing:
-                book.update(alert_store.load_book(connection, missing))
-            # The version first: a policy set between the two reads moves the next
-            # batch's version, so the policies are validated again then.
-            version = alert_store.policies_version(connection)
-            if self._policies is None or self._policies[0] != version:
-                lookup = alert_store.PolicyLookup(alert_store.load_policies(connection))
-                self._policies = (version, lookup)
+        if missing:
+            book.update(alert_store.load_book(connection, missing))
+        # The version first: a policy set between the two reads moves the next
+        # batch's version, so the policies are validated again then.
+        version = alert_store.policies_version(connection)
+        if self._policies is None or self._policies[0] != version:
+            lookup = alert_store.PolicyLookup(alert_store.load_policies(connection))
+            self._policies = (version, lookup)
         return AlertEngine(book, self._policies[1])
 
     def _append_alert_events(self, decisions: AlertDecisions) -> None:
