@@ -14,11 +14,19 @@ called in-process (SQLAlchemy and the response models, no HTTP, no token), and t
 very SQL they emit, captured and executed with bare psycopg, which is what the
 database alone costs.  The export's baseline is ``COPY (SELECT …) TO STDOUT`` of the
 same columns in the same order.  Target: p99 ≤ 100 ms for every request.
+
+With ``--against TREE`` (another checkout, e.g. ``git worktree add /tmp/before HEAD``)
+a second API process serves the same database from that tree, and the two take turns
+over the same requests in blocks, the order swapped each round; the report gives each
+one's API CPU per request (the median round) and latencies, and their ratio (the
+first requests of each kind, the warm-up, must get the same bytes from both).  CPU
+time is the figure to compare on a shared machine: the turns share its load.
 """
 
 import argparse
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -325,17 +333,22 @@ def export_statement_with_copy(engine: Engine, url: str) -> Export:
     return Export(lines, size / 1e6, seconds, first)
 
 
-def serve(url: str, log: IO[bytes]) -> tuple[subprocess.Popen[bytes], str]:
-    """A ``coreline api`` process on a free port, answering; its output goes to ``log``."""
+def serve(
+    url: str, log: IO[bytes], tree: Path | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A ``coreline api`` process on a free port, answering; its output goes to ``log``;
+    ``tree``: the checkout whose code it runs (default: this one)."""
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("CORELINE_")}
+    if tree is not None:
+        environment["PYTHONPATH"] = str(tree)
     # Nothing listens on the broker's port: only readiness asks, and it is not measured.
     environment |= {"CORELINE_DATABASE_URL": url,
                     "CORELINE_MQTT_URL": f"mqtt://127.0.0.1:{free_port()}"}  # fmt: skip
     process = subprocess.Popen(
         [sys.executable, "-m", "services", "api", "--host", "127.0.0.1", "--port", str(port),
          "--log-level", "warning"],
-        env=environment, stdout=log, stderr=subprocess.STDOUT,
+        env=environment, stdout=log, stderr=subprocess.STDOUT, cwd=tree,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180  # a loaded machine starts it slowly
@@ -411,6 +424,72 @@ def report(
     )  # fmt: skip
 
 
+@dataclass
+class Turns:
+    """One API process's share of an A/B run, per request kind."""
+
+    name: str
+    pid: int
+    client: httpx.Client
+    cpu_ms: dict[str, list[float]]
+    latencies: dict[str, list[float]]
+
+
+def _timed_in_order(items: Sequence[T], run: Callable[[T], object]) -> list[float]:
+    """Milliseconds per call, no warm-up (the turns warm up once)."""
+    latencies = []
+    for item in items:
+        started = time.perf_counter()
+        run(item)
+        latencies.append((time.perf_counter() - started) * 1000)
+    return latencies
+
+
+def take_turns(kinds: list[tuple[str, list[Request]]], sides: Sequence[Turns], rounds: int) -> None:
+    """Each kind's requests on each side in turn, the order swapped every round."""
+
+    def over_http(side: Turns) -> Callable[[Request], object]:
+        def get(request: Request) -> object:
+            response = side.client.get(request.path, params=request.params)
+            response.raise_for_status()
+            return response.content
+
+        return get
+
+    # Both warm (every statement prepared, every route built), answering alike.
+    for name, requests in kinds:
+        for request in requests[:_WARM_UP]:
+            bodies = {over_http(side)(request) for side in sides}
+            if len(bodies) > 1:
+                raise RuntimeError(f"{name}: the two trees answer {request} differently")
+    for number in range(rounds):
+        for name, requests in kinds:
+            for side in sides if number % 2 == 0 else list(reversed(sides)):
+                cpu = cpu_seconds(side.pid)
+                latencies = _timed_in_order(requests, over_http(side))
+                spent = (cpu_seconds(side.pid) - cpu) / len(requests) * 1000
+                side.cpu_ms.setdefault(name, []).append(spent)
+                side.latencies.setdefault(name, []).extend(latencies)
+
+
+def report_turns(fleet: Fleet, before: Turns, after: Turns, rounds: int, load: str) -> None:
+    rows = []
+    for name in before.cpu_ms:
+        old, new = statistics.median(before.cpu_ms[name]), statistics.median(after.cpu_ms[name])
+        rows.append((
+            name, f"{old:.2f} → {new:.2f} ms", f"{new / old:.2f}",
+            _ms(sorted(before.latencies[name])), _ms(sorted(after.latencies[name])),
+        ))  # fmt: skip
+    print_table(
+        f"A/B over {len(fleet.device_ids):,} devices and {fleet.sessions:,} sessions, "
+        f"{rounds} rounds, {len(before.latencies[rows[0][0]]) // rounds} requests a kind a "
+        f"round ({machine()}, load {load} at the start, {_load()} at the end)",
+        ("request", f"API CPU / request (median round), {before.name} → {after.name}",
+         "ratio", f"{before.name} p50 / p99", f"{after.name} p50 / p99"),
+        rows,
+    )  # fmt: skip
+
+
 def _load() -> str:
     """The machine's one-minute load average: other work skews wall-clock figures."""
     return Path("/proc/loadavg").read_text().split()[0]
@@ -422,6 +501,13 @@ def main() -> None:
     parser.add_argument("--clinics", type=int, default=200)
     parser.add_argument("--sessions", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=300, help="per kind of request")
+    parser.add_argument(
+        "--against", type=Path, help="a checkout to serve beside this one, in turns (A/B)"
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="A/B rounds (with --against)")
+    parser.add_argument(
+        "--only", help="A/B only the request kinds whose name contains this (with --against)"
+    )
     arguments = parser.parse_args()
     rng = random.Random(5)
     count = arguments.requests
@@ -438,6 +524,15 @@ def main() -> None:
               f"{fleet.load_seconds:.0f} s ({rows / fleet.load_seconds:,.0f} rows/s, "
               "VACUUM ANALYZE included)")  # fmt: skip
         _, token = create_token(engine, Role.MANUFACTURER, label="bench")
+        if arguments.against is not None:
+            read_models.close()
+            kinds = [
+                (name, requests)
+                for name, requests in request_kinds(fleet, count, rng)
+                if arguments.only is None or arguments.only in name
+            ]
+            compare(url, token, fleet, kinds, arguments)
+            return
         process, base = serve(url, log)
         try:
             headers = {"Authorization": f"Bearer {token}"}
@@ -455,6 +550,37 @@ def main() -> None:
             process.wait(timeout=30)
             read_models.close()
     report(fleet, results, http, copy, stored, own)
+
+
+def compare(
+    url: str,
+    token: str,
+    fleet: Fleet,
+    kinds: list[tuple[str, list[Request]]],
+    arguments: argparse.Namespace,
+) -> None:
+    """This tree's API against ``arguments.against``'s, on one database, in turns."""
+    load = _load()
+    headers = {"Authorization": f"Bearer {token}"}
+    with tempfile.TemporaryFile() as log_before, tempfile.TemporaryFile() as log_after:
+        old, old_base = serve(url, log_before, arguments.against)
+        try:
+            new, new_base = serve(url, log_after)
+            try:
+                with (
+                    httpx.Client(base_url=old_base, headers=headers, timeout=600) as old_client,
+                    httpx.Client(base_url=new_base, headers=headers, timeout=600) as new_client,
+                ):
+                    before = Turns(arguments.against.name, old.pid, old_client, {}, {})
+                    after = Turns("this tree", new.pid, new_client, {}, {})
+                    take_turns(kinds, (before, after), arguments.rounds)
+            finally:
+                new.terminate()
+                new.wait(timeout=30)
+        finally:
+            old.terminate()
+            old.wait(timeout=30)
+    report_turns(fleet, before, after, arguments.rounds, load)
 
 
 if __name__ == "__main__":

@@ -11,12 +11,14 @@ token is looked up on every request, never cached, so a revoked one is refused o
 the next), the handler's ``Db`` is that same connection, and the dependencies that do
 no I/O (the context, the role checks, giving the connection back) are coroutines run
 on the event loop.  Giving back an autocommit connection sends nothing: no
-transaction is open to roll back."""
+transaction is open to roll back.  The hot reads go further (``token_read``, used by
+``services/api/read_route.py``): the checkout, the token, the role and the read in
+one hand-off, past the dependency tree."""
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Final
+from typing import Annotated, Any, Final, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -35,6 +37,7 @@ from transport import BrokerAddress
 SESSION_COOKIE: Final = "coreline_session"
 """A random session id (never a token); the server keeps only its digest."""
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+T = TypeVar("T")
 _bearer = HTTPBearer(auto_error=False, description="A token from `coreline token create`.")
 
 
@@ -131,7 +134,7 @@ async def principal(
         return
     lent: Connection | None = request.scope.get(_LENT)
     if lent is not None:  # the route asked for its connection first
-        yield await run_in_threadpool(_token_principal, lent, credentials)
+        yield await run_in_threadpool(_token_principal, lent, credentials.credentials)
         return
     connection, found = await run_in_threadpool(_connect_and_identify, api, credentials)
     async with _lent(request, connection):
@@ -143,16 +146,14 @@ def _connect_and_identify(
 ) -> tuple[Connection, Principal]:
     connection = _checkout(api.engine)
     try:
-        return connection, _token_principal(connection, credentials)
+        return connection, _token_principal(connection, credentials.credentials)
     except BaseException:
         connection.close()
         raise
 
 
-def _token_principal(
-    connection: Connection, credentials: HTTPAuthorizationCredentials
-) -> Principal:
-    found = authenticate(connection, credentials.credentials)
+def _token_principal(connection: Connection, token: str) -> Principal:
+    found = authenticate(connection, token)
     if isinstance(found, TokenRefusal):
         raise unauthorized(found.value)
     return found
@@ -189,15 +190,39 @@ async def dashboard_form(request: Request) -> None:
 SameSiteForm = Annotated[None, Depends(dashboard_form)]
 
 
+def admit(who: Principal, action: Action) -> Principal:
+    """``who`` when their role may take ``action``, else 403."""
+    if not who.may(action):
+        raise forbidden(f"a {who.role.value} may not {action.value.replace('_', ' ')}")
+    return who
+
+
 def allowed(action: Action) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency that admits principals whose role may take ``action`` (else 403)."""
 
     async def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
-        if not who.may(action):
-            raise forbidden(f"a {who.role.value} may not {action.value.replace('_', ' ')}")
-        return who
+        return admit(who, action)
 
+    check.admits = action  # type: ignore[attr-defined]  # read by services/api/read_route.py
     return check
+
+
+def token_read(
+    engine: Engine,
+    token: str,
+    action: Action,
+    read: Callable[[Principal, Connection, dict[str, Any]], T],
+    values: dict[str, Any],
+) -> T:
+    """``read`` on a read-model connection of its own, for the principal behind the
+    bearer ``token`` once admitted for ``action``: the checkout, the token's lookup
+    (401 when it stands for no one) and the read in one call, so in one trip through
+    the thread pool."""
+    connection = _checkout(engine)
+    try:
+        return read(admit(_token_principal(connection, token), action), connection, values)
+    finally:
+        connection.close()
 
 
 DeviceReader = Annotated[Principal, Depends(allowed(Action.READ_DEVICES))]

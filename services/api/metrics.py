@@ -22,12 +22,26 @@ LATENCY: Final = Histogram(
 )
 
 
+# Each series' child kept by its labels: ``labels()`` checks and joins them and takes
+# a lock on every call, twice a request; the routes, methods and statuses are few.
+_latency_children: Final[dict[tuple[str, str], Histogram]] = {}
+_request_children: Final[dict[tuple[str, str, int], Counter]] = {}
+
+
 def observe_latency(scope: Scope, seconds: float) -> None:
-    LATENCY.labels(scope["method"], _template(scope)).observe(seconds)
+    key = (scope["method"], _template(scope))
+    child = _latency_children.get(key)
+    if child is None:
+        child = _latency_children.setdefault(key, LATENCY.labels(*key))
+    child.observe(seconds)
 
 
 def count_request(scope: Scope, status: int) -> None:
-    REQUESTS.labels(scope["method"], _template(scope), str(status)).inc()
+    key = (scope["method"], _template(scope), status)
+    child = _request_children.get(key)
+    if child is None:
+        child = _request_children.setdefault(key, REQUESTS.labels(key[0], key[1], str(status)))
+    child.inc()
 
 
 def _template(scope: Scope) -> str:

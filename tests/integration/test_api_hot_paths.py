@@ -1,7 +1,7 @@
 """The device and session reads every dashboard makes, kept cheap without changing
 what they answer: a device list reads only the members of each summary it shows,
 and still agrees with the device pages (a clinic's scope included); the bodies are
-the route's declared models, field for field and in order; a read costs two trips
+the route's declared models, field for field and in order; a read costs one trip
 through the thread pool; a refused token gives its connection back."""
 
 from collections.abc import Iterator
@@ -101,11 +101,11 @@ def test_pages_are_the_declared_models(client: TestClient, world: World) -> None
     )
 
 
-def test_a_read_makes_two_trips_through_the_thread_pool(
+def test_a_read_makes_one_trip_through_the_thread_pool(
     client: TestClient, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The token lookup and the connection's checkout share one trip, the handler
-    takes the other; the body is not validated again on a third."""
+    """The connection's checkout, the token lookup and the handler share one trip;
+    the body is not validated again on another."""
     trips: list[str] = []
     run_sync = anyio.to_thread.run_sync
 
@@ -117,7 +117,7 @@ def test_a_read_makes_two_trips_through_the_thread_pool(
     for path in ("/api/v1/devices/HP-000101", "/api/v1/devices?limit=2", "/api/v1/sessions"):
         trips.clear()
         _get(client, world, path, "clinic_a")
-        assert len(trips) == 2, (path, trips)
+        assert len(trips) == 1, (path, trips)
 
 
 def test_a_refused_token_gives_its_connection_back(client: TestClient, world: World) -> None:

@@ -4,6 +4,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, Final
 
+from pydantic import TypeAdapter
 from sqlalchemy import (
     Connection,
     Select,
@@ -16,9 +17,10 @@ from sqlalchemy import (
     select,
     tuple_,
 )
+from typing_extensions import TypedDict  # pydantic needs it before Python 3.12
 
 from services.api.access import Principal
-from services.api.models import SessionOut
+from services.api.models import ChainStatusName, SessionOut
 from services.api.queries.evidence import (
     Evidence,
     SessionSpan,
@@ -33,6 +35,33 @@ from services.api.queries.tables import READ, aware, seals, utc
 _sessions = READ.sessions
 SESSION_COLUMNS: Final = tuple(_sessions.c[name] for name in SessionOut.model_fields)
 """The columns of ``SessionOut``, in its order (the CSV export's first columns too)."""
+_SESSION_NAMES: Final = tuple(SessionOut.model_fields)
+
+
+class SessionRow(TypedDict):
+    """A ``SessionOut`` as a row: its fields, their types and their order (a test holds
+    the two together), for writing a page without building a model a row."""
+
+    session_id: str
+    device_id: str
+    clinic_id: str | None
+    treatment_area: str
+    area_cm2: float
+    started_at: datetime
+    ended_at: datetime | None
+    cores_counted: int
+    cores_reported: int | None
+    reconciled: bool | None
+    coverage_pct: float
+    chain_status: ChainStatusName
+
+
+class _SessionPage(TypedDict):
+    items: list[SessionRow]
+    next_cursor: str | None
+
+
+_PAGE: Final = TypeAdapter(_SessionPage)
 
 
 def session_query(
@@ -79,12 +108,37 @@ def session_query(
 def list_sessions(
     connection: Connection, query: Select[Any], after: tuple[datetime, str] | None, limit: int
 ) -> list[SessionOut]:
+    return [session_out(row) for row in _page(connection, query, after, limit)]
+
+
+def session_rows(
+    connection: Connection, query: Select[Any], after: tuple[datetime, str] | None, limit: int
+) -> list[SessionRow]:
+    """``list_sessions`` as rows for ``page_json``: no model built or validated a row."""
+    rows = []
+    for row in _page(connection, query, after, limit):
+        item: Any = dict(zip(_SESSION_NAMES, row, strict=True))
+        item["started_at"] = aware(item["started_at"])
+        item["ended_at"] = aware(item["ended_at"])
+        rows.append(item)
+    return rows
+
+
+def page_json(rows: list[SessionRow], following: str | None) -> bytes:
+    """The JSON of ``Page[SessionOut]`` over ``rows``, byte for byte, written once from
+    the rows by the serializer of the same field types."""
+    return _PAGE.dump_json({"items": rows, "next_cursor": following})
+
+
+def _page(
+    connection: Connection, query: Select[Any], after: tuple[datetime, str] | None, limit: int
+) -> Iterator[Any]:
     if after is not None:
         started_at, session_id = after
         query = query.where(
             tuple_(_sessions.c.started_at, _sessions.c.session_id) < (utc(started_at), session_id)
         )
-    return [session_out(row) for row in connection.execute(newest_first(query).limit(limit + 1))]
+    return iter(connection.execute(newest_first(query).limit(limit + 1)))
 
 
 def find_session(

@@ -33,10 +33,14 @@ from services.api.pagination import (
 from services.api.problems import ERROR_RESPONSES, conflict, not_found
 from services.api.queries import devices as queries
 from services.api.queries.scope import visible_events
+from services.api.read_route import OneTripRead
 from services.api.responses import json_body
 from services.eventstore import StoredEvent
 
-router = APIRouter(prefix="/devices", tags=["devices"], responses=ERROR_RESPONSES)
+# The reads that return their own ``Response`` take one trip through the thread pool.
+router = APIRouter(
+    prefix="/devices", tags=["devices"], responses=ERROR_RESPONSES, route_class=OneTripRead
+)
 DevicePath = Annotated[str, Path(pattern=DEVICE_ID_PATTERN, examples=["HP-000123"])]
 NDJSON_MEDIA_TYPE: Final = "application/x-ndjson"
 SearchTerm = Annotated[

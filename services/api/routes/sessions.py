@@ -3,9 +3,10 @@
 from datetime import datetime
 from typing import Annotated, Any, NoReturn
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 
 from schemas.fields import CLINIC_ID_PATTERN, DEVICE_ID_PATTERN
+from services.api.access import Principal
 from services.api.deps import Db, SessionReader, Store
 from services.api.models import SessionCartridge, SessionDetail, SessionOut
 from services.api.pagination import (
@@ -20,10 +21,14 @@ from services.api.problems import ERROR_RESPONSES, bad_request, not_found
 from services.api.queries import sessions as queries
 from services.api.queries.evidence import Evidence, SessionSpan
 from services.api.queries.scope import visible_events
-from services.api.responses import json_body
+from services.api.read_route import OneTripRead
+from services.api.responses import JSON_MEDIA_TYPE
 from services.api.routes.devices import event_out
 
-router = APIRouter(prefix="/sessions", tags=["sessions"], responses=ERROR_RESPONSES)
+# The list, which returns its own ``Response``, takes one trip through the thread pool.
+router = APIRouter(
+    prefix="/sessions", tags=["sessions"], responses=ERROR_RESPONSES, route_class=OneTripRead
+)
 _MAX_SESSION_EVENTS = 10_000
 
 DeviceFilter = Annotated[str | None, Query(pattern=DEVICE_ID_PATTERN)]
@@ -32,29 +37,47 @@ From = Annotated[datetime | None, Query(alias="from", description="Started at or
 To = Annotated[datetime | None, Query(alias="to", description="Started before.")]
 
 
-async def filtered(  # the session filters, shared by the list and the CSV export
+SessionSearch = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
+        description=(
+            "Search: the start of the session id, the device id, or the id or lot of "
+            "the cartridge the session started with."
+        ),
+    ),
+]
+Flagged = Annotated[
+    bool,
+    Query(description="Only sessions whose counts did not reconcile or chain is broken."),
+]
+
+
+async def filtered(  # the session filters of the CSV export
     who: SessionReader,
     device_id: DeviceFilter = None,
     clinic_id: ClinicFilter = None,
     started_from: From = None,
     started_to: To = None,
-    q: Annotated[
-        str | None,
-        Query(
-            min_length=1,
-            max_length=64,
-            pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
-            description=(
-                "Search: the start of the session id, the device id, or the id or lot of "
-                "the cartridge the session started with."
-            ),
-        ),
-    ] = None,
-    flagged: Annotated[
-        bool,
-        Query(description="Only sessions whose counts did not reconcile or chain is broken."),
-    ] = False,
+    q: SessionSearch = None,
+    flagged: Flagged = False,
 ) -> Any:
+    return session_filter(who, device_id, clinic_id, started_from, started_to, q, flagged)
+
+
+def session_filter(
+    who: Principal,
+    device_id: str | None,
+    clinic_id: str | None,
+    started_from: datetime | None,
+    started_to: datetime | None,
+    q: str | None,
+    flagged: bool,
+) -> Any:
+    """The scoped query of the sessions the filters keep (400 for a time range that is
+    empty or without a time zone)."""
     if started_from and started_to and started_to <= started_from:
         raise bad_request("`to` must be later than `from`")
     for moment, name in ((started_from, "from"), (started_to, "to")):
@@ -67,19 +90,24 @@ async def filtered(  # the session filters, shared by the list and the CSV expor
 
 
 @router.get("", summary="List sessions", response_model=Page[SessionOut])
-def list_sessions(
-    # The filters (and with them the principal) first: the principal checks out the
-    # connection that ``db`` then is, in the same trip through the thread pool.
-    query: Annotated[Any, Depends(filtered)],
+def list_sessions(  # noqa: PLR0913, PLR0917 - one query parameter each
+    who: SessionReader,
     db: Db,
     cursor: CursorParam = None,
     limit: Limit = 100,
+    device_id: DeviceFilter = None,
+    clinic_id: ClinicFilter = None,
+    started_from: From = None,
+    started_to: To = None,
+    q: SessionSearch = None,
+    flagged: Flagged = False,
 ) -> Response:
     """Session audits, newest first."""
+    query = session_filter(who, device_id, clinic_id, started_from, started_to, q, flagged)
     key = decode_time_cursor(cursor)
-    rows = queries.list_sessions(db, query, key, limit)
-    following = next_cursor(rows, limit, lambda row: time_key(row.started_at, row.session_id))
-    return json_body(Page(items=rows[:limit], next_cursor=following))
+    rows = queries.session_rows(db, query, key, limit)
+    following = next_cursor(rows, limit, lambda row: time_key(row["started_at"], row["session_id"]))
+    return Response(queries.page_json(rows[:limit], following), media_type=JSON_MEDIA_TYPE)
 
 
 @router.get("/{session_id}", summary="A session")
