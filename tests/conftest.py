@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from services.eventstore import EventStore, InMemoryEventStore, open_event_store, upgrade_schema
+from services.projections.read_store import ReadModelStore
 from tests.support.postgres import TemporaryPostgres
 
 SHARED_VECTORS_DIR = Path(__file__).resolve().parents[2] / "shared" / "protocol-vectors"
@@ -87,5 +88,13 @@ def store(adapter: str, request: pytest.FixtureRequest) -> Iterator[EventStore]:
         opened = InMemoryEventStore()
     else:
         opened = open_event_store(request.getfixturevalue("store_url"))
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def database(store_url: str) -> Iterator[ReadModelStore]:
+    """The store's database through SQLAlchemy: the read models and the delivery tables."""
+    opened = ReadModelStore(store_url)
     yield opened
     opened.close()

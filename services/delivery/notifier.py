@@ -145,8 +145,8 @@ class Notifier:
             checkpoint = load_checkpoint(connection, NOTIFIER)
         passed = self._passed
         start = passed[1] if passed is not None and passed[0] == checkpoint else checkpoint
-        stored, through = self._store.read_prefixed(
-            start, ALERT_STREAM_PREFIX, self.options.batch_size
+        stored, through = self._store.read_matching(
+            start, self.options.batch_size, stream_prefix=ALERT_STREAM_PREFIX
         )
         if through == start:
             return 0

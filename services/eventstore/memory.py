@@ -8,7 +8,7 @@ process; ``tests/contract`` holds it to everything the database adapters promise
 
 import threading
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
@@ -37,6 +37,7 @@ from services.eventstore.ports import (
     StoredSeal,
     StreamHead,
     StreamSeal,
+    matching_read,
     next_events,
 )
 
@@ -193,12 +194,15 @@ class InMemoryEventStore:
         with self._lock:
             return self._events[start : start + limit]
 
-    def read_prefixed(
-        self, after: Cursor, stream_prefix: str, limit: int = 1000
+    def read_matching(
+        self,
+        after: Cursor,
+        limit: int = 1000,
+        *,
+        stream_prefix: str = "",
+        types: Collection[str] | None = None,
     ) -> tuple[list[StoredEvent], Cursor]:
-        scanned = self.read(after, limit)
-        through = scanned[-1].cursor if scanned else after
-        return [e for e in scanned if e.stream_id.startswith(stream_prefix)], through
+        return matching_read(self.read(after, limit), after, stream_prefix, types)
 
     def read_records(self, after: Cursor, limit: int = 10_000) -> list[EventRecord]:
         return [

@@ -24,7 +24,7 @@ Contract (DESIGN §5), proven for every adapter by ``tests/contract``:
   the stored one is ignored, whatever order the two arrive in.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar, NamedTuple, Protocol, Self
@@ -182,13 +182,18 @@ NextEvent = Callable[[StoredEvent | None], SealedEvent | Sequence[SealedEvent] |
 ``append_next``)."""
 
 
-def prefixed_read(
-    rows: list[StoredEvent], stream_prefix: str, after: Cursor
+def matching_read(
+    rows: list[StoredEvent], after: Cursor, stream_prefix: str, types: Collection[str] | None
 ) -> tuple[list[StoredEvent], Cursor]:
-    """``read_prefixed``'s answer from the rows an adapter read: the prefixed streams'
-    events and the last row looked at, which may be of another stream."""
+    """``read_matching``'s answer from the rows an adapter read: the events that match
+    and the last row looked at, which may not."""
     through = rows[-1].cursor if rows else after
-    return [row for row in rows if row.stream_id.startswith(stream_prefix)], through
+    matching = [
+        row
+        for row in rows
+        if row.stream_id.startswith(stream_prefix) and (types is None or row.type in types)
+    ]
+    return matching, through
 
 
 def next_events(built: SealedEvent | Sequence[SealedEvent] | None) -> list[SealedEvent]:
@@ -238,13 +243,19 @@ class EventLog(Protocol):
         """``read``, but only what folds need: a replay's bulk read."""
         ...
 
-    def read_prefixed(
-        self, after: Cursor, stream_prefix: str, limit: int = 1000
+    def read_matching(
+        self,
+        after: Cursor,
+        limit: int = 1000,
+        *,
+        stream_prefix: str = "",
+        types: Collection[str] | None = None,
     ) -> tuple[list[StoredEvent], Cursor]:
         """Of the next ``limit`` events after ``after`` (``read``'s), those whose stream
-        id starts with ``stream_prefix``, and the cursor of the last one looked at
-        (``after`` when there was none): a follower of a few streams moves its
-        checkpoint there without decoding every other event."""
+        id starts with ``stream_prefix`` and whose type is one of ``types`` (any type:
+        ``None``), and the cursor of the last one looked at (``after`` when there was
+        none): a follower of a few streams or types moves its checkpoint there without
+        the other events' bodies leaving the database."""
         ...
 
     def read_stream(

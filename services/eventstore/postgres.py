@@ -30,7 +30,7 @@ locking whole tables.
 """
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Final
 
@@ -65,8 +65,8 @@ from services.eventstore.ports import (
     StoredEvent,
     StoredSeal,
     StreamSeal,
+    matching_read,
     next_events,
-    prefixed_read,
 )
 
 _EVENT_COLUMNS: Final = sql.SQL(
@@ -81,16 +81,17 @@ _READ_AFTER: Final = sql.SQL(
     # key, and PostgreSQL would sort every later row instead of walking the index.
     "ORDER BY events.tx_id, events.position LIMIT %s"
 ).format(columns=_EVENT_COLUMNS)
-# ``_READ_AFTER``'s next rows, their keys and stream ids only; of them the prefixed
-# streams' events and the last one (where the reader's checkpoint moves) read whole,
+# ``_READ_AFTER``'s next rows, their keys, stream ids and types only; of them the
+# matching events and the last one (where the reader's checkpoint moves) read whole,
 # so no other event's body leaves the database.
-_READ_PREFIXED: Final = sql.SQL(
-    "WITH scanned AS (SELECT tx_id, position, stream_id FROM events "
+_READ_MATCHING: Final = sql.SQL(
+    "WITH scanned AS (SELECT tx_id, position, stream_id, type FROM events "
     "WHERE (tx_id, position) > (%s::text::xid8, %s) "
     "AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) "
     "ORDER BY events.tx_id, events.position LIMIT %s) "
     "SELECT {columns} FROM events WHERE (events.tx_id, events.position) IN ("
-    "SELECT s.tx_id, s.position FROM scanned s WHERE substr(s.stream_id, 1, %s) = %s "
+    "SELECT s.tx_id, s.position FROM scanned s WHERE (substr(s.stream_id, 1, %s) = %s "
+    "AND (%s::text[] IS NULL OR s.type = ANY(%s::text[]))) "
     "OR (s.tx_id, s.position) = "
     "(SELECT l.tx_id, l.position FROM scanned l ORDER BY l.tx_id DESC, l.position DESC LIMIT 1)) "
     "ORDER BY events.tx_id, events.position"
@@ -305,15 +306,22 @@ class PostgresEventStore(PortableQueries):
         return [_stored_event(row) for row in rows]
 
     @POSTGRES_ERRORS
-    def read_prefixed(
-        self, after: Cursor, stream_prefix: str, limit: int = 1000
+    def read_matching(
+        self,
+        after: Cursor,
+        limit: int = 1000,
+        *,
+        stream_prefix: str = "",
+        types: Collection[str] | None = None,
     ) -> tuple[list[StoredEvent], Cursor]:
+        wanted = None if types is None else sorted(types)
         rows = self._connection.execute(
-            _READ_PREFIXED,
-            (str(after.commit), after.position, limit, len(stream_prefix), stream_prefix),
+            _READ_MATCHING,
+            (str(after.commit), after.position, limit, len(stream_prefix), stream_prefix,
+             wanted, wanted),
             binary=True,
-        ).fetchall()
-        return prefixed_read([_stored_event(row) for row in rows], stream_prefix, after)
+        ).fetchall()  # fmt: skip
+        return matching_read([_stored_event(row) for row in rows], after, stream_prefix, types)
 
     @POSTGRES_ERRORS
     def read_records(self, after: Cursor, limit: int = 10_000) -> list[EventRecord]:

@@ -8,7 +8,7 @@ is always 0: a reader can never see position N+1 before N is committed.
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,8 +40,8 @@ from services.eventstore.ports import (
     StoredEvent,
     StoredSeal,
     StreamSeal,
+    matching_read,
     next_events,
-    prefixed_read,
 )
 from services.eventstore.sqlite_schema import SCHEMA_VERSION, connect
 
@@ -54,6 +54,15 @@ SQLITE_ERRORS: Final = DriverErrors(
 _EVENT_COLUMNS: Final = (
     "position, stream_id, device_id, seq, event_id, type, occurred_at, received_at, "
     "hash, prev_hash, body"
+)
+# The next rows' keys, of them the matching ones and the last (where the reader's
+# checkpoint moves) read whole: no other event's body leaves the database.
+_READ_MATCHING: Final = (
+    "WITH scanned AS (SELECT position, stream_id, type FROM events WHERE position > ? "  # noqa: S608
+    f"ORDER BY position LIMIT ?) SELECT {_EVENT_COLUMNS} FROM events WHERE position IN "
+    "(SELECT position FROM scanned WHERE (substr(stream_id, 1, ?) = ? "
+    "AND (? IS NULL OR type IN (SELECT value FROM json_each(?)))) "
+    "OR position = (SELECT max(position) FROM scanned)) ORDER BY position"
 )
 _ROW_COLUMNS: Final = (
     "stream_id, device_id, seq, event_id, type, occurred_at, received_at, hash, prev_hash, body"
@@ -180,17 +189,18 @@ class SqliteEventStore(PortableQueries):
         return [_stored_event(row) for row in rows]
 
     @SQLITE_ERRORS
-    def read_prefixed(
-        self, after: Cursor, stream_prefix: str, limit: int = 1000
+    def read_matching(
+        self,
+        after: Cursor,
+        limit: int = 1000,
+        *,
+        stream_prefix: str = "",
+        types: Collection[str] | None = None,
     ) -> tuple[list[StoredEvent], Cursor]:
-        rows = self._connection.execute(
-            f"WITH scanned AS (SELECT position, stream_id FROM events WHERE position > ? "  # noqa: S608
-            f"ORDER BY position LIMIT ?) SELECT {_EVENT_COLUMNS} FROM events WHERE position IN "
-            "(SELECT position FROM scanned WHERE substr(stream_id, 1, ?) = ? "
-            "OR position = (SELECT max(position) FROM scanned)) ORDER BY position",
-            (after.position, limit, len(stream_prefix), stream_prefix),
-        ).fetchall()
-        return prefixed_read([_stored_event(row) for row in rows], stream_prefix, after)
+        wanted = None if types is None else json.dumps(sorted(types))
+        asked = (after.position, limit, len(stream_prefix), stream_prefix, wanted, wanted)
+        rows = self._connection.execute(_READ_MATCHING, asked).fetchall()
+        return matching_read([_stored_event(row) for row in rows], after, stream_prefix, types)
 
     @SQLITE_ERRORS
     def read_records(self, after: Cursor, limit: int = 10_000) -> list[EventRecord]:

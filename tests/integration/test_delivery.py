@@ -32,7 +32,6 @@ from services.eventstore import (
     Cursor,
     EventStore,
     load_checkpoint,
-    open_event_store,
     save_checkpoint,
 )
 from services.projections.read_store import ReadModelStore
@@ -125,22 +124,6 @@ def broker() -> Iterator[TemporaryMosquitto]:
     """A real Mosquitto on loopback."""
     with TemporaryMosquitto() as mosquitto:
         yield mosquitto
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[EventStore]:
-    """An open event store, once per adapter."""
-    opened = open_event_store(store_url)
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def database(store_url: str) -> Iterator[ReadModelStore]:
-    """The same database through SQLAlchemy, where the delivery tables live."""
-    opened = ReadModelStore(store_url)
-    yield opened
-    opened.close()
 
 
 def alert_events(alert_id: str, clinic_id: str | None) -> list[SealedEvent]:

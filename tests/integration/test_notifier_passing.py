@@ -12,7 +12,7 @@ import pytest
 
 from schemas import clinic_alerts_topic
 from services.delivery import NOTIFIER, Notifier, NotifierOptions
-from services.eventstore import Cursor, EventStore, load_checkpoint, open_event_store
+from services.eventstore import Cursor, EventStore, load_checkpoint
 from services.projections.read_store import ReadModelStore
 from tests.integration.test_delivery import MASTER_KEY, POLICY, alert_events
 from tests.support.mosquitto import TemporaryMosquitto
@@ -25,20 +25,6 @@ from transport import BrokerAddress
 def broker() -> Iterator[TemporaryMosquitto]:
     with TemporaryMosquitto() as mosquitto:
         yield mosquitto
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[EventStore]:
-    opened = open_event_store(store_url)
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def database(store_url: str) -> Iterator[ReadModelStore]:
-    opened = ReadModelStore(store_url)
-    yield opened
-    opened.close()
 
 
 def _notifier(store: EventStore, database: ReadModelStore, broker: TemporaryMosquitto) -> Notifier:

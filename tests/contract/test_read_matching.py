@@ -1,4 +1,4 @@
-"""A follower of a few streams reads their events only, and learns how far it got."""
+"""A follower of a few streams or types reads their events only, and learns how far it got."""
 
 import uuid
 
@@ -32,7 +32,7 @@ def test_only_prefixed_streams_are_handed_over_and_the_cursor_passes_the_rest(
     full = store.read(Cursor.START, 100)
     found, cursors, cursor = [], [], Cursor.START
     while True:
-        events, through = store.read_prefixed(cursor, "alert:", 3)
+        events, through = store.read_matching(cursor, 3, stream_prefix="alert:")
         if through == cursor:
             assert events == []
             break
@@ -50,5 +50,33 @@ def test_only_prefixed_streams_are_handed_over_and_the_cursor_passes_the_rest(
 def test_nothing_after_the_end_leaves_the_cursor_where_it_was(store: EventStore) -> None:
     store.append(device_stream("HP-000001", 2))
     end = store.read(Cursor.START, 10)[-1].cursor
-    assert store.read_prefixed(end, "alert:", 10) == ([], end)
-    assert store.read_prefixed(Cursor.START, "alert:", 10) == ([], end)
+    assert store.read_matching(end, 10, stream_prefix="alert:") == ([], end)
+    assert store.read_matching(Cursor.START, 10, stream_prefix="alert:") == ([], end)
+    assert store.read_matching(Cursor.START, 10, types={"alert.raised"}) == ([], end)
+
+
+def test_only_the_types_asked_for_are_handed_over_in_order(store: EventStore) -> None:
+    """Read 4 at a time, the events of the types asked for (in any stream, or in the
+    streams of a prefix too) come in global order, none twice, none missed."""
+    store.append(device_stream("HP-000001", 6))
+    store.append(_alert("HP-000001"))
+    store.append(device_stream("HP-000002", 7))
+    full = store.read(Cursor.START, 100)
+    for types, prefix in (
+        ({"session.started", "alert.raised"}, ""),
+        ({"session.started", "cores.punched"}, "HP-000002"),
+        ({"cartridge.installed"}, "alert:"),
+        (set(), ""),
+    ):
+        found, cursor = [], Cursor.START
+        while True:
+            events, through = store.read_matching(cursor, 4, stream_prefix=prefix, types=types)
+            if through == cursor:
+                break
+            found += events
+            cursor = through
+        assert cursor == full[-1].cursor
+        expected = [e for e in full if e.type in types and e.stream_id.startswith(prefix)]
+        assert [(e.cursor, e.type, e.body) for e in found] == [
+            (e.cursor, e.type, e.body) for e in expected
+        ]
