@@ -6,7 +6,6 @@ another, so the next batch is decoded while the database works on the last
 (psycopg releases the GIL as it waits).
 """
 
-import gc
 import logging
 import queue
 import threading
@@ -16,6 +15,7 @@ from typing import Final
 
 from gateway.ingest import Batch, IngestCore, IngestOptions
 from gateway.mqtt_source import MqttSource, SourceOptions
+from services.collector import collect_rarely
 from services.eventstore import EventStore
 from transport import BrokerAddress
 
@@ -35,11 +35,9 @@ def tune_collector() -> None:
     gateway's decode time, ``bench/decode.py`` shows it).  Batches are freed by
     reference counting, not by the collector (they hold no cycles), so collections
     can be rare; the modules, schemas and validators loaded at start-up are frozen
-    out of them altogether.
+    out of them altogether (``services.collector``).
     """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, 50, 1000)
+    collect_rarely(YOUNG_COLLECTION_THRESHOLD)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from schemas.rejection import Rejection, RejectionReason
 from schemas.sealed import SealedEvent
 from schemas.seals import BatchSeal, SealClaim
 from schemas.streams import device_stream
-from schemas.validation import DeferredChecks, describe, plain_schema, run_checks
+from schemas.validation import DeferredChecks, checker, describe, plain_schema, without_patterns
 
 MAX_BATCH_BYTES: Final = 256 * 1024
 MAX_BATCH_EVENTS: Final = 500
@@ -43,17 +43,23 @@ class _BatchEnvelope(BaseModel):
 
 
 _BATCH_ADAPTER: Final = TypeAdapter(_BatchEnvelope)
-_SEAL_ADAPTER: Final = TypeAdapter(BatchSeal)
+_validate_seal: Final = TypeAdapter(BatchSeal).validator.validate_python
 # The core validators themselves: ``TypeAdapter.validate_python`` adds a Python frame a call.
 _validate_event: Final = DEVICE_EVENT_ADAPTER.validator.validate_python
 _validate_batch: Final = _BATCH_ADAPTER.validator.validate_python
 # The same rules into plain dicts (``plain_schema``): the store needs only the
 # envelope and the canonical bytes, so the gateway builds no models.  The models'
 # own cross-member rules (``window_end`` after ``window_start``…) run from here.
+# ``hash``'s pattern is left to the hash check: an event is accepted only when its
+# ``hash`` equals the SHA-256 hex digest of its canonical form, which the pattern
+# (64 lower-case hex digits) then holds for, and each refusal after validation asks
+# the models first (``_refuse``), so an event whose only fault is its hash's form is
+# refused for that, in the same words, as before.
 _CHECKS: Final[DeferredChecks] = {}
 _validate_plain: Final = SchemaValidator(
-    plain_schema(DEVICE_EVENT_ADAPTER.core_schema, _CHECKS)
+    without_patterns(plain_schema(DEVICE_EVENT_ADAPTER.core_schema, _CHECKS), ("hash",))
 ).validate_python
+_PASSES: Final = {event_type: checker(checks) for event_type, checks in _CHECKS.items()}
 
 
 def _event_type(model: type[BaseModel]) -> str:
@@ -111,7 +117,7 @@ def decode_event_batch(topic_device_id: str, payload: bytes) -> DecodedBatch:
     seal: BatchSeal | None = None
     if batch.seal is not None:
         try:
-            seal = _SEAL_ADAPTER.validate_python(batch.seal)
+            seal = _validate_seal(batch.seal)
         except ValidationError as error:
             detail = f"malformed seal: {describe(error)}"
             return _whole(RejectionReason.SIGNATURE, detail, payload, topic_device_id)
@@ -156,8 +162,8 @@ def _decode_event(device_id: str, stream_id: str, raw_event: Any) -> SealedEvent
     except ValidationError:
         fields = None
     else:
-        checks = _CHECKS.get(fields["type"])  # the few types whose models check across members
-        if checks is not None and not run_checks(checks, fields):
+        passes = _PASSES.get(fields["type"])  # the few types whose models check across members
+        if passes is not None and not passes(fields):
             fields = None
     if fields is None:
         # Rare: validate again into the models, whose errors are the ones reported.
@@ -171,7 +177,7 @@ def _decode_event(device_id: str, stream_id: str, raw_event: Any) -> SealedEvent
         )
     seq: int = fields["seq"]
     if fields["device_id"] != device_id:
-        return _reject(
+        return _refuse(
             device_id,
             raw_event,
             RejectionReason.IDENTITY,
@@ -182,7 +188,7 @@ def _decode_event(device_id: str, stream_id: str, raw_event: Any) -> SealedEvent
     try:
         body = canonical_body(raw_event) if shape is None else shape.body(raw_event)
     except ValueError as error:  # e.g. a float beyond what canonical JSON can represent
-        return _reject(
+        return _refuse(
             device_id,
             raw_event,
             RejectionReason.SCHEMA,
@@ -190,7 +196,7 @@ def _decode_event(device_id: str, stream_id: str, raw_event: Any) -> SealedEvent
         )
     hash_ = fields["hash"]
     if sha256(body).hexdigest() != hash_:
-        return _reject(
+        return _refuse(
             device_id,
             raw_event,
             RejectionReason.INTEGRITY,
@@ -198,7 +204,7 @@ def _decode_event(device_id: str, stream_id: str, raw_event: Any) -> SealedEvent
         )
     prev_hash = fields["prev_hash"]
     if seq == 1 and prev_hash != GENESIS_HASH:
-        return _reject(
+        return _refuse(
             device_id,
             raw_event,
             RejectionReason.INTEGRITY,
@@ -215,6 +221,16 @@ def _decode_event(device_id: str, stream_id: str, raw_event: Any) -> SealedEvent
         body,
         stream_id,
     )
+
+
+def _refuse(device_id: str, raw_event: Any, reason: RejectionReason, detail: str) -> Rejection:
+    """The refusal of an event the plain validator passed: the models' own refusal
+    if they have one (``hash``'s pattern was left out there), else this one."""
+    try:
+        _validate_event(raw_event)
+    except ValidationError as error:
+        return _reject(device_id, raw_event, RejectionReason.SCHEMA, describe(error))
+    return _reject(device_id, raw_event, reason, detail)
 
 
 def _reject(device_id: str, raw_event: Any, reason: RejectionReason, detail: str) -> Rejection:

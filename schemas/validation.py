@@ -2,7 +2,7 @@
 firmware lines and refused configuration all say about bad input; and validators
 that apply the models' rules without building the models."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, cast
 
 from pydantic import ValidationError
@@ -53,6 +53,32 @@ def plain_schema(schema: CoreSchema, deferred: DeferredChecks | None = None) -> 
     return cast(CoreSchema, _plain(schema, deferred, None))
 
 
+def without_patterns(schema: CoreSchema, members: Collection[str]) -> CoreSchema:
+    """``schema``, a tagged union of typed dicts (a ``plain_schema``), with the
+    ``pattern`` of each choice's top-level string members ``members`` left out.
+
+    For a caller that proves those patterns another way before it accepts a document
+    (the gateway compares ``hash`` with a SHA-256 hex digest) and, before it refuses
+    one for anything else, asks the models: a document whose only fault is such a
+    pattern is then refused for it, with the models' words, as before.
+    """
+    if schema.get("type") != "tagged-union":
+        raise TypeError("a tagged union of typed dicts is expected")
+    choices = {}
+    for tag, choice in schema["choices"].items():
+        if choice.get("type") != "typed-dict":
+            raise TypeError(f"choice {tag!r} is not a typed dict")
+        fields = dict(choice["fields"])
+        for name in members:
+            inner = fields[name]["schema"]
+            if inner.get("type") != "str" or "pattern" not in inner:
+                raise TypeError(f"{tag}.{name} is not a string with a pattern")
+            plain = {key: value for key, value in inner.items() if key != "pattern"}
+            fields[name] = {**fields[name], "schema": plain}
+        choices[tag] = {**choice, "fields": fields}
+    return cast(CoreSchema, {**schema, "choices": choices})
+
+
 def run_checks(checks: list[tuple[tuple[str, ...], ModelCheck]], document: dict[str, Any]) -> bool:
     """Whether ``document`` (a plain schema's output) passes the deferred ``checks``."""
     for path, check in checks:
@@ -66,6 +92,27 @@ def run_checks(checks: list[tuple[tuple[str, ...], ModelCheck]], document: dict[
         except (ValueError, AssertionError):
             return False
     return True
+
+
+def checker(checks: list[tuple[tuple[str, ...], ModelCheck]]) -> Callable[[dict[str, Any]], bool]:
+    """``run_checks`` bound to ``checks``, and for the usual case (one check of one
+    top-level member's fields) without its loops: it runs for every event of the
+    types that have one."""
+    if len(checks) != 1 or len(checks[0][0]) != 1:
+        return lambda document: run_checks(checks, document)
+    ((name,), check) = checks[0]
+
+    def passes(document: dict[str, Any]) -> bool:
+        fields = document.get(name)
+        if type(fields) is not dict:
+            return True  # an optional member left out: no model there to check
+        try:
+            check(_Fields(fields))
+        except (ValueError, AssertionError):
+            return False
+        return True
+
+    return passes
 
 
 _Place = tuple[str, tuple[str, ...]] | None

@@ -6,7 +6,16 @@ from seal_keys.keys import (
     PublicSealKey,
     SealKey,
     SealKeyError,
+    usable,
+    usable_public_key,
     verify_claim,
 )
 
-__all__ = ["PublicSealKey", "SealKey", "SealKeyError", "verify_claim"]
+__all__ = [
+    "PublicSealKey",
+    "SealKey",
+    "SealKeyError",
+    "usable",
+    "usable_public_key",
+    "verify_claim",
+]

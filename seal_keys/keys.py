@@ -1,21 +1,33 @@
-"""A device's private seal key and the public half the platform registers."""
+"""A device's private seal key and the public half the platform registers.
+
+Seals are verified by libsodium (PyNaCl), at half the CPU of OpenSSL's Ed25519 on
+the gateway's hot path, and stricter: it refuses small-order and non-canonical
+keys and signatures whose ``S`` is not reduced, where OpenSSL accepts, under the
+identity point as key, a signature anyone can make.  Keys that are not the public
+half of any private key (those libsodium cannot use among them) are refused where
+they are registered (``usable_public_key``).  Key files, PEM and signing stay with
+``cryptography``.
+"""
 
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Self
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from nacl.bindings import crypto_core_ed25519_is_valid_point, crypto_sign_open
+from nacl.exceptions import BadSignatureError
 
 from schemas.seals import (
     PUBLIC_KEY_BYTES,
+    SIGNATURE_BYTES,
     BatchSeal,
     SealClaim,
     b64url,
     from_b64url,
     key_id_of,
+    public_key_of_text,
     seal_message,
 )
 
@@ -26,23 +38,54 @@ class SealKeyError(ValueError):
     """A key file or key text that is not an Ed25519 key."""
 
 
+def usable(raw: bytes) -> bool:
+    """Whether ``raw`` is the public half of some Ed25519 private key: the canonical
+    encoding of a point of the prime-order group.  Any other 32 bytes either verify
+    nothing or, of small order, verify signatures nobody's private key made."""
+    return len(raw) == PUBLIC_KEY_BYTES and crypto_core_ed25519_is_valid_point(raw)
+
+
+def usable_public_key(text: str) -> bytes:
+    """The raw public key of base64url ``text``, as registration accepts it; a
+    ``SealKeyError`` (a ``ValueError``) naming what is wrong otherwise."""
+    try:
+        raw = public_key_of_text(text)
+    except ValueError as error:
+        raise SealKeyError(str(error)) from None
+    if not usable(raw):
+        raise SealKeyError(
+            "not an Ed25519 public key: not the canonical encoding of a point of the "
+            "prime-order group (small-order, mixed-order, off-curve and non-canonical keys "
+            "are refused)"
+        )
+    return raw
+
+
 class PublicSealKey:
     """A registered public key, parsed once: the gateway verifies thousands of seals
-    with it."""
+    with it.  One registered before keys were checked at registration, and not
+    ``usable``, verifies nothing."""
 
-    __slots__ = ("_key", "key_id", "raw")
+    __slots__ = ("_usable", "key_id", "raw")
 
     def __init__(self, raw: bytes) -> None:
         if len(raw) != PUBLIC_KEY_BYTES:
             raise SealKeyError(f"an Ed25519 public key is 32 bytes, not {len(raw)}")
         self.raw = raw
         self.key_id = key_id_of(raw)
-        self._key = Ed25519PublicKey.from_public_bytes(raw)
+        self._usable = usable(raw)
 
     def verifies(self, message: bytes, sig: str) -> bool:
         try:
-            self._key.verify(from_b64url(sig), message)
-        except (InvalidSignature, ValueError):
+            signature = from_b64url(sig)
+        except ValueError:
+            return False
+        # The length first: the signed form is the signature and the message joined.
+        if len(signature) != SIGNATURE_BYTES or not self._usable:
+            return False
+        try:
+            crypto_sign_open(signature + message, self.raw)
+        except BadSignatureError:
             return False
         return True
 

@@ -319,6 +319,7 @@ def projector(
         ProjectorSettings,
         run_log_keeper,
         run_notifier,
+        tune_collector,
     )
     from services.projector.read_upgrade import bring_up_to_date  # noqa: PLC0415
 
@@ -371,6 +372,7 @@ def projector(
         f"projector: {redact(settings.database_url)}, alerts to {redact(settings.mqtt_url)}",
         err=True,
     )
+    tune_collector()
     try:
         Projector(events, read_models).run(stop)
     finally:

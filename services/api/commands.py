@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from schemas import CHANGE_EVENT_TYPES, GENESIS_HASH, SealedEvent, describe, seal, utc_text
-from schemas.seals import ED25519, b64url, key_id_of, public_key_of_text
+from schemas.seals import ED25519, b64url, key_id_of
 from schemas.streams import (
     CHANGE_DEVICE_ID,
     alert_stream,
@@ -23,6 +23,7 @@ from schemas.streams import (
     is_change_stream,
     registry_stream,
 )
+from seal_keys import usable_public_key
 from services.api.identity.lifecycle import refuse_if_decommissioned
 from services.api.models import Accepted
 from services.api.problems import Problem, bad_request, conflict, not_found
@@ -72,7 +73,7 @@ def register_key(store: EventStore, device_id: str, public_key: str, author: str
     """Register a seal key (DESIGN §4.1): from now on the device's batches must be
     sealed.  A key registered already (revoked or not) is a 409."""
     try:
-        raw = public_key_of_text(public_key)
+        raw = usable_public_key(public_key)
     except ValueError as error:
         raise bad_request(f"public key: {error}") from None
     key_id = key_id_of(raw)

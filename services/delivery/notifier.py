@@ -196,7 +196,9 @@ class Notifier:
         try:
             while not stop.is_set():
                 if self.step() == 0:
-                    self._store.wait_for_appends(idle_wait_s)
+                    # Devices' appends (nearly all of them) do not wake it: it reads
+                    # on past them when an alert's append or the timeout does.
+                    self._store.wait_for_appends(idle_wait_s, stream_prefix=ALERT_STREAM_PREFIX)
         finally:
             halted.set()
             self.worker.wake.set()

@@ -234,7 +234,7 @@ class InMemoryEventStore:
         with self._lock:
             return sorted(self._streams)
 
-    def wait_for_appends(self, timeout: float) -> None:
+    def wait_for_appends(self, timeout: float, *, stream_prefix: str = "") -> None:
         with self._lock:
             self._appended.wait_for(lambda: self._appends != self._appends_seen, timeout)
             self._appends_seen = self._appends

@@ -196,6 +196,21 @@ def matching_read(
     return matching, through
 
 
+def stream_family(stream_id: str) -> str:
+    """What an append's wake-up names of ``stream_id``: its kind, up to and including
+    the first colon (``alert:``, ``config:``), or nothing for a device's own stream."""
+    kind, colon, _ = stream_id.partition(":")
+    return f"{kind}{colon}" if colon else ""
+
+
+def wakes(family: str, stream_prefix: str) -> bool:
+    """Whether an append to streams of ``family`` may concern a reader of the streams
+    under ``stream_prefix`` (every append concerns a reader of all streams)."""
+    if not stream_prefix:
+        return True
+    return bool(family) and (stream_prefix.startswith(family) or family.startswith(stream_prefix))
+
+
 def next_events(built: SealedEvent | Sequence[SealedEvent] | None) -> list[SealedEvent]:
     """What a ``NextEvent`` built, as a list (empty: nothing to append)."""
     if built is None:
@@ -278,11 +293,13 @@ class EventLog(Protocol):
         order (the database's)."""
         ...
 
-    def wait_for_appends(self, timeout: float) -> None:
+    def wait_for_appends(self, timeout: float, *, stream_prefix: str = "") -> None:
         """Return when events may have been appended by anyone since the last call
-        (or the last read), or after ``timeout`` seconds: how a projector waits
-        without polling hard.  PostgreSQL: LISTEN/NOTIFY; SQLite: the file's data
-        version."""
+        (or the last read) to a stream whose id starts with ``stream_prefix``, or after
+        ``timeout`` seconds: how a projector waits without polling hard.  The store may
+        return for other streams' appends too (``wakes``).  PostgreSQL: LISTEN/NOTIFY,
+        each append naming its streams' families; SQLite: the file's data version, any
+        append."""
         ...
 
 

@@ -30,6 +30,7 @@ locking whole tables.
 """
 
 import hashlib
+import time
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Final
@@ -67,6 +68,8 @@ from services.eventstore.ports import (
     StreamSeal,
     matching_read,
     next_events,
+    stream_family,
+    wakes,
 )
 
 _EVENT_COLUMNS: Final = sql.SQL(
@@ -166,6 +169,11 @@ POSTGRES_ERRORS: Final = DriverErrors(
 )
 """How psycopg's exceptions become the store's own."""
 APPENDS_CHANNEL: Final = "coreline_appends"
+_NOTIFY_APPENDS: Final = (
+    "SELECT pg_notify(%s, family || ' ' || pg_current_xact_id()::text) "
+    "FROM unnest(%s::text[]) AS family"
+)
+_HORIZON: Final = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
 
 
 class PostgresEventStore(PortableQueries):
@@ -188,6 +196,9 @@ class PostgresEventStore(PortableQueries):
         self._conninfo = conninfo
         self._reach = make_conninfo(conninfo, **DatabaseUrl.parse(conninfo).connection_defaults)
         self._listener: psycopg.Connection[Any] | None = None
+        self._awaited = 0
+        """The newest transaction that appended to a filtered reader's streams and was
+        not in its sight yet (0: none; ``wait_for_appends``)."""
         try:
             self._open = self._connect()
         except psycopg.OperationalError as error:
@@ -261,8 +272,10 @@ class PostgresEventStore(PortableQueries):
         if plan.joins:
             # Promoted rows too: this COPY gives them this transaction's id (see above).
             _copy_rows(cursor, _COPY_EVENTS, plan.joins)
-            # Delivered at commit, to every LISTENing projector.
-            cursor.execute("SELECT pg_notify(%s, '')", (APPENDS_CHANNEL,))
+            # Delivered at commit, to every LISTENing reader, one a kind of stream
+            # (``stream_family``): a reader of alert streams sleeps through devices'.
+            families = sorted({stream_family(row.stream_id) for row in plan.joins})
+            cursor.execute(_NOTIFY_APPENDS, (APPENDS_CHANNEL, families))
         if plan.released:
             cursor.execute(
                 _DELETE_HELD,
@@ -454,7 +467,7 @@ class PostgresEventStore(PortableQueries):
         return {row[0]: Presence(row[1], row[2]) for row in rows}
 
     @POSTGRES_ERRORS
-    def wait_for_appends(self, timeout: float) -> None:
+    def wait_for_appends(self, timeout: float, *, stream_prefix: str = "") -> None:
         if self._listener is not None and self._listener.broken:
             # A failover ended the LISTEN with the old primary's connection; the new
             # primary's notifications need a LISTEN of their own (below).
@@ -468,12 +481,45 @@ class PostgresEventStore(PortableQueries):
                 listener.close()
                 raise
             self._listener = listener
+            self._awaited = 0  # the read that follows sees whatever it was
             return  # appends before LISTEN would be missed: let the caller read first
-        for _ in self._listener.notifies(timeout=timeout, stop_after=1):
-            pass
+        listener = self._listener
+        if self._woken(listener, [], stream_prefix):
+            return  # what the last wait awaited came in sight meanwhile
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            notes = listener.notifies(timeout=remaining, stop_after=1)
+            if self._woken(listener, [note.payload for note in notes], stream_prefix):
+                break
         # Several appends may have notified meanwhile: one read catches up with all.
-        for _ in self._listener.notifies(timeout=0):
-            pass
+        self._woken(
+            listener, [note.payload for note in listener.notifies(timeout=0)], stream_prefix
+        )
+
+    def _woken(
+        self, listener: psycopg.Connection[Any], payloads: list[str], stream_prefix: str
+    ) -> bool:
+        """Whether these notifications wake a reader of the streams under
+        ``stream_prefix``.  A reader of all streams wakes at any.  A reader of some
+        wakes once an append to them is in sight: a read sees an append only when
+        every older transaction has ended (the order never skips), so one committed
+        behind a device's append still in flight is awaited until a later
+        notification finds it in sight."""
+        if not stream_prefix:
+            return bool(payloads)
+        for payload in payloads:
+            family, _, transaction = payload.rpartition(" ")
+            if not transaction.isdigit():
+                return True  # a notification that does not say (an older writer's)
+            if wakes(family, stream_prefix):
+                self._awaited = max(self._awaited, int(transaction))
+        if not self._awaited:
+            return False
+        row = listener.execute(_HORIZON).fetchone()  # the oldest a read cannot see yet
+        if row is None or self._awaited >= int(row[0]):
+            return False
+        self._awaited = 0
+        return True
 
     @POSTGRES_ERRORS
     def close(self) -> None:

@@ -341,7 +341,7 @@ class SqliteEventStore(PortableQueries):
         return {row[0]: Presence(bool(row[1]), _parse_timestamp(row[2])) for row in rows}
 
     @SQLITE_ERRORS
-    def wait_for_appends(self, timeout: float) -> None:
+    def wait_for_appends(self, timeout: float, *, stream_prefix: str = "") -> None:
         # data_version changes when another connection commits to the file.
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

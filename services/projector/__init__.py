@@ -14,7 +14,7 @@ from services.projector.folder import Folder
 from services.projector.log_process import run_log_keeper
 from services.projector.notifier_process import run_notifier
 from services.projector.replay import ReplayResult, replay
-from services.projector.runner import PROJECTOR, Projector
+from services.projector.runner import PROJECTOR, Projector, tune_collector
 from services.projector.settings import ProjectorSettings
 
 __all__ = [
@@ -28,4 +28,5 @@ __all__ = [
     "replay",
     "run_log_keeper",
     "run_notifier",
+    "tune_collector",
 ]

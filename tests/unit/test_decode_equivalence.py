@@ -170,6 +170,8 @@ _tricky = st.sampled_from([
     "2026-11-24 09:00:00Z", "2026-02-30T09:00:00Z", "2026-11-24T25:00:00Z", "2026-11-24",
     "1700000000", "T Z", "cores.punched", "fault.raised", "platform.unknown", "device.registered",
     [], {}, [1], {"a": 1}, "warning", "lower_face", "recalled_lot", "locked", "warn", "reboot",
+    f"urn:uuid:{_UUID}", f"URN:UUID:{_UUID}", f"{_UUID}\n", f" {_UUID}", _UUID[:-1] + "g",
+    f"{{{_UUID.replace('-', '')}}}", _UUID.upper().replace("-", ""), _UUID[:35],
 ])  # fmt: skip
 _json = st.recursive(
     _tricky | st.integers() | st.floats() | st.text(max_size=8),

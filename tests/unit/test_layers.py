@@ -24,7 +24,11 @@ ALLOWED: dict[str, set[str]] = {
     "transport": {"schemas"},
     "edge_agent": {"schemas", "transport", "seal_keys", "fleet_ca"},
     "simulation": {"schemas", "seal_keys", "transport", "edge_agent"},
-    "gateway": {"schemas", "seal_keys", "transport", "services.eventstore", "services.settings"},
+    "gateway": {
+        "schemas", "seal_keys", "transport", "services.eventstore", "services.settings",
+        "services.collector",
+    },
+    "services.collector": set(),
     "services.eventstore": {"schemas"},
     "services.transparency": set(),
     "services.merkle_log": {"services.eventstore", "services.transparency"},
@@ -46,6 +50,7 @@ ALLOWED: dict[str, set[str]] = {
     "services.projector": {
         "schemas", "transport", "services.eventstore", "services.projections",
         "services.alerts", "services.delivery", "services.settings", "services.merkle_log",
+        "services.collector",
     },
     "services.api": {
         "schemas", "seal_keys", "fleet_ca", "transport", "services.eventstore",
@@ -71,6 +76,7 @@ OWNERS = {
         "services.transparency",
     },
     "authlib": {"services.api"},
+    "nacl": {"seal_keys"},
 }
 """Outside libraries that exactly one package may import."""
 

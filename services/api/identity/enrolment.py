@@ -39,7 +39,8 @@ from schemas.identity_events import (
     ENROLLED,
     EnrolmentMethod,
 )
-from schemas.seals import ED25519, KEY_REGISTERED, from_b64url, key_id_of, public_key_of_text
+from schemas.seals import ED25519, KEY_REGISTERED, from_b64url, key_id_of
+from seal_keys import usable_public_key
 from services.api.identity.records import Facts, device_author, load_identity, record
 from services.api.identity.register import log_issued, logged
 from services.api.identity.settings import IdentityConfig
@@ -259,7 +260,7 @@ def _checked_request(request: EnrolmentRequest) -> CheckedRequest:
 
 def _seal_key(text: str) -> bytes:
     try:
-        return public_key_of_text(text)
+        return usable_public_key(text)
     except ValueError as error:
         raise unprocessable(f"seal_public_key: {error}") from None
 

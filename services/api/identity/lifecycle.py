@@ -20,9 +20,9 @@ from fleet_ca import FleetCa, FleetCaError, RequestRefusal, check_request, reque
 from schemas import utc_text
 from schemas.device_identity import DeviceIdentity, renewal_message, rotation_message
 from schemas.identity_events import CERTIFICATE_ISSUED, CERTIFICATE_REVOKED, DECOMMISSIONED
-from schemas.seals import ED25519, KEY_REGISTERED, KEY_REVOKED, key_id_of, public_key_of_text
+from schemas.seals import ED25519, KEY_REGISTERED, KEY_REVOKED, key_id_of
 from schemas.streams import device_stream
-from seal_keys import PublicSealKey, SealKeyError
+from seal_keys import PublicSealKey, SealKeyError, usable_public_key
 from services.api.identity.enrolment import Issued
 from services.api.identity.records import Facts, device_author, load_identity, record
 from services.api.identity.register import log_issued
@@ -104,7 +104,7 @@ def rotate_seal_key(
     new, the new proves it is held."""
     moment = now or datetime.now(UTC)
     try:
-        raw = public_key_of_text(new_public_key)
+        raw = usable_public_key(new_public_key)
     except ValueError as error:
         raise unprocessable(f"new_public_key: {error}") from None
     new_key_id = key_id_of(raw)
