@@ -174,6 +174,8 @@ _NOTIFY_APPENDS: Final = (
     "FROM unnest(%s::text[]) AS family"
 )
 _HORIZON: Final = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+_AWAITED_POLL_S: Final = 0.05
+"""How often a reader awaiting an alert out of sight looks at the horizon again."""
 
 
 class PostgresEventStore(PortableQueries):
@@ -488,7 +490,11 @@ class PostgresEventStore(PortableQueries):
             return  # what the last wait awaited came in sight meanwhile
         deadline = time.monotonic() + timeout
         while (remaining := deadline - time.monotonic()) > 0:
-            notes = listener.notifies(timeout=remaining, stop_after=1)
+            # While an alert waits behind an older transaction, the horizon is looked
+            # at again every little while: that transaction may end without a
+            # notification (rolled back, or it appended nothing).
+            poll = min(remaining, _AWAITED_POLL_S) if self._awaited else remaining
+            notes = listener.notifies(timeout=poll, stop_after=1)
             if self._woken(listener, [note.payload for note in notes], stream_prefix):
                 break
         # Several appends may have notified meanwhile: one read catches up with all.

@@ -118,3 +118,34 @@ def test_on_postgresql_an_alert_out_of_sight_behind_a_device_append_wakes_its_re
     finally:
         older.close()
         store.close()
+
+
+def test_on_postgresql_an_alert_awaited_behind_an_append_that_rolls_back_wakes_its_reader(
+    postgres_url: str,
+) -> None:
+    """The older transaction an alert waits behind may end without a notification
+    (rolled back, or it appended nothing): the reader looks at the horizon again
+    while it waits, and wakes soon after, not at its timeout."""
+    store = open_event_store(postgres_url)
+    older = psycopg.connect(postgres_url)
+    try:
+        store.wait_for_appends(0, stream_prefix=ALERT_STREAM_PREFIX)  # start listening
+        older.execute("SELECT pg_current_xact_id()")  # an older transaction, in flight
+        alert = _alert()
+        writer = open_event_store(postgres_url)
+        writer.append([alert])
+        writer.close()
+
+        def roll_back_soon() -> None:
+            time.sleep(0.3)
+            older.rollback()  # ends without notifying anyone
+
+        threading.Thread(target=roll_back_soon).start()
+        started = time.monotonic()
+        store.wait_for_appends(10, stream_prefix=ALERT_STREAM_PREFIX)
+        assert 0.25 <= time.monotonic() - started < 1
+        seen = store.read_matching(Cursor(0, 0), stream_prefix=ALERT_STREAM_PREFIX)[0]
+        assert [event.hash for event in seen] == [alert.hash]
+    finally:
+        older.close()
+        store.close()

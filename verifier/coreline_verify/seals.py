@@ -10,6 +10,8 @@ from typing import Any, Final, NamedTuple
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from coreline_verify.ed25519_points import point_defect
+
 _CONTEXT: Final = "coreline-seal/v1"
 _RAW_KEY_BYTES: Final = 32
 _KEYS_KEPT: Final = 64
@@ -50,24 +52,39 @@ class VerifiedSeal(NamedTuple):
     public_key: bytes
 
 
-_public_keys: dict[bytes, Ed25519PublicKey] = {}
-"""Public keys already loaded, by their raw bytes (a bundle names a few)."""
+_public_keys: dict[bytes, Ed25519PublicKey | None] = {}
+"""Public keys already loaded, by their raw bytes (a bundle names a few); None for
+one that is not a point of the prime-order group, which verifies nothing."""
+
+
+def _public_key(raw: bytes) -> Ed25519PublicKey | None:
+    # OpenSSL checks no group: a small-order key would verify signatures anyone can
+    # make, so keys outside the prime-order group are refused here, as the platform
+    # refuses them (their seals go to dead letters there).
+    if len(_public_keys) >= _KEYS_KEPT:
+        _public_keys.clear()
+    key = _public_keys[raw] = (
+        Ed25519PublicKey.from_public_bytes(raw) if point_defect(raw) is None else None
+    )
+    return key
 
 
 def signature_verifies(
     public_key: bytes, seal: dict[str, Any], device_id: str, event_hash: str
 ) -> bool:
     """Whether the seal's ``sig`` is a signature by ``public_key`` (raw, 32 bytes)
-    of the seal message of ``device_id``, the seal's ``seq`` and ``event_hash``."""
+    of the seal message of ``device_id``, the seal's ``seq`` and ``event_hash``;
+    never under a key outside the prime-order group."""
     seq = seal.get("seq")
     if type(seq) is not int:
         return False
     try:
-        key = _public_keys.get(public_key)
+        try:
+            key = _public_keys[public_key]
+        except KeyError:
+            key = _public_key(public_key)
         if key is None:
-            if len(_public_keys) >= _KEYS_KEPT:
-                _public_keys.clear()
-            key = _public_keys[public_key] = Ed25519PublicKey.from_public_bytes(public_key)
+            return False
         key.verify(_base64url(seal.get("sig")), seal_message(device_id, seq, event_hash))
     except (InvalidSignature, SealError, ValueError):
         return False
@@ -76,12 +93,16 @@ def signature_verifies(
 
 @dataclass(slots=True)
 class DeviceKeys:
-    """One device's seal keys: each registered key (as raw bytes too) with the log
-    index of its registration, and each revocation's log index."""
+    """One device's seal keys: each registered key (as raw bytes too), why one is
+    not usable, and each revocation's log index."""
 
     registered: dict[str, Ed25519PublicKey] = field(default_factory=dict)
     raw: dict[str, bytes] = field(default_factory=dict)
     revoked_at: dict[str, int] = field(default_factory=dict)
+    unusable: dict[str, str] = field(default_factory=dict)
+    """Registered keys that are not points of the prime-order group, with why: the
+    platform stored some before it refused them at registration.  Such a
+    registration is no failure in itself; any seal by the key is."""
 
     def register(self, data: Any) -> None:
         if not isinstance(data, dict) or data.get("algorithm") != "ed25519":
@@ -91,8 +112,14 @@ class DeviceKeys:
             raise SealError("a registered public key must be 32 bytes")
         if data.get("key_id") != key_id_of(raw):
             raise SealError(f"key_id {data.get('key_id')} does not match its public key")
-        self.registered[data["key_id"]] = Ed25519PublicKey.from_public_bytes(raw)
-        self.raw[data["key_id"]] = raw
+        key_id: str = data["key_id"]
+        self.registered[key_id] = Ed25519PublicKey.from_public_bytes(raw)
+        self.raw[key_id] = raw
+        defect = point_defect(raw)
+        if defect is None:
+            self.unusable.pop(key_id, None)
+        else:
+            self.unusable[key_id] = defect
 
     def revoke(self, data: Any, log_index: int) -> None:
         key_id = data.get("key_id") if isinstance(data, dict) else None
@@ -125,6 +152,12 @@ class DeviceKeys:
             raise SealError(
                 f"seal by key {key_id}, revoked before this event "
                 f"(log index {revoked} < {log_index})"
+            )
+        defect = self.unusable.get(key_id)  # type: ignore[arg-type]
+        if defect is not None:
+            raise SealError(
+                f"seal by key {key_id}: its public key is not a point of the prime-order "
+                f"group ({defect})"
             )
         if (
             verified is not None
