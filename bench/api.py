@@ -205,8 +205,9 @@ def _timed(items: Sequence[T], run: Callable[[T], object]) -> list[float]:
     return sorted(latencies)
 
 
-def emitted_sql(engine: Engine, requests: Sequence[Request]) -> list[tuple[str, Any]]:
-    """The statement and parameters each request's query sends, as SQLAlchemy sends them."""
+def emitted_sql(engine: Engine, requests: Sequence[Request]) -> list[list[tuple[str, Any]]]:
+    """The statements and parameters each request's query sends, as SQLAlchemy sends
+    them (a search looks enrolled serials up before its list)."""
     captured: list[tuple[str, Any]] = []
 
     def capture(*args: Any) -> None:
@@ -219,8 +220,7 @@ def emitted_sql(engine: Engine, requests: Sequence[Request]) -> list[tuple[str, 
             for request in requests:
                 captured.clear()
                 request.query(connection)
-                (statement,) = captured
-                statements.append(statement)
+                statements.append(list(captured))
     finally:
         event.remove(engine, "before_cursor_execute", capture)
     return statements
@@ -247,8 +247,9 @@ def measure(
         in_process = _timed(requests, lambda request: request.query(connection))
     with psycopg.connect(url, autocommit=True) as raw, raw.cursor() as cursor:
 
-        def direct(statement: tuple[str, Any]) -> object:
-            cursor.execute(*statement)
+        def direct(statements: list[tuple[str, Any]]) -> object:
+            for statement in statements:
+                cursor.execute(*statement)
             return cursor.fetchall()
 
         bare = _timed(emitted_sql(engine, requests), direct)

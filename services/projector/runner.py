@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Final, TypeVar
 
@@ -25,7 +25,15 @@ from schemas.streams import alert_stream
 from services.alerts import events as alert_events
 from services.alerts import ladder
 from services.alerts import store as alert_store
-from services.alerts.engine import AlertDecisions, AlertEngine, Escalation, Key, Resolution
+from services.alerts.engine import (
+    AlertDecisions,
+    AlertEngine,
+    Escalation,
+    Key,
+    Resolution,
+    kind_of,
+)
+from services.alerts.policy import DEFAULT_ALERT_POLICY, AlertPolicy
 from services.collector import collect_rarely
 from services.eventstore import (
     Cursor,
@@ -210,20 +218,28 @@ class Projector:
 
         custody = _kept_or_loaded(quiet, kept.custody, self.read_models.custody)
         projections = _kept_or_loaded(quiet, kept.projections, self.read_models.projections)
-        beats = self.events.newest_heartbeats(list(projections)) if projections else {}
+        looked_at: list[tuple[DeviceProjection, str | None]] = []
+        unheard: list[str] = []
         for device_id, projection in projections.items():
-            held = custody.get(device_id, Custody(device_id))
-            engine.tick(
-                projection, now, _last_heard(projection, beats.get(device_id), now),
-                _quiet_owner(projection, held, clinic(device_id)),
-            )  # fmt: skip
+            owner = _quiet_owner(projection, custody.get(device_id, Custody(device_id)),
+                                 clinic(device_id))  # fmt: skip
+            offline_after = timedelta(seconds=self._policy_of(owner).offline_after_s)
+            if _timed_may_change(projection, engine.book.get(device_id, {}), now, offline_after):
+                looked_at.append((projection, owner))
+                if _may_be_silent(projection, now, offline_after):
+                    unheard.append(device_id)
+        beats = self.events.newest_heartbeats(unheard) if unheard else {}
+        for projection, owner in looked_at:
+            heard = _last_heard(projection, beats.get(projection.device_id), now)
+            engine.tick(projection, now, heard, owner)
         judge_refusals(self.events, engine, refused, clinic)
         decisions = engine.decisions
         self._append_alert_events(decisions)
         append_incident_updates(self.events, engine)
-        with self.read_models.engine.begin() as connection:
-            alert_store.save_decisions(connection, decisions)
-            save_checkpoint(connection, _DEAD_LETTERS, Cursor(0, last_letter))
+        if decisions.added or decisions.removed or last_letter != letters_from:
+            with self.read_models.engine.begin() as connection:
+                alert_store.save_decisions(connection, decisions)
+                save_checkpoint(connection, _DEAD_LETTERS, Cursor(0, last_letter))
         if current is not None:
             book.update(engine.book)
             self._kept = current
@@ -238,6 +254,11 @@ class Projector:
         if kept is not None and kept.cursor == self.read_models.checkpoint(self.name):
             return kept
         return None
+
+    def _policy_of(self, clinic_id: str | None) -> AlertPolicy:
+        """The policy the engine applies to ``clinic_id``: the lookup ``_engine`` made
+        for this batch or tick, validated against the table's version."""
+        return DEFAULT_ALERT_POLICY if self._policies is None else self._policies[1](clinic_id)
 
     def _fresh_folder(self) -> Folder:
         return Folder(self.read_models.projections, self.read_models.registry)
@@ -327,6 +348,36 @@ def _kept_or_loaded(
     if missing:
         found.update(load(missing))
     return found
+
+
+def _timed_may_change(
+    projection: DeviceProjection,
+    conditions: Mapping[Key, str],
+    now: datetime,
+    offline_after: timedelta,
+) -> bool:
+    """Whether the clock's rules (``services.alerts.conditions.timed``) could hold a
+    condition for this device or end one it holds.  A device waiting for no event, with
+    no clock-driven alert open, out of a session or in one with an event received within
+    its offline time (whatever its heartbeats say, it was heard since) holds none and
+    ends none: ``AlertEngine.tick`` would decide nothing.  Most devices in a session
+    under load are such, and each looked at costs the tick, which holds up the batches
+    folding behind it (``bench.alerts``)."""
+    if projection.waiting_for_seq is not None:
+        return True
+    if any(kind_of(key) == "timed" for key in conditions):
+        return True
+    return _may_be_silent(projection, now, offline_after)
+
+
+def _may_be_silent(projection: DeviceProjection, now: datetime, offline_after: timedelta) -> bool:
+    """Whether silence during a session could hold as of ``now``: the device is in one,
+    and its last event arrived at least its offline time ago (or never).  Only then do
+    its heartbeats, which can only make it heard later, change what the clock decides."""
+    if projection.open_session is None:
+        return False
+    received = projection.last_received_at
+    return received is None or now >= received + offline_after
 
 
 def _last_heard(

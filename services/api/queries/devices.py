@@ -16,6 +16,7 @@ from sqlalchemy import (
     false,
     or_,
     select,
+    true,
 )
 
 from services.api.access import Principal
@@ -30,7 +31,7 @@ from services.api.models import (
 )
 from services.api.queries.scope import EventScope, scoped, summary_scopes
 from services.api.queries.search import prefix_of
-from services.api.queries.tables import READ, aware, presence, utc
+from services.api.queries.tables import READ, aware, presence, utc, written
 from services.projections.cartridge import life_used_pct
 from services.projections.maintenance import MaintenanceStatus
 
@@ -38,13 +39,18 @@ _devices, _registry, _sessions = READ.devices, READ.registry, READ.sessions
 OFFLINE: Final = MaintenanceStatus.OFFLINE.value
 INTEGRITY: Final = MaintenanceStatus.INTEGRITY.value
 
-# Offline outranks every other status but integrity (see services.projections.maintenance):
-# the fold cannot know it, presence does.
-effective_status: Final = case(
-    (_devices.c.status == INTEGRITY, INTEGRITY),
-    (presence.c.online == false(), OFFLINE),
-    else_=_devices.c.status,
-).label("effective_status")
+
+def _effective_status(online: Any) -> Any:
+    # Offline outranks every other status but integrity (see
+    # services.projections.maintenance): the fold cannot know it, presence does.
+    return case(
+        (_devices.c.status == INTEGRITY, INTEGRITY),
+        (online == false(), OFFLINE),
+        else_=_devices.c.status,
+    ).label("effective_status")
+
+
+effective_status: Final = _effective_status(presence.c.online)
 
 _COLUMNS: Final = (
     _devices.c.device_id, _devices.c.clinic_id, effective_status, _devices.c.firmware_version,
@@ -53,16 +59,54 @@ _COLUMNS: Final = (
 )  # fmt: skip
 
 
-_LISTED: Final = (
-    *(column for column in _COLUMNS if column is not _devices.c.summary),
-    # A list shows two facts of the summary: only the members they come from (and the
-    # open session a clinic's scope is judged by) are read, not the whole document of
-    # about 1.3 KB, and as JSON text that ``orjson`` decodes several times faster than
-    # the driver's JSON loader.
-    _devices.c.summary["cartridge"].as_string().label("cartridge"),
-    _devices.c.summary["open_faults"].as_string().label("open_faults"),
-    _devices.c.summary["open_session_id"].as_string().label("open_session_id"),
+def _listed(registry: Any, online: Any) -> tuple[Any, ...]:
+    """A list's columns, the registry's and presence's taken from ``registry`` and
+    ``online`` (the tables, or the lookups of ``_looked_up``)."""
+    return (
+        _devices.c.device_id, _devices.c.clinic_id, _effective_status(online),
+        _devices.c.firmware_version, _devices.c.last_seen, registry.c.model,
+        registry.c.registered, online, registry.c.serial,
+        # A list shows two facts of the summary: only the members they come from (and
+        # the open session a clinic's scope is judged by) are read, not the whole
+        # document of about 1.3 KB, and as JSON text that ``orjson`` decodes several
+        # times faster than the driver's JSON loader.
+        _devices.c.summary["cartridge"].as_string().label("cartridge"),
+        _devices.c.summary["open_faults"].as_string().label("open_faults"),
+        _devices.c.summary["open_session_id"].as_string().label("open_session_id"),
+    )  # fmt: skip
+
+
+_LISTED: Final = _listed(_registry, presence.c.online)
+
+# A page of 100 devices by clinic or after a deep cursor joined to the registry and
+# presence by hash or merge joins walked both tables whole (10,000 rows each, 1.5 to
+# 2.5 ms in PostgreSQL, BENCHMARKS.md, API): the planner prices an index probe as a
+# read from disk.  As lateral lookups (``OFFSET 0`` keeps PostgreSQL from turning them
+# back into joins) each listed device costs two index probes, 0.4 to 0.8 ms a page.
+_REGISTRY_LOOKUP: Final = (
+    select(_registry.c.model, _registry.c.registered, _registry.c.serial)
+    .where(_registry.c.device_id == _devices.c.device_id)
+    .offset(written(0))
+    .lateral("registry_lookup")
 )
+_PRESENCE_LOOKUP: Final = (
+    select(presence.c.online)
+    .where(presence.c.device_id == _devices.c.device_id)
+    .offset(written(0))
+    .lateral("presence_lookup")
+)
+_LOOKED_UP: Final = _listed(_REGISTRY_LOOKUP, _PRESENCE_LOOKUP.c.online)
+
+
+def _looked_up() -> Select[Any]:
+    """The list's rows with the registry and presence looked up per device, on
+    PostgreSQL (SQLite has no ``LATERAL``, and probes by index anyway)."""
+    return (
+        select(*_LOOKED_UP)
+        .select_from(_devices)
+        .outerjoin(_REGISTRY_LOOKUP, true())
+        .outerjoin(_PRESENCE_LOOKUP, true())
+    )
 
 
 def _joined(*columns: Any) -> Select[Any]:
@@ -103,22 +147,42 @@ def list_devices(  # noqa: PLR0913 - the list's filters, each a keyword
     """Up to ``limit + 1`` devices in serial order after ``after`` (one extra says
     whether there is a next page); ``q`` keeps those whose id (upper case, so the term
     is too) or enrolled serial (as given, or upper case) starts with it."""
-    query = _joined(*_LISTED).where(scoped(principal, _devices.c.clinic_id))
-    if q:
-        serials = (prefix_of(_registry.c.serial, term) for term in dict.fromkeys((q, q.upper())))
-        query = query.where(or_(prefix_of(_devices.c.device_id, q.upper()), *serials))
+    conditions = [scoped(principal, _devices.c.clinic_id)]
     if clinic_id is not None:
-        query = query.where(_devices.c.clinic_id == clinic_id)
+        conditions.append(_devices.c.clinic_id == clinic_id)
     if status is not None:
-        query = query.where(status_filter(status))
+        conditions.append(status_filter(status))
     if firmware is not None:
-        query = query.where(_devices.c.firmware_version == firmware)
+        conditions.append(_devices.c.firmware_version == firmware)
     if after is not None:
-        query = query.where(_devices.c.device_id > after)
-    rows = connection.execute(query.order_by(_devices.c.device_id).limit(limit + 1)).all()
+        conditions.append(_devices.c.device_id > after)
+    if q:
+        conditions.append(_searched(connection, q))
+    # Filtered by status, a page walks devices until enough qualify: lookups per
+    # device would cost more than the joins' two walks.
+    looked_up = status is None and connection.dialect.name == "postgresql"
+    listed = _looked_up() if looked_up else _joined(*_LISTED)
+    query = listed.where(*conditions).order_by(_devices.c.device_id).limit(written(limit + 1))
+    rows = connection.execute(query).all()
     summaries = {row.device_id: _listed_summary(row) for row in rows}
     scopes = summary_scopes(connection, principal, summaries)
     return [_device(row, _own(summaries[row.device_id], row.device_id, scopes)) for row in rows]
+
+
+def _searched(connection: Connection, q: str) -> ColumnElement[bool]:
+    """Devices whose id starts with ``q`` (upper case) or whose enrolled serial does
+    (as given, or upper case).
+
+    Asked in one statement, ``id or serial`` names two tables, which no index
+    answers: PostgreSQL read every device and every registry row for it (11 ms of
+    10,000 devices), or walked the devices from the first to the prefix's.  The
+    serials are looked up first (one index range, nearly always empty), so the list
+    is a walk of the device index from the prefix's start."""
+    terms = dict.fromkeys((q, q.upper()))
+    serials = or_(*(prefix_of(_registry.c.serial, term) for term in terms))
+    enrolled = connection.execute(select(_registry.c.device_id).where(serials)).scalars().all()
+    by_id = prefix_of(_devices.c.device_id, q.upper())
+    return or_(by_id, _devices.c.device_id.in_(enrolled)) if enrolled else by_id
 
 
 def _listed_summary(row: Any) -> dict[str, Any]:
