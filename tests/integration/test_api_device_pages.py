@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from services.api import Role
+from services.api.queries import devices as device_queries
 from services.api.queries.tables import READ, presence
 from services.api.tokens import create_token
 from services.eventstore import upgrade_schema
@@ -141,3 +142,21 @@ def test_pages_after_a_cursor_and_of_a_clinic_hold_the_fleet_s_devices_in_id_ord
     assert ids == sorted(ids)
     assert {d for d in loaded.device_ids if loaded.clinic_of[d] == CLINIC_A} <= set(ids)
     assert of_clinic == [item for item in every if item["clinic_id"] == CLINIC_A]
+
+
+def test_a_search_matching_more_serials_than_it_names_finds_them_all(
+    fleet: tuple[TestClient, ListFleet, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``SERIALS_NAMED`` matches the serials are asked for inside the statement
+    (a fleet's worth named one by one would pass the driver's bound on parameters),
+    with the same answer."""
+    client, _, token = fleet
+    monkeypatch.setattr(device_queries, "SERIALS_NAMED", 1)
+    found = _walk(client, token, "/api/v1/devices?q=sn", 10)
+    assert [item["device_id"] for item in found] == ["HP-000210", "HP-000211"]
+    found = _walk(client, token, "/api/v1/devices?q=hp-00012", limit=4)
+    assert [item["device_id"] for item in found] == [
+        "HP-000005",
+        *(f"HP-00012{n}" for n in range(10)),
+        "HP-000200",
+    ]

@@ -77,6 +77,8 @@ def _listed(registry: Any, online: Any) -> tuple[Any, ...]:
 
 
 _LISTED: Final = _listed(_registry, presence.c.online)
+SERIALS_NAMED: Final = 1000
+"""Devices a search names by the serials it matched, at most; beyond, it asks inside."""
 
 # A page of 100 devices by clinic or after a deep cursor joined to the registry and
 # presence by hash or merge joins walked both tables whole (10,000 rows each, 1.5 to
@@ -180,9 +182,16 @@ def _searched(connection: Connection, q: str) -> ColumnElement[bool]:
     is a walk of the device index from the prefix's start."""
     terms = dict.fromkeys((q, q.upper()))
     serials = or_(*(prefix_of(_registry.c.serial, term) for term in terms))
-    enrolled = connection.execute(select(_registry.c.device_id).where(serials)).scalars().all()
+    found = select(_registry.c.device_id).where(serials)
+    enrolled = connection.execute(found.limit(SERIALS_NAMED + 1)).scalars().all()
     by_id = prefix_of(_devices.c.device_id, q.upper())
-    return or_(by_id, _devices.c.device_id.in_(enrolled)) if enrolled else by_id
+    if not enrolled:
+        return by_id
+    if len(enrolled) > SERIALS_NAMED:
+        # A short term may match most of a fleet's serials: named one by one they
+        # would pass the driver's bound on parameters, so they are asked for inside.
+        return or_(by_id, _devices.c.device_id.in_(found))
+    return or_(by_id, _devices.c.device_id.in_(enrolled))
 
 
 def _listed_summary(row: Any) -> dict[str, Any]:
