@@ -3,6 +3,7 @@ timeout otherwise."""
 
 import threading
 import time
+from typing import Any
 
 import psycopg
 
@@ -53,6 +54,18 @@ def _alert() -> SealedEvent:
     return alert_events.raised("HP-000001", "clinic-a", low)
 
 
+def _alert_behind(older: psycopg.Connection[Any], store: EventStore, url: str) -> SealedEvent:
+    """An alert appended while ``older``'s transaction is in flight, ``store``
+    listening from before either."""
+    store.wait_for_appends(0, stream_prefix=ALERT_STREAM_PREFIX)  # start listening
+    older.execute("SELECT pg_current_xact_id()")  # an older transaction, in flight
+    alert = _alert()
+    writer = open_event_store(url)
+    writer.append([alert])
+    writer.close()
+    return alert
+
+
 def test_a_reader_of_alert_streams_wakes_on_an_alerts_append(
     store: EventStore, store_url: str
 ) -> None:
@@ -93,12 +106,7 @@ def test_on_postgresql_an_alert_out_of_sight_behind_a_device_append_wakes_its_re
     store = open_event_store(postgres_url)
     older = psycopg.connect(postgres_url)
     try:
-        store.wait_for_appends(0, stream_prefix=ALERT_STREAM_PREFIX)  # start listening
-        older.execute("SELECT pg_current_xact_id()")  # an older transaction, in flight
-        alert = _alert()
-        writer = open_event_store(postgres_url)
-        writer.append([alert])
-        writer.close()
+        alert = _alert_behind(older, store, postgres_url)
         started = time.monotonic()
         store.wait_for_appends(1.0, stream_prefix=ALERT_STREAM_PREFIX)
         assert time.monotonic() - started >= 0.9
@@ -129,12 +137,7 @@ def test_on_postgresql_an_alert_awaited_behind_an_append_that_rolls_back_wakes_i
     store = open_event_store(postgres_url)
     older = psycopg.connect(postgres_url)
     try:
-        store.wait_for_appends(0, stream_prefix=ALERT_STREAM_PREFIX)  # start listening
-        older.execute("SELECT pg_current_xact_id()")  # an older transaction, in flight
-        alert = _alert()
-        writer = open_event_store(postgres_url)
-        writer.append([alert])
-        writer.close()
+        alert = _alert_behind(older, store, postgres_url)
 
         def roll_back_soon() -> None:
             time.sleep(0.3)

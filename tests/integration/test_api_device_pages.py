@@ -16,7 +16,7 @@ from services.api.queries.tables import READ, presence
 from services.api.tokens import create_token
 from services.eventstore import upgrade_schema
 from services.projections.read_store import ReadModelStore
-from tests.support.api_client import api_client, bearer
+from tests.support.api_client import api_client, walk_pages
 from tests.support.api_world import CLINIC_A
 from tests.support.list_fleet import NEVER_CONNECTED, ListFleet, load_list_fleet
 
@@ -59,27 +59,11 @@ def fleet(store_url: str) -> Iterator[tuple[TestClient, ListFleet, str]]:
         yield client, loaded, token
 
 
-def _walk(client: TestClient, token: str, path: str, limit: int) -> list[Item]:
-    items: list[Item] = []
-    cursor = None
-    while True:
-        joiner = "&" if "?" in path else "?"
-        query = f"{joiner}limit={limit}" + (f"&cursor={cursor}" if cursor else "")
-        response = client.get(path + query, headers=bearer(token))
-        assert response.status_code == 200, response.text
-        page = response.json()
-        assert len(page["items"]) <= limit
-        items += page["items"]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            return items
-
-
 def test_a_search_pages_devices_found_by_id_and_by_serial_in_id_order(
     fleet: tuple[TestClient, ListFleet, str],
 ) -> None:
     client, _, token = fleet
-    found = _walk(client, token, "/api/v1/devices?q=hp-00012", limit=4)
+    found = walk_pages(client, token, "/api/v1/devices?q=hp-00012", limit=4)
 
     by_id = [f"HP-00012{n}" for n in range(10)]
     assert [item["device_id"] for item in found] == ["HP-000005", *by_id, "HP-000200"]
@@ -96,7 +80,7 @@ def test_a_search_by_serial_alone_finds_the_device_once(
 ) -> None:
     client, _, token = fleet
     # HP-000130 … HP-000139 by id, and HP-000150 by its serial "HP-00013".
-    found = _walk(client, token, "/api/v1/devices?q=HP-00013", limit=100)
+    found = walk_pages(client, token, "/api/v1/devices?q=HP-00013", limit=100)
     expected = [f"HP-00013{n}" for n in range(10)] + ["HP-000150"]
     assert [item["device_id"] for item in found] == expected
 
@@ -117,10 +101,12 @@ def test_an_underscore_in_a_search_term_matches_itself(
     fleet: tuple[TestClient, ListFleet, str],
 ) -> None:
     client, _, token = fleet
-    assert [item["device_id"] for item in _walk(client, token, "/api/v1/devices?q=SN_", 10)] == [
-        "HP-000210"
-    ]
-    assert [item["device_id"] for item in _walk(client, token, "/api/v1/devices?q=sn", 10)] == [
+    assert [
+        item["device_id"] for item in walk_pages(client, token, "/api/v1/devices?q=SN_", 10)
+    ] == ["HP-000210"]
+    assert [
+        item["device_id"] for item in walk_pages(client, token, "/api/v1/devices?q=sn", 10)
+    ] == [
         "HP-000210",
         "HP-000211",
     ]
@@ -130,14 +116,14 @@ def test_pages_after_a_cursor_and_of_a_clinic_hold_the_fleet_s_devices_in_id_ord
     fleet: tuple[TestClient, ListFleet, str], store_url: str
 ) -> None:
     client, loaded, token = fleet
-    every = _walk(client, token, "/api/v1/devices", limit=7)
+    every = walk_pages(client, token, "/api/v1/devices", limit=7)
     # The fleet's devices, and two that never connected: no presence row.
     assert [item["device_id"] for item in every] == sorted([*loaded.device_ids, *NEVER_CONNECTED])
     assert {item["device_id"]: item["online"] for item in every} == _online(store_url)
     assert next(item for item in every if item["device_id"] == _OFFLINE)["online"] is False
     assert {item["device_id"]: item["serial"] for item in every if item["serial"]} == _SERIALS
 
-    of_clinic = _walk(client, token, f"/api/v1/devices?clinic_id={CLINIC_A}", limit=5)
+    of_clinic = walk_pages(client, token, f"/api/v1/devices?clinic_id={CLINIC_A}", limit=5)
     ids = [item["device_id"] for item in of_clinic]
     assert ids == sorted(ids)
     assert {d for d in loaded.device_ids if loaded.clinic_of[d] == CLINIC_A} <= set(ids)
@@ -152,9 +138,9 @@ def test_a_search_matching_more_serials_than_it_names_finds_them_all(
     with the same answer."""
     client, _, token = fleet
     monkeypatch.setattr(device_queries, "SERIALS_NAMED", 1)
-    found = _walk(client, token, "/api/v1/devices?q=sn", 10)
+    found = walk_pages(client, token, "/api/v1/devices?q=sn", 10)
     assert [item["device_id"] for item in found] == ["HP-000210", "HP-000211"]
-    found = _walk(client, token, "/api/v1/devices?q=hp-00012", limit=4)
+    found = walk_pages(client, token, "/api/v1/devices?q=hp-00012", limit=4)
     assert [item["device_id"] for item in found] == [
         "HP-000005",
         *(f"HP-00012{n}" for n in range(10)),

@@ -12,7 +12,7 @@ from services.api import Role
 from services.api.tokens import create_token
 from services.eventstore import upgrade_schema
 from services.projections.read_store import ReadModelStore
-from tests.support.api_client import api_client, bearer
+from tests.support.api_client import api_client, bearer, walk_pages
 from tests.support.api_world import CLINIC_A
 from tests.support.list_fleet import ListFleet, load_list_fleet
 
@@ -35,21 +35,6 @@ def fleet(store_url: str) -> Iterator[tuple[TestClient, ListFleet, dict[str, str
         yield client, loaded, tokens
 
 
-def _walk(client: TestClient, token: str, path: str, limit: int = 50) -> list[Item]:
-    items: list[Item] = []
-    cursor = None
-    while True:
-        joiner = "&" if "?" in path else "?"
-        query = f"{joiner}limit={limit}" + (f"&cursor={cursor}" if cursor else "")
-        response = client.get(path + query, headers=bearer(token))
-        assert response.status_code == 200, response.text
-        page = response.json()
-        items += page["items"]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            return items
-
-
 def _ids(items: list[Item], key: str) -> list[str]:
     return [item[key] for item in items]
 
@@ -62,8 +47,8 @@ def test_device_search_is_a_case_blind_id_prefix(
     fleet: tuple[TestClient, ListFleet, dict[str, str]],
 ) -> None:
     client, _, tokens = fleet
-    every = _walk(client, tokens["manufacturer"], "/api/v1/devices", limit=500)
-    found = _walk(client, tokens["manufacturer"], "/api/v1/devices?q=hp-00012", limit=4)
+    every = walk_pages(client, tokens["manufacturer"], "/api/v1/devices", limit=500)
+    found = walk_pages(client, tokens["manufacturer"], "/api/v1/devices?q=hp-00012", limit=4)
 
     expected = _kept(every, lambda item: item["device_id"].startswith("HP-00012"))
     assert _ids(found, "device_id") == _ids(expected, "device_id")
@@ -74,8 +59,8 @@ def test_device_search_keeps_to_the_clinic_and_combines_with_status(
     fleet: tuple[TestClient, ListFleet, dict[str, str]],
 ) -> None:
     client, loaded, tokens = fleet
-    every = _walk(client, tokens["manufacturer"], "/api/v1/devices", limit=500)
-    found = _walk(client, tokens["clinic"], "/api/v1/devices?q=HP-0001&status=ok")
+    every = walk_pages(client, tokens["manufacturer"], "/api/v1/devices", limit=500)
+    found = walk_pages(client, tokens["clinic"], "/api/v1/devices?q=HP-0001&status=ok")
 
     expected = _kept(
         every,
@@ -95,11 +80,11 @@ def test_session_search_matches_session_or_device_id(
 ) -> None:
     client, _, tokens = fleet
     token = tokens["manufacturer"]
-    every = _walk(client, token, "/api/v1/sessions", limit=500)
+    every = walk_pages(client, token, "/api/v1/sessions", limit=500)
     target = every[17]["session_id"]
 
-    by_session = _walk(client, token, f"/api/v1/sessions?q={target[:8].upper()}")
-    by_device = _walk(client, token, "/api/v1/sessions?q=hp-00002", limit=7)
+    by_session = walk_pages(client, token, f"/api/v1/sessions?q={target[:8].upper()}")
+    by_device = walk_pages(client, token, "/api/v1/sessions?q=hp-00002", limit=7)
 
     assert target in _ids(by_session, "session_id")
     assert all(item["session_id"].startswith(target[:8]) for item in by_session)
@@ -113,8 +98,8 @@ def test_flagged_sessions_are_the_unreconciled_and_the_broken(
 ) -> None:
     client, _, tokens = fleet
     token = tokens["clinic"]
-    every = _walk(client, token, "/api/v1/sessions", limit=500)
-    flagged = _walk(client, token, "/api/v1/sessions?flagged=true")
+    every = walk_pages(client, token, "/api/v1/sessions", limit=500)
+    flagged = walk_pages(client, token, "/api/v1/sessions?flagged=true")
 
     expected = _kept(
         every, lambda item: item["reconciled"] is False or item["chain_status"] == "broken"
@@ -128,9 +113,9 @@ def test_alert_filters_rule_severity_and_search(
 ) -> None:
     client, _, tokens = fleet
     token = tokens["manufacturer"]
-    every = _walk(client, token, "/api/v1/alerts", limit=500)
+    every = walk_pages(client, token, "/api/v1/alerts", limit=500)
 
-    by_rule = _walk(client, token, "/api/v1/alerts?rule=device_fault&severity=critical", 3)
+    by_rule = walk_pages(client, token, "/api/v1/alerts?rule=device_fault&severity=critical", 3)
     expected = _kept(
         every, lambda item: item["rule"] == "device_fault" and item["severity"] == "critical"
     )
@@ -138,11 +123,11 @@ def test_alert_filters_rule_severity_and_search(
     assert expected
 
     subject = every[5]["subject"]
-    assert _ids(_walk(client, token, f"/api/v1/alerts?q={subject}"), "alert_id") == [
+    assert _ids(walk_pages(client, token, f"/api/v1/alerts?q={subject}"), "alert_id") == [
         every[5]["alert_id"]
     ]
     prefix = every[9]["alert_id"][:6]
-    by_id = _walk(client, token, f"/api/v1/alerts?q={prefix}")
+    by_id = walk_pages(client, token, f"/api/v1/alerts?q={prefix}")
     assert every[9]["alert_id"] in _ids(by_id, "alert_id")
     assert all(
         item["alert_id"].startswith(prefix) or item["device_id"].startswith(prefix.upper())

@@ -1,6 +1,7 @@
 """The API app over a world's database, for in-process requests with ``TestClient``."""
 
 from pathlib import Path
+from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -28,3 +29,21 @@ def api_client(
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def walk_pages(client: TestClient, token: str, path: str, limit: int = 50) -> list[dict[str, Any]]:
+    """Every item of a paged list, pages of ``limit`` following their cursors; each
+    page is asserted to answer 200 and to hold no more than ``limit`` items."""
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        joiner = "&" if "?" in path else "?"
+        query = f"{joiner}limit={limit}" + (f"&cursor={cursor}" if cursor else "")
+        response = client.get(path + query, headers=bearer(token))
+        assert response.status_code == 200, response.text
+        page = response.json()
+        assert len(page["items"]) <= limit
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return items
