@@ -564,6 +564,7 @@ def api(
     import uvicorn  # noqa: PLC0415
 
     from services.api import ApiSettings, create_app  # noqa: PLC0415
+    from services.api.http_protocol import BoundedHttpTools  # noqa: PLC0415
     from services.eventstore import EventStoreError, open_event_store  # noqa: PLC0415
 
     settings = _configure(
@@ -594,13 +595,12 @@ def api(
         f"api: http://{settings.api_host}:{settings.api_port}/ on {redact(settings.database_url)}",
         err=True,
     )
-    # Slow or oversized clients: h11 refuses a request head over 16 KiB, idle
-    # keep-alive connections close, and past the concurrency limit new work gets 503
-    # instead of memory; bodies are bounded by the application (services/api/limits.py).
+    # Slow or oversized clients: a request head over 16 KiB gets 431 (BoundedHttpTools),
+    # idle keep-alive connections close, and past the concurrency limit new work gets
+    # 503 instead of memory; bodies are bounded by the application (services/api/limits.py).
     uvicorn.run(
         application, host=settings.api_host, port=settings.api_port,
-        log_level=log_level.lower(), access_log=False, http="h11",
-        h11_max_incomplete_event_size=16 * 1024,
+        log_level=log_level.lower(), access_log=False, http=BoundedHttpTools,
         limit_concurrency=settings.api_limit_concurrency,
         timeout_keep_alive=settings.api_keep_alive_s,
     )  # fmt: skip
