@@ -14,11 +14,12 @@ and checks just the others (a handful of numbers), instead of walking and rebuil
 the whole document (``tests/unit/test_canonical_shapes.py`` holds it to rfc8785).
 """
 
+import dataclasses
 import hashlib
 import math
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Final
@@ -124,6 +125,14 @@ class ClosedShape:
     """Members of the document to check as leaves."""
     nested: tuple[tuple[str, tuple[str, ...]], ...]
     """Members holding a closed sub-model, with the members of that sub-model to check."""
+    write: Callable[[dict[str, Any]], bytes] = dataclasses.field(
+        init=False, repr=False, compare=False
+    )
+    """``body`` as one function written for this shape's members (``_writer``): what
+    the gateway calls for every event it receives."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "write", _writer(self.numbers, self.nested))
 
     @classmethod
     def of(cls, model: type[BaseModel]) -> "ClosedShape | None":
@@ -149,34 +158,60 @@ class ClosedShape:
         """Canonical JSON of ``document`` minus its ``hash`` member.  ``document`` must
         have passed validation against the shape's model: that is what makes the
         unchecked members safe."""
-        unsealed = document.copy()
-        unsealed.pop("hash", None)
-        get = unsealed.get
-        value: Any
-        # Inlined leaf checks for the common cases: this runs for every event.
-        for value in map(get, self.numbers):
-            kind = type(value)
-            if kind is str or (kind is int and -_SAFE_INTEGER <= value <= _SAFE_INTEGER):
-                continue
-            if not _plain_leaf(value):
-                return canonical_json(unsealed)
-        for name, leaves in self.nested:
-            inner = get(name)
-            if type(inner) is not dict:
-                if inner is None:
-                    continue
-                return canonical_json(unsealed)
-            for value in map(inner.get, leaves):
-                kind = type(value)
-                # What is left to check in a data member is mostly a measurement.
-                if kind is float:
-                    if _PLAIN_FLOAT_MIN <= abs(value) < _PLAIN_FLOAT_MAX and not value.is_integer():
-                        continue
-                elif kind is str or (kind is int and -_SAFE_INTEGER <= value <= _SAFE_INTEGER):
-                    continue
-                if not _plain_leaf(value):
-                    return canonical_json(unsealed)
-        return orjson.dumps(unsealed, option=orjson.OPT_SORT_KEYS)
+        return self.write(document)
+
+
+# Each leaf's test: the kinds events carry first, inline, then ``_plain_leaf`` for
+# the rest; each inline test passes only what ``_plain_leaf`` passes.
+_PLAIN_TEST: Final = (
+    f"type(value) is float and {_PLAIN_FLOAT_MIN!r} <= abs(value) < {_PLAIN_FLOAT_MAX!r}"
+    " and not value.is_integer()"
+    f" or type(value) is int and {-_SAFE_INTEGER} <= value <= {_SAFE_INTEGER}"
+    " or plain_leaf(value)"
+)
+
+
+def _writer(
+    numbers: tuple[str, ...], nested: tuple[tuple[str, tuple[str, ...]], ...]
+) -> Callable[[dict[str, Any]], bytes]:
+    """``ClosedShape.body`` written out for one shape, its member names and bounds in
+    its code.  It runs for every event the gateway receives, and the generic loops
+    over the names (a ``map`` and a ``get`` a member, an attribute read a loop) cost
+    0.3 µs an event, a third of the ``orjson`` write they guard."""
+    lines = [
+        "def write(document):",
+        "    unsealed = document.copy()",
+        "    unsealed.pop('hash', None)",
+    ]
+    for name in numbers:
+        lines += [
+            f"    value = unsealed.get({name!r})",
+            f"    if not ({_PLAIN_TEST}):",
+            "        return reference(unsealed)",
+        ]
+    for name, leaves in nested:
+        lines += [f"    inner = unsealed.get({name!r})", "    if type(inner) is dict:"]
+        for leaf in leaves:
+            lines += [
+                f"        value = inner.get({leaf!r})",
+                f"        if not ({_PLAIN_TEST}):",
+                "            return reference(unsealed)",
+            ]
+        lines += [
+            "        pass",
+            "    elif inner is not None:",
+            "        return reference(unsealed)",
+        ]
+    lines.append("    return dumps(unsealed, option=SORT)")
+    namespace: dict[str, Any] = {
+        "plain_leaf": _plain_leaf,
+        "reference": canonical_json,
+        "dumps": orjson.dumps,
+        "SORT": orjson.OPT_SORT_KEYS,
+    }
+    # Member names are a model's own field names (ASCII, checked by ``of``), quoted by repr.
+    exec("\n".join(lines), namespace)  # noqa: S102
+    return typing.cast(Callable[[dict[str, Any]], bytes], namespace["write"])
 
 
 def _plain_leaf(value: Any) -> bool:

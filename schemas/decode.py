@@ -23,7 +23,14 @@ from schemas.rejection import Rejection, RejectionReason
 from schemas.sealed import SealedEvent
 from schemas.seals import BatchSeal, SealClaim
 from schemas.streams import device_stream
-from schemas.validation import DeferredChecks, checker, describe, plain_schema, without_patterns
+from schemas.validation import (
+    DeferredChecks,
+    checker,
+    counted_extras,
+    describe,
+    plain_schema,
+    without_patterns,
+)
 
 MAX_BATCH_BYTES: Final = 256 * 1024
 MAX_BATCH_EVENTS: Final = 500
@@ -55,10 +62,13 @@ _validate_batch: Final = _BATCH_ADAPTER.validator.validate_python
 # (64 lower-case hex digits) then holds for, and each refusal after validation asks
 # the models first (``_refuse``), so an event whose only fault is its hash's form is
 # refused for that, in the same words, as before.
+# Extra members are refused by counting (``counted_extras``): each event and its
+# ``data`` must have as many members as their typed dicts, else the models judge it.
 _CHECKS: Final[DeferredChecks] = {}
-_validate_plain: Final = SchemaValidator(
+_PLAIN_SCHEMA, _COUNTS = counted_extras(
     without_patterns(plain_schema(DEVICE_EVENT_ADAPTER.core_schema, _CHECKS), ("hash",))
-).validate_python
+)
+_validate_plain: Final = SchemaValidator(_PLAIN_SCHEMA).validate_python
 _PASSES: Final = {event_type: checker(checks) for event_type, checks in _CHECKS.items()}
 
 
@@ -70,7 +80,10 @@ def _event_type(model: type[BaseModel]) -> str:
 _SHAPES: Final[dict[str, ClosedShape | None]] = {
     _event_type(model): ClosedShape.of(model) for model in typing.get_args(DeviceEventModel)
 }
-"""Each device event type's canonical writer; ``None``: the generic one."""
+_WRITERS: Final = {
+    event_type: shape.write for event_type, shape in _SHAPES.items() if shape is not None
+}
+"""Each device event type's canonical writer (``ClosedShape.write``); none: the generic one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,16 +168,25 @@ def decode_device_event(device_id: str, raw_event: Any) -> SealedEvent | Rejecti
     return _decode_event(device_id, device_stream(device_id), raw_event)
 
 
-def _decode_event(device_id: str, stream_id: str, raw_event: Any) -> SealedEvent | Rejection:
-    fields: dict[str, Any] | None
+def _plain_fields(raw_event: Any) -> dict[str, Any] | None:
+    """The event's fields if it is valid, by the plain validator and what it leaves to
+    this module; ``None``: let the models judge it."""
     try:
-        fields = _validate_plain(raw_event)
+        fields: dict[str, Any] = _validate_plain(raw_event)
     except ValidationError:
-        fields = None
-    else:
-        passes = _PASSES.get(fields["type"])  # the few types whose models check across members
-        if passes is not None and not passes(fields):
-            fields = None
+        return None
+    for member, count in _COUNTS[fields["type"]]:
+        counted = raw_event if member is None else raw_event[member]
+        if counted is not None and (type(counted) is not dict or len(counted) != count):
+            return None  # an extra member (or a mapping that is not a dict)
+    passes = _PASSES.get(fields["type"])  # the few types whose models check across members
+    if passes is not None and not passes(fields):
+        return None
+    return fields
+
+
+def _decode_event(device_id: str, stream_id: str, raw_event: Any) -> SealedEvent | Rejection:
+    fields = _plain_fields(raw_event)
     if fields is None:
         # Rare: validate again into the models, whose errors are the ones reported.
         try:
@@ -184,9 +206,9 @@ def _decode_event(device_id: str, stream_id: str, raw_event: Any) -> SealedEvent
             f"event seq {seq} names device {fields['device_id']!r} inside a batch of {device_id!r}",
         )
     event_type: str = fields["type"]
-    shape = _SHAPES.get(event_type)
+    write = _WRITERS.get(event_type)
     try:
-        body = canonical_body(raw_event) if shape is None else shape.body(raw_event)
+        body = canonical_body(raw_event) if write is None else write(raw_event)
     except ValueError as error:  # e.g. a float beyond what canonical JSON can represent
         return _refuse(
             device_id,

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import orjson
 import pytest
 import rfc8785
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import (
     BaseModel,
@@ -173,6 +173,55 @@ def test_open_models_have_no_shape() -> None:
     # A text member whose raw input may be anything is checked like a number.
     assert ClosedShape.of(Prepared) == ClosedShape(("name",), ())
     assert ClosedShape.of(Coerced) == ClosedShape(("name",), ())
+
+
+class _Reading(BaseModel):
+    model_config = FROZEN_STRICT_SHAPE
+    level: float
+    unit: str
+
+
+class _Sample(BaseModel):
+    model_config = FROZEN_STRICT_SHAPE
+    ratio: float
+    count: int
+    first: _Reading | None
+    second: _Reading | None = None
+
+
+_SAMPLE_SHAPE = ClosedShape.of(_Sample)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ratio=_json_values,
+    count=_json_values,
+    first=_json_scalars | st.fixed_dictionaries({"level": _json_values, "unit": _unchecked}),
+    second=st.sampled_from(["absent", None]) | st.fixed_dictionaries({"level": _json_values}),
+)
+@example(ratio=0.5, count=3, first={"level": 2.0, "unit": "mm"}, second={"level": 1e-7})
+@example(ratio=40.0, count=True, first=None, second="absent")
+@example(ratio=1.5, count=2**53, first=7, second={"level": 0.25})
+def test_written_shapes_match_the_reference_member_by_member(
+    ratio: Any, count: Any, first: Any, second: Any
+) -> None:
+    """A shape with two numbers and two optional sub-models, each holding its members,
+    null, another scalar or (the second) nothing, writes what rfc8785 writes."""
+    assert _SAMPLE_SHAPE is not None
+    assert _SAMPLE_SHAPE.numbers == ("ratio", "count")
+    assert _SAMPLE_SHAPE.nested == (("first", ("level",)), ("second", ("level",)))
+    document: dict[str, Any] = {"hash": "h", "ratio": ratio, "count": count, "first": first}
+    if second != "absent":
+        document["second"] = second
+    unsealed = {key: value for key, value in document.items() if key != "hash"}
+    try:
+        reference = rfc8785.dumps(unsealed)
+    except ValueError as refusal:  # integers beyond 2**53: no canonical form
+        with pytest.raises(type(refusal)):
+            _SAMPLE_SHAPE.write(document)
+    else:
+        assert _SAMPLE_SHAPE.write(document) == reference
+    assert document["hash"] == "h"  # the caller's document is left as it was
 
 
 def _cores_punched(depth: Any, seq: int = 1) -> dict[str, Any]:
