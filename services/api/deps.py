@@ -13,9 +13,10 @@ no I/O (the context, the role checks, giving the connection back) are coroutines
 on the event loop.  Giving back an autocommit connection sends nothing: no
 transaction is open to roll back.  The hot reads go further (``token_read``, used by
 ``services/api/read_route.py``): the checkout, the token, the role and the read in
-one hand-off, past the dependency tree."""
+one hand-off, past the dependency tree; a device's detail looks its token up inside
+its own statement (``token_joined_read``): one round trip for a fleet-wide token."""
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, TypeVar
@@ -29,7 +30,7 @@ from services.api.access import Action, Principal
 from services.api.people import People, csrf, session_principal
 from services.api.problems import forbidden, unauthorized
 from services.api.store_pool import StorePool
-from services.api.tokens import TokenRefusal, authenticate
+from services.api.tokens import TokenRefusal, authenticate, lookup_digest, token_principal
 from services.eventstore import EventStore
 from services.settings import LogKeyPlace
 from transport import BrokerAddress
@@ -221,6 +222,37 @@ def token_read(
     connection = _checkout(engine)
     try:
         return read(admit(_token_principal(connection, token), action), connection, values)
+    finally:
+        connection.close()
+
+
+def admitted(token_row: Sequence[Any] | None, action: Action) -> Principal:
+    """The principal a token's looked-up row (``tokens.TOKEN_LOOKUP``'s columns, or
+    ``None``: no such token) stands for, admitted for ``action``; else 401 or 403, as
+    ``token_read`` refuses."""
+    found = token_principal(token_row)
+    if isinstance(found, TokenRefusal):
+        raise unauthorized(found.value)
+    return admit(found, action)
+
+
+def token_joined_read(
+    engine: Engine,
+    token: str,
+    action: Action,
+    read: Callable[[Connection, str, Action, dict[str, Any]], T],
+    values: dict[str, Any],
+) -> T:
+    """``read`` on a read-model connection of its own, given the digest the bearer
+    ``token`` is looked up by: a read that looks the token up in its own statement
+    and refuses with ``admitted`` before it uses anything it read (401 at once for a
+    token of no shape we issue)."""
+    wanted = lookup_digest(token)
+    if wanted is None:
+        raise unauthorized(TokenRefusal.UNKNOWN.value)
+    connection = _checkout(engine)
+    try:
+        return read(connection, wanted, action, values)
     finally:
         connection.close()
 

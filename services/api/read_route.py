@@ -9,16 +9,19 @@ it validates the path and query parameters with the route's own fields, then mak
 one trip to the thread pool that checks the read-model connection out, looks the
 token up on it (on every request, never cached: a revoked token is refused on the
 next), admits the principal's role for the route's action, and runs the handler on
-that connection.  Any other request (no bearer token, a session cookie, a parameter
-that does not validate, an overridden dependency) takes FastAPI's own way, whose
-refusals and their order (401 and 403 before 422) are the route's as declared.
+that connection.  A handler marked ``one_statement`` is served instead by a read
+that looks the token up inside its own statement.  Any other request (no bearer
+token, a session cookie, a parameter that does not validate, an overridden
+dependency) takes FastAPI's own way, whose refusals and their order (401 and 403
+before 422) are the route's as declared.
 
 The dependency tree cost about a sixth of a device detail's CPU and the second trip
 through the pool another twentieth (``BENCHMARKS.md``, API)."""
 
 import inspect
 from collections.abc import Callable, Coroutine
-from typing import Any, get_type_hints
+from functools import partial
+from typing import Any, TypeVar, get_type_hints
 
 import fastapi.routing
 from fastapi import Request, Response
@@ -27,12 +30,32 @@ from fastapi.dependencies.models import Dependant
 from fastapi.dependencies.utils import request_params_to_args
 from fastapi.routing import APIRoute
 from fastapi.security.utils import get_authorization_scheme_param
+from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
 from services.api.access import Action
-from services.api.deps import context, read_connection, token_read
+from services.api.deps import context, read_connection, token_joined_read, token_read
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+F = TypeVar("F", bound=Callable[..., Response])
+
+JoinedRead = Callable[[Connection, str, Action, dict[str, Any]], Response]
+"""A read that looks the bearer token up in its own statement: given the connection,
+the token's lookup digest, the route's action and the parameters, it refuses with
+``deps.admitted`` before it uses what it read (``deps.token_joined_read``)."""
+
+
+def one_statement(read: JoinedRead) -> Callable[[F], F]:
+    """Marks a read route's handler as served, for a bearer token, by ``read``: the
+    token's lookup and the read in one statement, so one round trip to the database
+    fewer.  The handler stays what every other request (a cookie, an override, a
+    parameter that does not validate) and the OpenAPI document go by."""
+
+    def mark(handler: F) -> F:
+        handler.one_statement = read  # type: ignore[attr-defined]  # read by _Plan.of
+        return handler
+
+    return mark
 
 
 class OneTripRead(APIRoute):
@@ -58,9 +81,11 @@ class OneTripRead(APIRoute):
             if values is None:  # FastAPI's way: the refusals in the declared order
                 return await general(request)
             engine = context(request).engine
-            found: Response = await run_in_threadpool(
-                token_read, engine, token, plan.action, plan.read, values
-            )
+            if plan.joined is not None:  # the token looked up in the read's statement
+                call = partial(token_joined_read, engine, token, plan.action, plan.joined, values)
+            else:
+                call = partial(token_read, engine, token, plan.action, plan.read, values)
+            found: Response = await run_in_threadpool(call)
             return found
 
         return handler
@@ -85,6 +110,7 @@ class _Plan:
         self.action = action
         self.who = who
         self.db = db
+        self.joined: JoinedRead | None = getattr(call, "one_statement", None)
 
     @classmethod
     def of(cls, dependant: Dependant) -> "_Plan | None":

@@ -14,10 +14,11 @@ import hashlib
 import re
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy import (
     Column,
@@ -185,26 +186,42 @@ def list_tokens(engine: Engine) -> list[TokenRecord]:
         ]  # fmt: skip
 
 
-_LOOKUP: Final = (
+TOKEN_LOOKUP: Final = (
     select(api_tokens.c.token_id, api_tokens.c.role, api_tokens.c.clinic_id,
            api_tokens.c.label, api_tokens.c.revoked_at, api_token_expiry.c.expires_at)
     .select_from(_with_expiry)
     .where(api_tokens.c.digest == bindparam("digest"))
 )  # fmt: skip
-"""Built once: every request runs it.  Read afresh each time (no cache), so a token
+"""Built once: every request runs it (alone, or inside a hot read's statement, whose
+row then ends with these columns).  Read afresh each time (no cache), so a token
 revoked by ``coreline token revoke`` in another process is refused at once."""
+
+
+def lookup_digest(token: str) -> str | None:
+    """What ``TOKEN_LOOKUP`` looks ``token`` up by; ``None`` for a token of no shape we
+    issue, which stands for no one without a look."""
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+        return None
+    return digest(token)
 
 
 def authenticate(database: Engine | Connection, token: str) -> Principal | TokenRefusal:
     """The principal a presented token stands for, or why it stands for no one.  With
     a connection (the request's own), the lookup is one more statement on it."""
-    if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+    wanted = lookup_digest(token)
+    if wanted is None:
         return TokenRefusal.UNKNOWN
     if isinstance(database, Connection):
-        row = database.execute(_LOOKUP, {"digest": digest(token)}).first()
+        row = database.execute(TOKEN_LOOKUP, {"digest": wanted}).first()
     else:
         with database.connect() as connection:
-            row = connection.execute(_LOOKUP, {"digest": digest(token)}).first()
+            row = connection.execute(TOKEN_LOOKUP, {"digest": wanted}).first()
+    return token_principal(row)
+
+
+def token_principal(row: Sequence[Any] | None) -> Principal | TokenRefusal:
+    """The principal ``TOKEN_LOOKUP``'s row (its columns in order) stands for, or why it
+    stands for no one; ``None``: no row."""
     if row is None:
         return TokenRefusal.UNKNOWN
     if row[4] is not None:

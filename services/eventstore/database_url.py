@@ -88,11 +88,12 @@ class DatabaseUrl:
 
     @property
     def engine_options(self) -> dict[str, Any]:
-        """``sqlalchemy.create_engine`` options: on PostgreSQL, connections are tested as
-        they leave the pool, so those a failover broke are replaced, not handed out."""
+        """``sqlalchemy.create_engine`` options: on PostgreSQL, libpq's failover settings.
+        ``open_sql_engine`` tests the connections that rested in the pool as they leave
+        it, so those a failover broke are replaced, not handed out."""
         if self.backend is Backend.SQLITE:
             return {}
-        return {"pool_pre_ping": True, "connect_args": self.connection_defaults}
+        return {"connect_args": self.connection_defaults}
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from typing import Any
 import anyio.to_thread
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 
 from services.api.models import DeviceDetail, DeviceOut, SessionOut
 from tests.support.api_client import api_client, bearer
@@ -130,3 +131,28 @@ def test_a_refused_token_gives_its_connection_back(client: TestClient, world: Wo
     assert engine.pool.checkedout() == 0
     _get(client, world, "/api/v1/devices/HP-000101", "manufacturer")
     assert engine.pool.checkedout() == 0
+
+
+def test_a_device_detail_is_one_statement_on_postgresql(
+    client: TestClient, world: World, adapter: str
+) -> None:
+    """The token's lookup rides in the device's statement on PostgreSQL (SQLite, with no
+    ``LATERAL`` and no round trip, sends the two); a clinic's detail adds only its
+    custody reads."""
+    engine = client.app.state.context.engine  # type: ignore[attr-defined]
+    sent: list[str] = []
+
+    def count(*args: Any) -> None:
+        sent.append(str(args[2]))
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        _get(client, world, "/api/v1/devices/HP-000101", "manufacturer")
+        fleet = len(sent)
+        sent.clear()
+        _get(client, world, "/api/v1/devices/HP-000101", "clinic_a")
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert fleet == (1 if adapter == "postgres" else 2)
+    assert "api_tokens" in sent[0]
+    assert "read_devices" in sent[0 if adapter == "postgres" else 1]

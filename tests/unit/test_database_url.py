@@ -61,5 +61,5 @@ def test_failover_defaults_yield_to_the_url() -> None:
     assert DatabaseUrl.parse(MULTI_HOST).connection_defaults["connect_timeout"] == "5"
     own = DatabaseUrl.parse("postgresql://pg1,pg2/coreline?connect_timeout=2")
     assert "connect_timeout" not in own.connection_defaults
-    assert own.engine_options["pool_pre_ping"] is True
+    assert own.engine_options["connect_args"] == own.connection_defaults
     assert DatabaseUrl.parse("sqlite:///coreline.db").engine_options == {}

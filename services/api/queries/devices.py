@@ -2,6 +2,7 @@
 the device's MQTT presence, joined."""
 
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -32,6 +33,7 @@ from services.api.models import (
 from services.api.queries.scope import EventScope, scoped, summary_scopes
 from services.api.queries.search import prefix_of
 from services.api.queries.tables import READ, aware, presence, utc, written
+from services.api.tokens import TOKEN_LOOKUP
 from services.projections.cartridge import life_used_pct
 from services.projections.maintenance import MaintenanceStatus
 
@@ -218,10 +220,50 @@ def find_device(
         wanted = {"device_id": device_id, "clinic_id": principal.clinic_id}
         found = connection.execute(_ONE_DEVICE_OF_CLINIC, wanted)
     row = found.first()
-    if row is None:
-        return None
+    return None if row is None else device_detail(connection, principal, row)
+
+
+def device_detail(connection: Connection, principal: Principal, row: Any) -> DeviceDetail:
+    """The detail of a device row ``find_device``'s statements read for ``principal``."""
     scopes = summary_scopes(connection, principal, {row.device_id: row.summary})
     return _detail(row, _summary(row, scopes))
+
+
+_TOKEN: Final = TOKEN_LOOKUP.subquery("token")
+_DEVICE_OF_TOKEN: Final = _ONE_DEVICE.where(
+    or_(_TOKEN.c.clinic_id.is_(None), _devices.c.clinic_id == _TOKEN.c.clinic_id)
+).lateral("device")
+_ONE_DEVICE_BY_TOKEN: Final = select(*_DEVICE_OF_TOKEN.c, *_TOKEN.c).select_from(
+    _TOKEN.outerjoin(_DEVICE_OF_TOKEN, true())
+)
+_TOKEN_COLUMNS: Final = len(_TOKEN.c)
+
+
+def find_device_by_token(
+    connection: Connection, token_digest: str, device_id: str
+) -> tuple[Sequence[Any] | None, Any]:
+    """The row of the token (``TOKEN_LOOKUP``'s columns, ``None`` when there is none)
+    and the row ``find_device`` reads for its principal (``None`` when there is none),
+    in one statement on PostgreSQL: the token's lookup was a round trip of its own
+    before every device detail.  The device is read whatever the token turns out to
+    be (revoked, expired, a role that may not read devices); the caller refuses
+    before anything of it is used."""
+    if connection.dialect.name != "postgresql":  # SQLite: no LATERAL, no round trip
+        token = connection.execute(TOKEN_LOOKUP, {"digest": token_digest}).first()
+        if token is None:
+            return None, None
+        if token.clinic_id is None:
+            found = connection.execute(_ONE_DEVICE, {"device_id": device_id})
+        else:
+            wanted = {"device_id": device_id, "clinic_id": token.clinic_id}
+            found = connection.execute(_ONE_DEVICE_OF_CLINIC, wanted)
+        return token, found.first()
+    row = connection.execute(
+        _ONE_DEVICE_BY_TOKEN, {"digest": token_digest, "device_id": device_id}
+    ).first()
+    if row is None:
+        return None, None
+    return row[-_TOKEN_COLUMNS:], None if row.device_id is None else row
 
 
 def heard_at(

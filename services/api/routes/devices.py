@@ -6,11 +6,13 @@ from urllib.parse import urlencode
 
 import orjson
 from fastapi import APIRouter, Path, Query, Response, status
+from sqlalchemy import Connection
 
 from schemas.fields import CLINIC_ID_PATTERN, DEVICE_ID_PATTERN
 from schemas.streams import device_stream
 from services.api import commands
-from services.api.deps import Db, DeviceManager, DeviceReader, Store
+from services.api.access import Action
+from services.api.deps import Db, DeviceManager, DeviceReader, Store, admitted
 from services.api.models import (
     Accepted,
     AssignDevice,
@@ -33,7 +35,7 @@ from services.api.pagination import (
 from services.api.problems import ERROR_RESPONSES, conflict, not_found
 from services.api.queries import devices as queries
 from services.api.queries.scope import visible_events
-from services.api.read_route import OneTripRead
+from services.api.read_route import OneTripRead, one_statement
 from services.api.responses import json_body
 from services.eventstore import StoredEvent
 
@@ -76,7 +78,19 @@ def list_devices(  # noqa: PLR0913, PLR0917 - one query parameter each
     return json_body(Page(items=rows[:limit], next_cursor=following))
 
 
+def _device_by_token(
+    db: Connection, token_digest: str, action: Action, values: dict[str, Any]
+) -> Response:
+    """``get_device`` for a bearer token, looked up in the device's own statement."""
+    token, row = queries.find_device_by_token(db, token_digest, values["device_id"])
+    who = admitted(token, action)
+    if row is None:
+        raise not_found("device")
+    return json_body(queries.device_detail(db, who, row))
+
+
 @router.get("/{device_id}", summary="A device", response_model=DeviceDetail)
+@one_statement(_device_by_token)
 def get_device(who: DeviceReader, db: Db, device_id: DevicePath) -> Response:
     found = queries.find_device(db, who, device_id)
     if found is None:
