@@ -1,7 +1,8 @@
 """Events a handpiece reports (wire protocol v1, DESIGN §4, normative)."""
 
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -19,6 +20,7 @@ from schemas.fields import (
     UtcTimestamp,
 )
 from schemas.interlock_events import INTERLOCK_EVENT_TYPES, InterlockEngaged, InterlockReleased
+from schemas.validation import fields_rule
 
 
 class TreatmentArea(StrEnum):
@@ -87,6 +89,11 @@ class SessionStartedData(_Data):
     cartridge_id: Identifier
 
 
+def _window_in_order(data: Mapping[str, Any]) -> None:
+    if data["window_end"] < data["window_start"]:
+        raise ValueError("window_end is before window_start")
+
+
 class CoresPunchedData(_Data):
     """``cores == actuations × needles`` needs the installed cartridge, so the
     projections check it against the stream; only local rules live here."""
@@ -99,11 +106,8 @@ class CoresPunchedData(_Data):
     window_start: UtcTimestamp
     window_end: UtcTimestamp
 
-    @model_validator(mode="after")
-    def _window_is_ordered(self) -> Self:
-        if self.window_end < self.window_start:
-            raise ValueError("window_end is before window_start")
-        return self
+    # Over the fields as a mapping: the gateway runs it on every punch it decodes.
+    _window_is_ordered = model_validator(mode="after")(fields_rule(_window_in_order))
 
 
 class NeedleWearData(_Data):

@@ -2,8 +2,8 @@
 firmware lines and refused configuration all say about bad input; and validators
 that apply the models' rules without building the models."""
 
-from collections.abc import Callable, Collection
-from typing import Any, cast
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, Final, TypeVar, cast
 
 from pydantic import ValidationError
 from pydantic_core import CoreSchema, core_schema
@@ -31,6 +31,29 @@ ModelCheck = Callable[[Any], Any]
 DeferredChecks = dict[str, list[tuple[tuple[str, ...], ModelCheck]]]
 """By tag of a tagged union: where in the output each deferred check's fields sit,
 and the check."""
+FieldsRule = Callable[[Mapping[str, Any]], object]
+"""A model's rule across its members read from its fields as a mapping: raises
+``ValueError`` (or ``AssertionError``) when they break it."""
+
+_Model = TypeVar("_Model")
+_FIELDS_RULES: Final[dict[ModelCheck, FieldsRule]] = {}
+
+
+def fields_rule(rule: FieldsRule) -> Callable[[_Model], _Model]:
+    """``rule`` as a model's ``after`` validator (``model_validator(mode="after")``).
+
+    The model runs it on its own fields (its ``__dict__``); deferred (``plain_schema``),
+    ``checker`` and ``run_checks`` run it on the plain dict itself.  A validator that
+    reads attributes is handed a copy of that dict read as attributes (``_Fields``):
+    the copy and the attribute reads cost more than the rule (0.15 µs an event).
+    """
+
+    def judged(self: _Model) -> _Model:
+        rule(self.__dict__)
+        return self
+
+    _FIELDS_RULES[judged] = rule
+    return judged
 
 
 def plain_schema(schema: CoreSchema, deferred: DeferredChecks | None = None) -> CoreSchema:
@@ -157,7 +180,7 @@ def run_checks(checks: list[tuple[tuple[str, ...], ModelCheck]], document: dict[
         if type(fields) is not dict:
             continue  # an optional member left out: no model there to check
         try:
-            check(_Fields(fields))
+            _on_dict(check)(fields)
         except (ValueError, AssertionError):
             return False
     return True
@@ -170,18 +193,28 @@ def checker(checks: list[tuple[tuple[str, ...], ModelCheck]]) -> Callable[[dict[
     if len(checks) != 1 or len(checks[0][0]) != 1:
         return lambda document: run_checks(checks, document)
     ((name,), check) = checks[0]
+    judge = _on_dict(check)
 
     def passes(document: dict[str, Any]) -> bool:
         fields = document.get(name)
         if type(fields) is not dict:
             return True  # an optional member left out: no model there to check
         try:
-            check(_Fields(fields))
+            judge(fields)
         except (ValueError, AssertionError):
             return False
         return True
 
     return passes
+
+
+def _on_dict(check: ModelCheck) -> FieldsRule:
+    """``check`` run on a typed dict's fields: a ``fields_rule`` as it is, any other
+    on the fields read as attributes."""
+    rule = _FIELDS_RULES.get(check)
+    if rule is not None:
+        return rule
+    return lambda fields: check(_Fields(fields))
 
 
 _Place = tuple[str, tuple[str, ...]] | None
