@@ -103,7 +103,9 @@ def test_nothing_counts_as_sent_until_the_broker_acknowledges_it(
     """The broker freezes mid-stream (so publishes reach its socket but are never
     acknowledged), then the agent and the broker both crash.  Everything the broker
     never acknowledged must go again after both restart."""
-    total = 1200
+    # Five seconds of recording at the agent's 800 a second: the freeze, once 100
+    # events are seen, must come before the last, however slowly the subscriber reads.
+    total = 4000
     outbox_path = tmp_path / "outbox.db"
     with RecordingSubscriber(broker.port, EVENTS_TOPIC) as subscriber:
         agent = _agent_process(outbox_path, broker, total)

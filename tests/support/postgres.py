@@ -3,13 +3,14 @@
 import contextlib
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Self
+from typing import Final, Self
 
 import psycopg
 
@@ -30,11 +31,22 @@ def find_postgres_bin() -> Path:
     return candidates[-1]
 
 
+# Below Linux's ephemeral range (32768-60999): a server restarted by a test must get
+# its port back, and a port of that range can meanwhile be taken as the local end of
+# an outgoing connection, even one of its own clients reconnecting to it (a TCP
+# self-connect), so its restart would fail with "Address already in use".
+_SERVER_PORTS: Final = range(20000, 32768)
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    for port in random.sample(_SERVER_PORTS, len(_SERVER_PORTS)):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_SERVER_PORTS}")
 
 
 class TemporaryPostgres(ScratchServer):
