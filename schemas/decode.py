@@ -25,7 +25,7 @@ from schemas.seals import BatchSeal, SealClaim
 from schemas.streams import device_stream
 from schemas.validation import (
     DeferredChecks,
-    checker,
+    admission,
     counted_extras,
     describe,
     plain_schema,
@@ -69,7 +69,12 @@ _PLAIN_SCHEMA, _COUNTS = counted_extras(
     without_patterns(plain_schema(DEVICE_EVENT_ADAPTER.core_schema, _CHECKS), ("hash",))
 )
 _validate_plain: Final = SchemaValidator(_PLAIN_SCHEMA).validate_python
-_PASSES: Final = {event_type: checker(checks) for event_type, checks in _CHECKS.items()}
+_ADMITS: Final = {
+    event_type: admission(counts, _CHECKS.get(event_type, []))
+    for event_type, counts in _COUNTS.items()
+}
+"""By event type: the counts and the models' rules across members that an event
+the plain validator passed must still pass (``admission``)."""
 
 
 def _event_type(model: type[BaseModel]) -> str:
@@ -159,6 +164,9 @@ def _claim(
         last = max(last or 0, *refused)
     if last != seal.seq:
         return SealClaim(device_id, seal, None)
+    # In the device's own order it is the last decoded: searched for only when not.
+    if events and events[-1].seq == last:
+        return SealClaim(device_id, seal, events[-1].hash)
     sealed = next((event for event in events if event.seq == last), None)
     return SealClaim(device_id, seal, None if sealed is None else sealed.hash)
 
@@ -175,14 +183,8 @@ def _plain_fields(raw_event: Any) -> dict[str, Any] | None:
         fields: dict[str, Any] = _validate_plain(raw_event)
     except ValidationError:
         return None
-    for member, count in _COUNTS[fields["type"]]:
-        counted = raw_event if member is None else raw_event[member]
-        if counted is not None and (type(counted) is not dict or len(counted) != count):
-            return None  # an extra member (or a mapping that is not a dict)
-    passes = _PASSES.get(fields["type"])  # the few types whose models check across members
-    if passes is not None and not passes(fields):
-        return None
-    return fields
+    # An extra member (or a mapping that is not a dict), or a rule across members broken.
+    return fields if _ADMITS[fields["type"]](raw_event, fields) else None
 
 
 def _decode_event(device_id: str, stream_id: str, raw_event: Any) -> SealedEvent | Rejection:
