@@ -157,18 +157,16 @@ def _claim(
 ) -> SealClaim:
     """The seal with the hash it must sign: that of the batch's last event, which
     must have decoded (a seal over anything else authenticates nothing)."""
-    # Once per batch, but over every event: C-level getters where they serve.
-    last = max(map(_EVENT_SEQ, events), default=None)
+    # Once per batch, but over every event: C-level getters and searches, no Python loop.
+    seqs = list(map(_EVENT_SEQ, events))
+    last = max(seqs, default=None)
     refused = [r.seq for r in rejections if r.seq is not None]
     if refused:
         last = max(last or 0, *refused)
-    if last != seal.seq:
+    if last != seal.seq or last not in seqs:
         return SealClaim(device_id, seal, None)
-    # In the device's own order it is the last decoded: searched for only when not.
-    if events and events[-1].seq == last:
-        return SealClaim(device_id, seal, events[-1].hash)
-    sealed = next((event for event in events if event.seq == last), None)
-    return SealClaim(device_id, seal, None if sealed is None else sealed.hash)
+    # The first decoded event of that seq, should a fork in the batch hold two.
+    return SealClaim(device_id, seal, events[seqs.index(last)].hash)
 
 
 def decode_device_event(device_id: str, raw_event: Any) -> SealedEvent | Rejection:

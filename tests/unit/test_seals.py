@@ -12,7 +12,7 @@ from edge_agent.batches import batch_payload
 from edge_agent.outbox import OutboxEntry
 from gateway.ingest import IngestCore, IngestOptions
 from gateway.seal_gate import DEFAULT_REFRESH_S
-from schemas import RejectionReason, decode_event_batch, seal
+from schemas import RejectionReason, decode_event_batch, event_hash, seal
 from schemas.seals import (
     Keyring,
     fold_keyring,
@@ -86,6 +86,21 @@ def test_a_seal_over_an_earlier_event_authenticates_nothing(vector: SealedVector
     decoded = decode_event_batch(vector.device_id, orjson.dumps(batch))
     assert decoded.seal is not None
     assert decoded.seal.event_hash is None
+
+
+def test_a_seal_names_the_first_event_of_its_seq(vector: SealedVector) -> None:
+    """Two decoded events sharing the sealed seq (a fork in one batch): the seal's
+    claim is over the first, as the batch lists them, whichever the device signed."""
+    batch = dict(vector.document["batches"][0])
+    last = batch["events"][-1]
+    fork = {**last, "occurred_at": "2026-11-24T10:00:00.000Z"}
+    fork["hash"] = event_hash(fork)
+    batch["events"] = [*batch["events"], fork]
+    batch["seal"] = vector.key.seal(vector.device_id, last["seq"], fork["hash"]).model_dump()
+    decoded = decode_event_batch(vector.device_id, orjson.dumps(batch))
+    assert [event.hash for event in decoded.events][-2:] == [last["hash"], fork["hash"]]
+    assert decoded.seal is not None
+    assert decoded.seal.event_hash == last["hash"]
 
 
 def test_the_sealed_vector_through_the_ingest_core(vector: SealedVector) -> None:
