@@ -2,7 +2,8 @@
 through the thread pool past FastAPI's dependency solving, and answer exactly as
 FastAPI's own way does: the same status, headers and bytes for every token, scope
 and parameter, refusals included; a revoked token is refused on the next read; a
-page of sessions written from its rows is the page of models, byte for byte."""
+page of devices or sessions written from its rows is the page of models, byte for
+byte."""
 
 from collections.abc import Iterator
 from datetime import datetime
@@ -14,10 +15,12 @@ from fastapi.testclient import TestClient
 
 from services.api.access import Principal, Role
 from services.api.deps import token_joined_read, token_read
-from services.api.models import SessionOut
+from services.api.models import DeviceOut, SessionOut
 from services.api.pagination import Page, next_cursor, time_key
+from services.api.queries import devices as device_queries
 from services.api.queries import sessions as session_queries
 from services.api.queries.sessions import SessionRow
+from services.api.responses import page_body
 from services.api.tokens import create_token, revoke_token
 from services.projections.read_store import ReadModelStore
 from tests.support.api_client import api_client, bearer
@@ -179,3 +182,33 @@ def test_a_session_page_written_from_its_rows_is_the_models_json(world: World) -
     finally:
         read_models.close()
     assert pages > 4  # more than one page in each scope
+
+
+def test_a_device_page_written_from_its_rows_is_the_models_json(world: World) -> None:
+    """Every page, in the fleet's scope and a clinic's, unfiltered and by status: each
+    device holds what ``DeviceOut`` would, and the page is the same bytes as the page
+    of models it replaces."""
+    read_models = ReadModelStore(world.database_url)
+    pages = 0
+    try:
+        with read_models.engine.connect() as connection:
+            for who, status in ((_FLEET, None), (_CLINIC, None), (_FLEET, "ok")):
+                after: str | None = None
+                while True:
+                    items = device_queries.list_devices(
+                        connection, who, clinic_id=None, status=status, firmware=None,
+                        after=after, limit=1,
+                    )  # fmt: skip
+                    models = [DeviceOut(**item) for item in items]
+                    assert [model.model_dump() for model in models] == items
+                    following = next_cursor(items, 1, lambda item: [item["device_id"]])
+                    expected: Page[DeviceOut] = Page(items=models[:1], next_cursor=following)
+                    written = bytes(page_body(items[:1], following).body)
+                    assert written == expected.model_dump_json(by_alias=True).encode()
+                    pages += 1
+                    if following is None:
+                        break
+                    after = items[0]["device_id"]
+    finally:
+        read_models.close()
+    assert pages > 4  # more than one page in the fleet's scope

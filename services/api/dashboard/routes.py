@@ -181,9 +181,10 @@ def home_page(request: Request, who: Viewer, api: Api) -> Response:
     with api.engine.connect() as db:
         fleet = fleet_overview(db, who)
         attention = clinic_attention(db, who) if who.clinic_id is not None else None
-        devices = device_queries.list_devices(
+        listed = device_queries.list_devices(
             db, who, clinic_id=None, status=None, firmware=None, after=None, limit=_PAGE
         )
+        devices = [DeviceOut(**item) for item in listed]
     following = next_cursor(devices, _PAGE, lambda row: [row.device_id])
     more = (
         None if following is None else f"/devices?{urlencode({'cursor': following, 'trail': '-'})}"
@@ -211,10 +212,11 @@ def devices_page(  # noqa: PLR0913, PLR0917 - one filter each
     after = _cursor_of(lambda text: decode_cursor(text, (str,)), cursor or None)
     clinic = clinic_id.strip()[:64] or None if who.clinic_id is None else None
     with api.engine.connect() as db:
-        rows = device_queries.list_devices(
+        listed = device_queries.list_devices(
             db, who, clinic_id=clinic, status=shown, firmware=firmware.strip()[:64] or None,
             after=None if after is None else after[0], limit=_PAGE, q=term,
         )  # fmt: skip
+        rows = [DeviceOut(**item) for item in listed]
         clinics = fleet_overview(db, who).by_clinic if who.clinic_id is None else []
     pager = _pager(request, next_cursor(rows, _PAGE, lambda row: [row.device_id]))
     return _page(

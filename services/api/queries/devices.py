@@ -4,6 +4,7 @@ the device's MQTT presence, joined."""
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Final
 
 import orjson
@@ -30,7 +31,7 @@ from services.api.models import (
     InterlocksOut,
     UsageDay,
 )
-from services.api.queries.scope import EventScope, scoped, summary_scopes
+from services.api.queries.scope import EventScope, scoped, scoped_bound, summary_scopes
 from services.api.queries.search import prefix_of
 from services.api.queries.tables import READ, aware, presence, utc, written
 from services.api.tokens import TOKEN_LOOKUP
@@ -62,8 +63,9 @@ _COLUMNS: Final = (
 
 
 def _listed(registry: Any, online: Any) -> tuple[Any, ...]:
-    """A list's columns, the registry's and presence's taken from ``registry`` and
-    ``online`` (the tables, or the lookups of ``_looked_up``)."""
+    """A list's columns, in the order ``_listed_items`` unpacks them, the registry's and
+    presence's taken from ``registry`` and ``online`` (the tables, or the lookups of
+    ``_looked_up``)."""
     return (
         _devices.c.device_id, _devices.c.clinic_id, _effective_status(online),
         _devices.c.firmware_version, _devices.c.last_seen, registry.c.model,
@@ -147,30 +149,102 @@ def list_devices(  # noqa: PLR0913 - the list's filters, each a keyword
     after: str | None,
     limit: int,
     q: str | None = None,
-) -> list[DeviceOut]:
+) -> list[dict[str, Any]]:
     """Up to ``limit + 1`` devices in serial order after ``after`` (one extra says
     whether there is a next page); ``q`` keeps those whose id (upper case, so the term
-    is too) or enrolled serial (as given, or upper case) starts with it."""
-    conditions = [scoped(principal, _devices.c.clinic_id)]
-    if clinic_id is not None:
-        conditions.append(_devices.c.clinic_id == clinic_id)
-    if status is not None:
-        conditions.append(status_filter(status))
-    if firmware is not None:
-        conditions.append(_devices.c.firmware_version == firmware)
-    if after is not None:
-        conditions.append(_devices.c.device_id > after)
-    if q:
-        conditions.append(_searched(connection, q))
+    is too) or enrolled serial (as given, or upper case) starts with it.
+
+    Each device is ``DeviceOut``'s fields, in its order, holding what the model would
+    (``DeviceOut(**item)`` is the device): a page of them is written as JSON without a
+    model per device, which cost more than reading the rows."""
     # Filtered by status, a page walks devices until enough qualify: lookups per
     # device would cost more than the joins' two walks.
     looked_up = status is None and connection.dialect.name == "postgresql"
+    query = _page_statement(
+        principal.clinic_id is not None, clinic_id is not None, firmware is not None,
+        after is not None, status=status, looked_up=looked_up, limit=limit,
+    )  # fmt: skip
+    if q:
+        query = query.where(_searched(connection, q))
+    given = {"scope": principal.clinic_id, "clinic_id": clinic_id, "firmware": firmware,
+             "after": after}  # fmt: skip
+    rows = connection.execute(query, {k: v for k, v in given.items() if v is not None}).all()
+    return _listed_items(connection, principal, rows)
+
+
+@lru_cache(maxsize=256)
+def _page_statement(
+    scoped_to_clinic: bool,
+    by_clinic: bool,
+    by_firmware: bool,
+    after: bool,
+    *,
+    status: str | None,
+    looked_up: bool,
+    limit: int,
+) -> Select[Any]:
+    """A page's statement for the filters given, their values bound by name: built and
+    keyed for SQLAlchemy's cache once, not on every request (0.2 ms a page)."""
+    conditions: list[ColumnElement[bool]] = []
+    if scoped_to_clinic:
+        conditions.append(scoped_bound(_devices.c.clinic_id))
+    if by_clinic:
+        conditions.append(_devices.c.clinic_id == bindparam("clinic_id"))
+    if status is not None:
+        conditions.append(status_filter(status))
+    if by_firmware:
+        conditions.append(_devices.c.firmware_version == bindparam("firmware"))
+    if after:
+        conditions.append(_devices.c.device_id > bindparam("after"))
     listed = _looked_up() if looked_up else _joined(*_LISTED)
-    query = listed.where(*conditions).order_by(_devices.c.device_id).limit(written(limit + 1))
-    rows = connection.execute(query).all()
-    summaries = {row.device_id: _listed_summary(row) for row in rows}
-    scopes = summary_scopes(connection, principal, summaries)
-    return [_device(row, _own(summaries[row.device_id], row.device_id, scopes)) for row in rows]
+    return listed.where(*conditions).order_by(_devices.c.device_id).limit(written(limit + 1))
+
+
+def _listed_items(
+    connection: Connection, principal: Principal, rows: Sequence[Any]
+) -> list[dict[str, Any]]:
+    """Rows of ``_listed``'s columns as ``DeviceOut``'s fields, each device's open
+    faults counted of what the principal owns."""
+    if principal.clinic_id is None:  # sees each summary whole
+        counts = [0 if faults is None else len(orjson.loads(faults)) for *_, faults, _ in rows]
+    else:
+        # The members ``own_summary`` cuts: the open session a scope is judged by, and
+        # the faults (the cartridge is the device's, whoever holds it).
+        summaries = {
+            device_id: {
+                "open_faults": [] if faults is None else orjson.loads(faults),
+                "open_session_id": open_session,
+            }
+            for device_id, *_, faults, open_session in rows
+        }
+        scopes = summary_scopes(connection, principal, summaries)
+        counts = [
+            len(_own(summary, device_id, scopes)["open_faults"])
+            for device_id, summary in summaries.items()
+        ]
+    return [_listed_fields(row, count) for row, count in zip(rows, counts, strict=True)]
+
+
+def _listed_fields(row: Sequence[Any], open_faults: int) -> dict[str, Any]:
+    """``_device``'s fields, as the model holds them (a float a float), of a row of
+    ``_listed``'s columns, unpacked: read by name, a row's dozen columns cost more than
+    the rest of its device (3.5 µs)."""
+    device_id, clinic_id, status, firmware, last_seen, model, registered, online, serial = row[:9]
+    cartridge = row[9]
+    life_used = None if cartridge is None else float(_life_used(orjson.loads(cartridge)))
+    return {
+        "device_id": device_id,
+        "clinic_id": clinic_id,
+        "model": model,
+        "registered": bool(registered),
+        "serial": serial,
+        "status": status,
+        "online": None if online is None else bool(online),
+        "last_seen": aware(last_seen),
+        "firmware_version": firmware,
+        "cartridge_life_used_pct": life_used,
+        "open_faults": open_faults,
+    }
 
 
 def _searched(connection: Connection, q: str) -> ColumnElement[bool]:
@@ -194,15 +268,6 @@ def _searched(connection: Connection, q: str) -> ColumnElement[bool]:
         # would pass the driver's bound on parameters, so they are asked for inside.
         return or_(by_id, _devices.c.device_id.in_(found))
     return or_(by_id, _devices.c.device_id.in_(enrolled))
-
-
-def _listed_summary(row: Any) -> dict[str, Any]:
-    """The part of the summary a list shows (the members ``_LISTED`` reads)."""
-    return {
-        "cartridge": None if row.cartridge is None else orjson.loads(row.cartridge),
-        "open_faults": [] if row.open_faults is None else orjson.loads(row.open_faults),
-        "open_session_id": row.open_session_id,
-    }
 
 
 def find_device(

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, select, true
+from sqlalchemy import ColumnElement, Connection, bindparam, select, true
 
 from schemas.streams import device_stream, registry_stream
 from services.api.access import Principal
@@ -36,6 +36,12 @@ _custody, _sessions, _devices = READ.custody, READ.sessions, READ.devices
 def scoped(principal: Principal, clinic_column: Any) -> ColumnElement[bool]:
     """Rows owned by the principal's clinic (every row for a fleet-wide principal)."""
     return true() if principal.clinic_id is None else clinic_column == principal.clinic_id
+
+
+def scoped_bound(clinic_column: ColumnElement[Any]) -> ColumnElement[bool]:
+    """``scoped`` for a clinic-scoped principal in a statement built once for them all:
+    the principal's clinic is bound as ``scope`` (a fleet-wide one's omits the check)."""
+    return clinic_column == bindparam("scope")
 
 
 @dataclass(frozen=True, slots=True)

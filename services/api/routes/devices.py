@@ -36,7 +36,7 @@ from services.api.problems import ERROR_RESPONSES, conflict, not_found
 from services.api.queries import devices as queries
 from services.api.queries.scope import visible_events
 from services.api.read_route import OneTripRead, one_statement
-from services.api.responses import json_body
+from services.api.responses import json_body, page_body
 from services.eventstore import StoredEvent
 
 # The reads that return their own ``Response`` take one trip through the thread pool.
@@ -70,12 +70,12 @@ def list_devices(  # noqa: PLR0913, PLR0917 - one query parameter each
     """Devices in serial order, filtered by clinic, status and firmware version, and by
     `q`: the start of the device id (any case) or of its enrolled serial."""
     after = decode_cursor(cursor, (str,))
-    rows = queries.list_devices(
+    items = queries.list_devices(
         db, who, clinic_id=clinic_id, status=status, firmware=firmware,
         after=None if after is None else after[0], limit=limit, q=q,
     )  # fmt: skip
-    following = next_cursor(rows, limit, lambda row: [row.device_id])
-    return json_body(Page(items=rows[:limit], next_cursor=following))
+    following = next_cursor(items, limit, lambda item: [item["device_id"]])
+    return page_body(items[:limit], following)
 
 
 def _device_by_token(
