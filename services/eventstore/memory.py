@@ -63,6 +63,17 @@ class _Stream:
         return (event.seq for event in self.events[start:])
 
 
+@dataclass(slots=True)
+class _Saved:
+    """The store as it was before a call that must land whole or not at all."""
+
+    events: int
+    streams: dict[str, list[StoredEvent]]
+    held: dict[str, dict[tuple[int, str], EventRow]]
+    dead_letters: int
+    appends: int
+
+
 class InMemoryEventStore:
     """The event store in dicts and lists, safe to share between threads."""
 
@@ -103,11 +114,54 @@ class InMemoryEventStore:
     ) -> SealedEvent | None:
         received = _utc(received_at or datetime.now(UTC))
         with self._lock:
-            stream = self._streams.get(stream_id)
-            events = next_events(build(stream.events[-1] if stream and stream.events else None))
-            if events:
-                self._append_in(events, (), received)
-            return events[-1] if events else None
+            return self._append_next_in(stream_id, build, received)
+
+    def append_with_next(
+        self,
+        events: Sequence[SealedEvent],
+        nexts: Sequence[tuple[str, NextEvent]],
+        *,
+        received_at: datetime | None = None,
+    ) -> tuple[AppendResult, list[SealedEvent | None]]:
+        received = _utc(received_at or datetime.now(UTC))
+        with self._lock:
+            # All or nothing, as one transaction is elsewhere: a builder that raises
+            # leaves the streams as they were before the call.
+            saved = self._saved()
+            try:
+                result = self._append_in(events, (), received) if events else AppendResult.empty()
+                built = [self._append_next_in(stream_id, build, received)
+                         for stream_id, build in nexts]  # fmt: skip
+            except BaseException:
+                self._restore(saved)
+                raise
+            return result, built
+
+    def _saved(self) -> _Saved:
+        return _Saved(
+            len(self._events),
+            {stream_id: list(stream.events) for stream_id, stream in self._streams.items()},
+            {stream_id: dict(rows) for stream_id, rows in self._held.items()},
+            len(self._dead_letters),
+            self._appends,
+        )
+
+    def _restore(self, saved: _Saved) -> None:
+        """Back to ``saved``: what appends without seals change, undone."""
+        del self._events[saved.events :]
+        self._streams = {stream_id: _Stream(events) for stream_id, events in saved.streams.items()}
+        self._held = saved.held
+        del self._dead_letters[saved.dead_letters :]
+        self._appends = saved.appends
+
+    def _append_next_in(
+        self, stream_id: str, build: NextEvent, received: datetime
+    ) -> SealedEvent | None:
+        stream = self._streams.get(stream_id)
+        events = next_events(build(stream.events[-1] if stream and stream.events else None))
+        if events:
+            self._append_in(events, (), received)
+        return events[-1] if events else None
 
     def _append_in(
         self,

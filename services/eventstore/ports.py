@@ -250,6 +250,24 @@ class EventLog(Protocol):
         """
         ...
 
+    def append_with_next(
+        self,
+        events: Sequence[SealedEvent],
+        nexts: Sequence[tuple[str, "NextEvent"]],
+        *,
+        received_at: datetime | None = None,
+    ) -> tuple[AppendResult, list[SealedEvent | None]]:
+        """``append(events)`` and then, for each ``(stream_id, build)`` in order,
+        ``append_next(stream_id, build)``, all in one transaction: the events and
+        every built one land together or none of them does.  A builder sees what the
+        call appended before it (a stream named twice, the second builder sees the
+        first one's event).  Returns the events' result and, for each builder, the
+        last event it built (``None``: it declined).
+
+        A projector step's alert events (those raised, escalated and resolved) take
+        one commit instead of one each: the step's latency is mostly such waits."""
+        ...
+
     def read(self, after: Cursor, limit: int = 1000) -> list[StoredEvent]:
         """Events after ``after`` in global order, at most ``limit``."""
         ...

@@ -113,6 +113,11 @@ _READ_STREAM: Final = sql.SQL(
 _READ_HEAD: Final = sql.SQL(
     "SELECT {columns} FROM events WHERE stream_id = %s ORDER BY seq DESC LIMIT 1"
 ).format(columns=_EVENT_COLUMNS)
+_READ_HEADS: Final = sql.SQL(
+    "SELECT head.* FROM unnest(%s::text[]) AS wanted(stream_id) CROSS JOIN LATERAL ("
+    "SELECT {columns} FROM events WHERE events.stream_id = wanted.stream_id "
+    "ORDER BY seq DESC LIMIT 1) AS head"
+).format(columns=_EVENT_COLUMNS)
 _LOCK_STREAMS: Final = (
     "SELECT pg_advisory_xact_lock(k) "
     "FROM unnest(%s::bigint[]) WITH ORDINALITY AS t(k, n) ORDER BY n"
@@ -256,6 +261,37 @@ class PostgresEventStore(PortableQueries):
             if events:
                 self._append_in(cursor, events, (), received)
             return events[-1] if events else None
+
+    @POSTGRES_ERRORS
+    def append_with_next(
+        self,
+        events: Sequence[SealedEvent],
+        nexts: Sequence[tuple[str, NextEvent]],
+        *,
+        received_at: datetime | None = None,
+    ) -> tuple[AppendResult, list[SealedEvent | None]]:
+        received = received_at or datetime.now(UTC)
+        with self._connection.transaction(), self._connection.cursor() as cursor:
+            if nexts:
+                # Every stream's lock at once, in the order every append takes them,
+                # so two such calls never wait for each other in a cycle.
+                streams = {event.stream_id for event in events} | {s for s, _ in nexts}
+                cursor.execute(_LOCK_STREAMS, (sorted(_lock_key(s) for s in streams),))
+            result = (
+                self._append_in(cursor, events, (), received) if events else AppendResult.empty()
+            )
+            built: list[SealedEvent | None] = []
+            for turn in _turns(nexts):
+                # One read for the heads of a turn's streams, each named once in it: a
+                # stream named again waits for the next turn, after this one's append.
+                cursor.execute(_READ_HEADS, ([stream_id for stream_id, _ in turn],))
+                heads = {row[2]: _stored_event(row) for row in cursor.fetchall()}
+                made = [next_events(build(heads.get(stream_id))) for stream_id, build in turn]
+                built.extend(events_made[-1] if events_made else None for events_made in made)
+                joined = [event for events_made in made for event in events_made]
+                if joined:
+                    self._append_in(cursor, joined, (), received)
+            return result, built
 
     def _append_in(
         self,
@@ -610,6 +646,20 @@ def _held_row(row: tuple[Any, ...]) -> EventRow:
         prev_hash=prev_hash,
         body=bytes(body),
     )
+
+
+def _turns(nexts: Sequence[tuple[str, NextEvent]]) -> list[list[tuple[str, NextEvent]]]:
+    """``nexts`` in order, cut where a stream comes again (its head is then what the
+    turn before appended)."""
+    turns: list[list[tuple[str, NextEvent]]] = []
+    named: set[str] = set()
+    for stream_id, build in nexts:
+        if not turns or stream_id in named:
+            turns.append([])
+            named = set()
+        turns[-1].append((stream_id, build))
+        named.add(stream_id)
+    return turns
 
 
 def _lock_key(stream_id: str) -> int:

@@ -124,15 +124,39 @@ class SqliteEventStore(PortableQueries):
     ) -> SealedEvent | None:
         received = received_at or datetime.now(UTC)
         with self._write() as connection:  # BEGIN IMMEDIATE: no other writer until COMMIT
-            head = connection.execute(
-                f"SELECT {_EVENT_COLUMNS} FROM events WHERE stream_id = ? "  # noqa: S608
-                "ORDER BY seq DESC LIMIT 1",
-                (stream_id,),
-            ).fetchone()
-            events = next_events(build(None if head is None else _stored_event(head)))
-            if events:
+            return self._append_next_in(connection, stream_id, build, received)
+
+    @SQLITE_ERRORS
+    def append_with_next(
+        self,
+        events: Sequence[SealedEvent],
+        nexts: Sequence[tuple[str, NextEvent]],
+        *,
+        received_at: datetime | None = None,
+    ) -> tuple[AppendResult, list[SealedEvent | None]]:
+        received = received_at or datetime.now(UTC)
+        with self._write() as connection:
+            result = (
                 self._append_in(connection, events, (), received)
-            return events[-1] if events else None
+                if events
+                else AppendResult.empty()
+            )
+            built = [self._append_next_in(connection, stream_id, build, received)
+                     for stream_id, build in nexts]  # fmt: skip
+            return result, built
+
+    def _append_next_in(
+        self, connection: sqlite3.Connection, stream_id: str, build: NextEvent, received: datetime
+    ) -> SealedEvent | None:
+        head = connection.execute(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE stream_id = ? "  # noqa: S608
+            "ORDER BY seq DESC LIMIT 1",
+            (stream_id,),
+        ).fetchone()
+        events = next_events(build(None if head is None else _stored_event(head)))
+        if events:
+            self._append_in(connection, events, (), received)
+        return events[-1] if events else None
 
     def _append_in(
         self,

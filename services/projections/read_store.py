@@ -7,7 +7,8 @@ the work is in the fold.
 """
 
 import pickle
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -86,12 +87,24 @@ class ReadModelStore:
         with self.engine.connect() as connection:
             return load_checkpoint(connection, name)
 
-    def projections(self, device_ids: Iterable[str]) -> dict[str, DeviceProjection]:
+    @contextmanager
+    def _reading(self, connection: Connection | None) -> Iterator[Connection]:
+        """``connection`` if given (a batch reads through the one it commits with:
+        each checkout is a ping and a wait), else one of the pool's for this read."""
+        if connection is not None:
+            yield connection
+            return
+        with self.engine.connect() as own:
+            yield own
+
+    def projections(
+        self, device_ids: Iterable[str], connection: Connection | None = None
+    ) -> dict[str, DeviceProjection]:
         """The saved folds of these devices (absent: never seen, or saved by an older
         format, which the caller refolds from the stream)."""
         devices = self.tables.devices
-        with self.engine.connect() as connection:
-            rows = connection.execute(
+        with self._reading(connection) as reading:
+            rows = reading.execute(
                 select(devices.c.device_id, devices.c.snapshot).where(
                     devices.c.device_id.in_(list(device_ids))
                 )
@@ -115,10 +128,12 @@ class ReadModelStore:
             )
             return [row[0] for row in rows]
 
-    def registry(self, device_ids: Iterable[str]) -> dict[str, RegistryEntry]:
+    def registry(
+        self, device_ids: Iterable[str], connection: Connection | None = None
+    ) -> dict[str, RegistryEntry]:
         table = self.tables.registry
-        with self.engine.connect() as connection:
-            rows = connection.execute(
+        with self._reading(connection) as reading:
+            rows = reading.execute(
                 select(
                     table.c.device_id, table.c.clinic_id, table.c.model, table.c.registered,
                     table.c.serial,
@@ -128,11 +143,13 @@ class ReadModelStore:
                 row[0]: RegistryEntry(row[0], row[1], row[2], bool(row[3]), row[4]) for row in rows
             }
 
-    def custody(self, device_ids: Iterable[str]) -> dict[str, Custody]:
+    def custody(
+        self, device_ids: Iterable[str], connection: Connection | None = None
+    ) -> dict[str, Custody]:
         """The custody intervals of these devices (absent: never assigned)."""
         table = self.tables.custody
-        with self.engine.connect() as connection:
-            rows = connection.execute(
+        with self._reading(connection) as reading:
+            rows = reading.execute(
                 select(table)
                 .where(table.c.device_id.in_(list(device_ids)))
                 .order_by(table.c.device_id, table.c.assigned_seq)
@@ -157,6 +174,26 @@ class ReadModelStore:
             if also is not None:
                 also(connection)
             save_checkpoint(connection, checkpoint_name, cursor)
+
+    @contextmanager
+    def pipelined(self, connection: Connection) -> Iterator[None]:
+        """Writes executed inside go to PostgreSQL without waiting for each one's answer
+        (psycopg's pipeline mode): a batch's rows, decisions and checkpoint take one
+        round trip instead of one a table, each a wait for the interpreter lock behind
+        the process's other threads.  An error is raised by the time this is left, as
+        SQLAlchemy's own (a broken connection is then an ``OperationalError``, which the
+        projector waits out, as when SQLAlchemy meets it)."""
+        if self.backend is not Backend.POSTGRES:
+            yield
+            return
+        dialect = connection.dialect
+        try:
+            with connection.connection.driver_connection.pipeline():  # type: ignore[union-attr]
+                yield
+        except dialect.loaded_dbapi.Error as error:
+            raise sqlalchemy.exc.DBAPIError.instance(
+                None, None, error, dialect.loaded_dbapi.Error, dialect=dialect
+            ) from error
 
     def write(self, connection: Connection, update: ReadModelUpdate) -> None:
         tables = self.tables

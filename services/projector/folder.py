@@ -65,6 +65,18 @@ class Folder:
         self.custody: dict[str, Custody] = {}
         self.alert_rows = AlertRows()
 
+    def load_with(
+        self,
+        load_projections: Callable[[Iterable[str]], dict[str, DeviceProjection]],
+        load_registry: Callable[[Iterable[str]], dict[str, RegistryEntry]],
+        load_custody: Callable[[Iterable[str]], dict[str, Custody]],
+    ) -> None:
+        """Load what this folder does not hold yet through these from now on (each of
+        a projector's batches reads through the connection it commits with)."""
+        self._load_projections = load_projections
+        self._load_registry = load_registry
+        self._load_custody = load_custody
+
     def fold(
         self, stored: Sequence[Stored], *, device_rows: bool = True, open_sessions: bool = True
     ) -> ReadModelUpdate:

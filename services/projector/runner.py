@@ -38,6 +38,7 @@ from services.collector import collect_rarely
 from services.eventstore import (
     Cursor,
     EventStore,
+    NextEvent,
     StoredEvent,
     StoreUnavailableError,
     load_checkpoint,
@@ -98,10 +99,11 @@ class Projector:
     """The live projector: reads after its checkpoint, folds, lets the alert engine
     judge each fold, appends the alert events, commits, repeats.
 
-    Alert events are appended before the batch's commit.  A crash in between folds
-    the batch again after the restart, and the engine decides the very same alert
-    events (they are built from the events, not the clock), which the store then
-    recognises as duplicates.
+    A batch's alert events are appended, all in one transaction of the event store,
+    before the batch's commit.  A crash in between folds the batch again after the
+    restart, and the engine decides the very same alert events (they are built from
+    the events, not the clock), which the store then recognises as duplicates (an
+    escalation or resolution already at the stream's head is not built again).
     """
 
     def __init__(
@@ -132,10 +134,11 @@ class Projector:
         """Fold the next batch; how many events it held (0: caught up).
 
         One connection of the read models' pool serves the whole batch: the checkpoint
-        read, the alert book and the policies, then the rows, the decisions and the
-        checkpoint committed together.  Each pool checkout is a ping and each round
-        trip a wait for the interpreter lock behind the process's other threads, and
-        a probe's latency is a whole batch of them."""
+        read, the alert book and the policies, the saved folds of devices not held yet,
+        then the rows, the decisions and the checkpoint (sent together, on PostgreSQL)
+        committed together.  Each pool checkout is a ping and each round trip a wait
+        for the interpreter lock behind the process's other threads, and a probe's
+        latency is a whole batch of them."""
         with self.read_models.engine.connect() as connection:
             cursor = load_checkpoint(connection, self.name)
             stored = self.events.read(cursor, self.batch_size)
@@ -159,36 +162,42 @@ class Projector:
         book = {} if kept is None else kept.book
         devices = {event.device_id for event in stored}
         engine = self._engine(devices, book, connection) if self.alerts else None
-        folder = self._folder(kept)
+        folder = self._folder(kept, connection)
         folder.engine = engine
         update = folder.fold(stored)
         if engine is not None:
             self._append_alert_events(engine.decisions)
-        self.read_models.write(connection, update)
-        if engine is not None:
-            alert_store.save_decisions(connection, engine.decisions)
-        save_checkpoint(connection, self.name, stored[-1].cursor)
+        with self.read_models.pipelined(connection):
+            self.read_models.write(connection, update)
+            if engine is not None:
+                alert_store.save_decisions(connection, engine.decisions)
+            save_checkpoint(connection, self.name, stored[-1].cursor)
         connection.commit()
         if len(folder.projections) <= _KEEP_FOLDS_UP_TO:
             if engine is not None:
                 book.update(engine.book)  # the devices' conditions as just committed
             self._kept = _Kept(stored[-1].cursor, folder, book)
 
-    def _folder(self, kept: "_Kept | None") -> Folder:
+    def _folder(self, kept: "_Kept | None", connection: Connection) -> Folder:
         """The folds this projector committed last, while the checkpoint is still that
         commit's (``kept``): then they are exactly what the read tables hold, and
         loading (and unpickling) each device's snapshot again every batch is wasted.
         Any other checkpoint means someone else moved it (a replay swapped the tables
         in, another projector folded): the folds are loaded afresh from the tables.
         The alert rows' memory starts afresh every batch either way, as the live
-        projector's always did (``services.projector.alert_rows``)."""
-        if kept is not None:
-            kept.folder.alert_rows = AlertRows()
-            return kept.folder
-        return Folder(
-            self.read_models.projections, self.read_models.registry,
-            load_custody=self.read_models.custody,
-        )  # fmt: skip
+        projector's always did (``services.projector.alert_rows``).  Devices not held
+        yet are loaded through the batch's own ``connection``: under load most batches
+        bring some, and a checkout each (three for their folds, registry entries and
+        custody) was three more transactions a batch."""
+        read_models = self.read_models
+        projections = partial(read_models.projections, connection=connection)
+        registry = partial(read_models.registry, connection=connection)
+        custody = partial(read_models.custody, connection=connection)
+        if kept is None:
+            return Folder(projections, registry, load_custody=custody)
+        kept.folder.alert_rows = AlertRows()
+        kept.folder.load_with(projections, registry, custody)
+        return kept.folder
 
     def tick(self) -> None:
         """Clock-driven rules (silence during a session, gaps past their grace) and the
@@ -308,21 +317,23 @@ class Projector:
         return AlertEngine(book, self._policies[1])
 
     def _append_alert_events(self, decisions: AlertDecisions) -> None:
-        if decisions.raised:
-            appended = self.events.append(decisions.raised).appended
-            metrics.ALERT_EVENTS.labels("alert.raised").inc(appended)
-        for escalation in decisions.escalated:
-            climbed = self.events.append_next(
-                alert_stream(escalation.alert_id), partial(_escalation_after, escalation)
-            )
-            if climbed is not None:
-                metrics.ALERT_EVENTS.labels("alert.escalated").inc()
-        for resolution in decisions.resolved:
-            resolved = self.events.append_next(
-                alert_stream(resolution.alert_id), partial(_resolution_after, resolution)
-            )
-            if resolved is not None:
-                metrics.ALERT_EVENTS.labels("alert.resolved").inc()
+        """The raised alerts, then the escalations and resolutions each after its
+        stream's newest event, in one transaction: one commit a batch, not one each
+        (each commit is a wait for the disk that a probe's alert sits behind)."""
+        nexts: list[tuple[str, NextEvent]] = [
+            *((alert_stream(escalation.alert_id), partial(_escalation_after, escalation))
+              for escalation in decisions.escalated),
+            *((alert_stream(resolution.alert_id), partial(_resolution_after, resolution))
+              for resolution in decisions.resolved),
+        ]  # fmt: skip
+        if not decisions.raised and not nexts:
+            return
+        raised, built = self.events.append_with_next(decisions.raised, nexts)
+        metrics.ALERT_EVENTS.labels("alert.raised").inc(raised.appended)
+        escalations = len(decisions.escalated)
+        for kind, appended in (("alert.escalated", built[:escalations]),
+                               ("alert.resolved", built[escalations:])):  # fmt: skip
+            metrics.ALERT_EVENTS.labels(kind).inc(sum(event is not None for event in appended))
 
 
 @dataclass(slots=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from schemas import GENESIS_HASH, Heartbeat, SealedEvent, decode_event_batch
 from services.api import Role, create_token
@@ -130,10 +130,12 @@ def test_a_projector_keeps_its_folds_between_its_own_batches(
     loaded: list[str] = []
     load = read_models.projections
 
-    def counted(device_ids: Iterable[str]) -> dict[str, DeviceProjection]:
+    def counted(
+        device_ids: Iterable[str], connection: Connection | None = None
+    ) -> dict[str, DeviceProjection]:
         wanted = list(device_ids)
         loaded.extend(wanted)
-        return load(wanted)
+        return load(wanted, connection)
 
     read_models.projections = counted  # type: ignore[method-assign]
     projector = Projector(store, read_models, batch_size=3)
@@ -382,10 +384,12 @@ def test_the_clock_looks_at_the_projectors_own_folds_with_one_heartbeat_read(
     loaded: list[str] = []
     load = read_models.projections
 
-    def counted(device_ids: Iterable[str]) -> dict[str, DeviceProjection]:
+    def counted(
+        device_ids: Iterable[str], connection: Connection | None = None
+    ) -> dict[str, DeviceProjection]:
         wanted = list(device_ids)
         loaded.extend(wanted)
-        return load(wanted)
+        return load(wanted, connection)
 
     read_models.projections = counted  # type: ignore[method-assign]
     reads: list[str] = []

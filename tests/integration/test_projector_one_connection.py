@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy.exc
 from sqlalchemy import event, select
 
 from services.alerts import store as alert_store
-from services.eventstore import Cursor, EventStore, load_checkpoint
+from services.eventstore import Cursor, EventStore, load_checkpoint, save_checkpoint
 from services.projections.read_store import ReadModelStore
 from services.projector import PROJECTOR, Projector
 from tests.integration.test_projector import _append_vectors, _assert_expected
@@ -82,4 +83,48 @@ def test_a_projector_stopped_after_its_alert_events_loses_and_duplicates_nothing
         ("HP-000013", "session_count_mismatch", "open"),
     ]
     restarted.read_models.close()
+    read_models.close()
+
+
+def test_devices_new_to_a_batch_are_loaded_through_its_own_connection(
+    store: EventStore, store_url: str
+) -> None:
+    """A batch that brings devices the projector does not hold yet reads their folds,
+    registry entries and custody through the one connection it commits with."""
+    store.append(device_stream("HP-000001", 5))
+    read_models = ReadModelStore(store_url)
+    checkouts: list[int] = []
+
+    def counted(*_: Any) -> None:
+        checkouts.append(1)
+
+    projector = Projector(store, read_models, batch_size=5)
+    event.listen(read_models.engine, "checkout", counted)
+    assert projector.step() == 5  # the first batch: no fold held
+    store.append(device_stream("HP-000002", 5))
+    assert projector.step() == 5  # a device new beside the ones held
+    assert len(checkouts) == 2
+    read_models.close()
+
+
+def _checkpoint_and_a_refused_row(read_models: ReadModelStore) -> None:
+    """A checkpoint and then a row PostgreSQL refuses, pipelined: the refusal is read
+    only when the pipeline ends."""
+    with read_models.engine.connect() as connection:
+        with read_models.pipelined(connection):
+            save_checkpoint(connection, PROJECTOR, Cursor(1, 1))
+            connection.execute(
+                read_models.tables.registry.insert().values(device_id=None, registered=False)
+            )
+        connection.commit()
+
+
+def test_a_pipelined_write_fails_as_sqlalchemy_and_commits_nothing(postgres_url: str) -> None:
+    """A batch's writes go to PostgreSQL without waiting for each answer: one refused
+    is raised as SQLAlchemy's error (as every other statement's, so the projector
+    tells a database away from a fault as before) and nothing of the batch is stored."""
+    read_models = ReadModelStore(postgres_url)
+    with pytest.raises(sqlalchemy.exc.IntegrityError):
+        _checkpoint_and_a_refused_row(read_models)
+    assert _checkpoint(read_models) == Cursor.START
     read_models.close()
