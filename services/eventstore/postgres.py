@@ -110,9 +110,6 @@ _READ_STREAM: Final = sql.SQL(
     "SELECT {columns} FROM events WHERE stream_id = %s AND seq BETWEEN %s AND %s "
     "ORDER BY seq LIMIT %s"
 ).format(columns=_EVENT_COLUMNS)
-_READ_HEAD: Final = sql.SQL(
-    "SELECT {columns} FROM events WHERE stream_id = %s ORDER BY seq DESC LIMIT 1"
-).format(columns=_EVENT_COLUMNS)
 _READ_HEADS: Final = sql.SQL(
     "SELECT head.* FROM unnest(%s::text[]) AS wanted(stream_id) CROSS JOIN LATERAL ("
     "SELECT {columns} FROM events WHERE events.stream_id = wanted.stream_id "
@@ -251,16 +248,9 @@ class PostgresEventStore(PortableQueries):
     def append_next(
         self, stream_id: str, build: NextEvent, *, received_at: datetime | None = None
     ) -> SealedEvent | None:
-        received = received_at or datetime.now(UTC)
-        with self._connection.transaction(), self._connection.cursor() as cursor:
-            # The stream's lock, held to COMMIT, is what every append of the stream takes.
-            cursor.execute(_LOCK_STREAMS, ([_lock_key(stream_id)],))
-            cursor.execute(_READ_HEAD, (stream_id,))
-            head = cursor.fetchone()
-            events = next_events(build(None if head is None else _stored_event(head)))
-            if events:
-                self._append_in(cursor, events, (), received)
-            return events[-1] if events else None
+        # The stream's lock, held to COMMIT, is what every append of the stream takes.
+        _, (built,) = self.append_with_next((), [(stream_id, build)], received_at=received_at)
+        return built
 
     @POSTGRES_ERRORS
     def append_with_next(
@@ -285,7 +275,7 @@ class PostgresEventStore(PortableQueries):
                 # One read for the heads of a turn's streams, each named once in it: a
                 # stream named again waits for the next turn, after this one's append.
                 cursor.execute(_READ_HEADS, ([stream_id for stream_id, _ in turn],))
-                heads = {row[2]: _stored_event(row) for row in cursor.fetchall()}
+                heads = {head.stream_id: head for head in map(_stored_event, cursor.fetchall())}
                 made = [next_events(build(heads.get(stream_id))) for stream_id, build in turn]
                 built.extend(events_made[-1] if events_made else None for events_made in made)
                 joined = [event for events_made in made for event in events_made]
